@@ -1,0 +1,85 @@
+"""jitloops kernels: the course's neural-network math as explicit loops,
+vectorized NumPy, and the same loops compiled by Numba.
+
+    import kernels
+    ops = kernels.get_backend("parallel")
+    Z, A = ops.linear_activation_forward(A_prev, W, b, "relu")
+
+Backends (``kernels.BACKENDS``):
+    "python"    kernels/loops.py run by the interpreter
+    "numpy"     kernels/vectorized.py, the reference
+    "numba"     kernels/loops.py compiled with @njit
+    "parallel"  kernels/loops.py compiled with @njit(parallel=True) (prange on all cores)
+    "cuda"      numba.cuda kernels on an NVIDIA GPU
+
+Importing this package compiles nothing; a backend's kernels are compiled (or
+loaded from Numba's cache) the first time they run for a dtype.
+"""
+
+from .backend import Ops
+from .loops import ACTIVATION_CODES
+
+__all__ = ["BACKENDS", "ACTIVATIONS", "Ops", "BackendUnavailableError",
+           "get_backend", "available_backends", "unavailable_reason"]
+
+BACKENDS = ("python", "numpy", "numba", "parallel", "cuda")
+ACTIVATIONS = tuple(ACTIVATION_CODES)
+
+_DESCRIPTIONS = {
+    "python": "explicit loops, interpreted",
+    "numpy": "vectorized NumPy (the reference)",
+    "numba": "explicit loops compiled by Numba, one core",
+    "parallel": "explicit loops compiled by Numba with prange, all cores",
+    "cuda": "numba.cuda kernels on the GPU",
+}
+
+_cache = {}
+
+
+class BackendUnavailableError(RuntimeError):
+    """The backend exists but cannot run here; the message says why and how to fix it."""
+
+
+def _make(name):
+    if name == "python":
+        from . import loops
+        return Ops(name, loops, _DESCRIPTIONS[name])
+    if name == "numpy":
+        from . import vectorized
+        return Ops(name, vectorized, _DESCRIPTIONS[name])
+    if name in ("numba", "parallel"):
+        from . import cpu
+        kernels = cpu.numba_kernels if name == "numba" else cpu.parallel_kernels
+        return Ops(name, kernels, _DESCRIPTIONS[name])
+    # name == "cuda"
+    raise BackendUnavailableError(
+        "backend 'cuda' is not available yet: the numba.cuda kernels are not part of this "
+        "version of jitloops (they are planned); use 'parallel' or 'numba' meanwhile"
+    )
+
+
+def get_backend(name):
+    """The ``Ops`` of backend ``name`` (one of ``BACKENDS``).
+
+    Raises ValueError for an unknown name and BackendUnavailableError (a
+    RuntimeError) for a backend that cannot run on this machine, saying why.
+    """
+    if not isinstance(name, str) or name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
+    if name not in _cache:
+        _cache[name] = _make(name)
+    return _cache[name]
+
+
+def unavailable_reason(name):
+    """None if backend ``name`` can run here, else the reason it cannot."""
+    try:
+        get_backend(name)
+    except BackendUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+def available_backends():
+    """The backends that can run on this machine, in ``BACKENDS`` order."""
+    return tuple(n for n in BACKENDS if unavailable_reason(n) is None)

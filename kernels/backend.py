@@ -1,0 +1,255 @@
+"""The op API, the same on every backend: checks, allocation, then a kernel.
+
+``Ops`` wraps a namespace of raw kernels (``kernels.loops``, the compiled
+variants in ``kernels.cpu``, or ``kernels.vectorized``) whose signatures are
+outputs first, then inputs. Each public op validates its inputs
+(``kernels.checks``), allocates its outputs unless ``out=`` is given, and calls
+the kernel. ``ops.kernels`` exposes the raw, unchecked kernels for callers that
+have validated their inputs already (the model layer).
+
+Shapes in the course's notation: A_prev (n[l-1], m), W (n[l], n[l-1]),
+b (n[l], 1), Z, A, dZ, dA (n[l], m), AL, Y (1, m).
+"""
+
+import numpy as np
+
+from . import checks
+
+_A_PREV = "(n[l-1], m)"
+_W = "(n[l], n[l-1])"
+_B = "(n[l], 1)"
+_Z = "(n[l], m)"
+_AL = "(1, m)"
+
+
+class Ops:
+    """The ops of one backend. Get one with ``kernels.get_backend(name)``."""
+
+    def __init__(self, name, kernels, description=""):
+        self.name = name
+        self.kernels = kernels
+        self.description = description
+
+    def __repr__(self):
+        return f"<jitloops backend {self.name!r}: {self.description}>"
+
+    # Hooks a device backend overrides (CUDA arrays instead of NumPy ones).
+    def _array(self, x, name, ndim, shape_text):
+        return checks.float_array(x, name, ndim, shape_text)
+
+    def _empty(self, shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    def _out(self, out, name, shape, dtype, inputs, elementwise=False):
+        if out is None:
+            return self._empty(shape, dtype)
+        checks.out_array(out, name, shape, dtype)
+        checks.no_overlap(out, name, inputs, elementwise)
+        return out
+
+    def _outs(self, outs, names, shapes, dtype, inputs):
+        arrays = []
+        for o, n, s in zip(outs, names, shapes):
+            arrays.append(self._out(o, n, s, dtype, inputs))
+        for i in range(len(arrays)):  # the outputs must not overlap each other either
+            checks.no_overlap(arrays[i], names[i], dict(zip(names[i + 1:], arrays[i + 1:])))
+        return arrays
+
+    # ---------------------------------------------------------------- shapes
+    def _linear_inputs(self, op, A_prev, W, b):
+        A_prev = self._array(A_prev, "A_prev", 2, _A_PREV)
+        W = self._array(W, "W", 2, _W)
+        b = self._array(b, "b", 2, _B)
+        dtype = checks.same_dtype(op, dict(A_prev=A_prev, W=W, b=b))
+        n, k = W.shape
+        checks.shape_rule(
+            A_prev.shape[0] == k,
+            f"W has shape {W.shape} but A_prev has {A_prev.shape[0]} rows; "
+            f"W must be {_W} and A_prev {_A_PREV}, so A_prev needs {k} rows "
+            f"(examples are columns: did you pass A_prev.T?)",
+        )
+        checks.shape_rule(
+            b.shape == (n, 1),
+            f"b has shape {b.shape} but W has shape {W.shape}; b must be {_B} = ({n}, 1)",
+        )
+        return A_prev, W, b, dtype
+
+    def _backward_inputs(self, op, dZ, A_prev, W, dZ_name="dZ"):
+        A_prev = self._array(A_prev, "A_prev", 2, _A_PREV)
+        W = self._array(W, "W", 2, _W)
+        dtype = checks.same_dtype(op, {dZ_name: dZ, "A_prev": A_prev, "W": W})
+        n, k = W.shape
+        checks.shape_rule(
+            dZ.shape[0] == n,
+            f"{dZ_name} has shape {dZ.shape} but W has shape {W.shape}; "
+            f"{dZ_name} must be {_Z} with n[l] = {n} rows",
+        )
+        checks.shape_rule(
+            A_prev.shape == (k, dZ.shape[1]),
+            f"A_prev has shape {A_prev.shape} but W has shape {W.shape} and {dZ_name} {dZ.shape}; "
+            f"A_prev must be {_A_PREV} = ({k}, {dZ.shape[1]})",
+        )
+        return A_prev, W, dtype
+
+    def _cost_inputs(self, op, AL, Y):
+        AL = self._array(AL, "AL", 2, _AL)
+        Y = self._array(Y, "Y", 2, _AL)
+        checks.same_dtype(op, dict(AL=AL, Y=Y))
+        checks.shape_rule(
+            AL.shape[0] == 1 and AL.shape[1] >= 1,
+            f"AL must be {_AL} with at least one example, got shape {AL.shape}",
+        )
+        checks.shape_rule(
+            Y.shape == AL.shape,
+            f"Y has shape {Y.shape} but AL has shape {AL.shape}; both must be {_AL}",
+        )
+        return AL, Y, float(np.finfo(AL.dtype).eps)
+
+    # ------------------------------------------------------------------- ops
+    def linear_forward(self, A_prev, W, b, *, out=None):
+        """Z = W A_prev + b. A_prev (n[l-1], m), W (n[l], n[l-1]), b (n[l], 1) -> Z (n[l], m)."""
+        A_prev, W, b, dtype = self._linear_inputs("linear_forward", A_prev, W, b)
+        Z = self._out(out, "out", (W.shape[0], A_prev.shape[1]), dtype, dict(A_prev=A_prev, W=W, b=b))
+        self.kernels.linear_forward(Z, A_prev, W, b)
+        return Z
+
+    def activation_forward(self, Z, activation, *, out=None):
+        """A = g(Z) elementwise; Z (n[l], m) -> A (n[l], m). ``out`` may be Z itself."""
+        act = checks.activation_code(activation)
+        Z = self._array(Z, "Z", 2, _Z)
+        A = self._out(out, "out", Z.shape, Z.dtype, dict(Z=Z), elementwise=True)
+        self.kernels.activation_forward(A, Z, act)
+        return A
+
+    def linear_activation_forward(self, A_prev, W, b, activation, *, out=None):
+        """Z = W A_prev + b and A = g(Z), fused in one pass. Returns (Z, A), each (n[l], m)."""
+        act = checks.activation_code(activation)
+        A_prev, W, b, dtype = self._linear_inputs("linear_activation_forward", A_prev, W, b)
+        shape = (W.shape[0], A_prev.shape[1])
+        outs = (None, None) if out is None else checks.out_tuple(out, ("Z", "A"), "(Z, A) of two arrays")
+        Z, A = self._outs(outs, ("out[0] (Z)", "out[1] (A)"), (shape, shape), dtype,
+                          dict(A_prev=A_prev, W=W, b=b))
+        self.kernels.linear_activation_forward(Z, A, A_prev, W, b, act)
+        return Z, A
+
+    def activation_backward(self, dA, Z, activation, *, out=None):
+        """dZ = dA * g'(Z); dA, Z (n[l], m) -> dZ (n[l], m). g'(0) = 1 for relu/leaky_relu."""
+        act = checks.activation_code(activation)
+        dA = self._array(dA, "dA", 2, _Z)
+        Z = self._array(Z, "Z", 2, _Z)
+        checks.same_dtype("activation_backward", dict(dA=dA, Z=Z))
+        checks.shape_rule(dA.shape == Z.shape,
+                          f"dA has shape {dA.shape} but Z has shape {Z.shape}; both must be {_Z}")
+        dZ = self._out(out, "out", Z.shape, Z.dtype, dict(dA=dA, Z=Z), elementwise=True)
+        self.kernels.activation_backward(dZ, dA, Z, act)
+        return dZ
+
+    def linear_backward(self, dZ, A_prev, W, *, out=None):
+        """dA_prev = W^T dZ, dW = (1/m) dZ A_prev^T, db = (1/m) sum(dZ, axis=1).
+
+        dZ (n[l], m), A_prev (n[l-1], m), W (n[l], n[l-1]) -> (dA_prev, dW, db).
+        """
+        dZ = self._array(dZ, "dZ", 2, _Z)
+        A_prev, W, dtype = self._backward_inputs("linear_backward", dZ, A_prev, W)
+        n, k = W.shape
+        outs = (None,) * 3 if out is None else checks.out_tuple(out, "123", "(dA_prev, dW, db) of three arrays")
+        dA_prev, dW, db = self._outs(
+            outs, ("out[0] (dA_prev)", "out[1] (dW)", "out[2] (db)"),
+            ((k, dZ.shape[1]), (n, k), (n, 1)), dtype, dict(dZ=dZ, A_prev=A_prev, W=W))
+        self.kernels.linear_backward(dA_prev, dW, db, dZ, A_prev, W)
+        return dA_prev, dW, db
+
+    def linear_activation_backward(self, dA, Z, A_prev, W, activation, *, out=None):
+        """dZ = dA * g'(Z), then linear_backward, fused. Returns (dA_prev, dW, db).
+
+        dA, Z (n[l], m), A_prev (n[l-1], m), W (n[l], n[l-1]). The op needs dZ
+        (n[l], m) as working memory: pass ``out=(dA_prev, dW, db, dZ)`` to allocate
+        nothing (dZ is then also filled in); ``out=(dA_prev, dW, db)`` allocates dZ.
+        """
+        act = checks.activation_code(activation)
+        dA = self._array(dA, "dA", 2, _Z)
+        Z = self._array(Z, "Z", 2, _Z)
+        checks.shape_rule(dA.shape == Z.shape,
+                          f"dA has shape {dA.shape} but Z has shape {Z.shape}; both must be {_Z}")
+        A_prev, W, dtype = self._backward_inputs("linear_activation_backward", Z, A_prev, W, "Z")
+        checks.same_dtype("linear_activation_backward", dict(dA=dA, Z=Z))
+        n, k = W.shape
+        m = Z.shape[1]
+        if out is None:
+            outs = (None,) * 4
+        else:
+            if isinstance(out, (tuple, list)) and len(out) == 3:
+                out = tuple(out) + (None,)
+            outs = checks.out_tuple(out, "1234", "(dA_prev, dW, db) or (dA_prev, dW, db, dZ)")
+        dA_prev, dW, db, dZ = self._outs(
+            outs, ("out[0] (dA_prev)", "out[1] (dW)", "out[2] (db)", "out[3] (dZ)"),
+            ((k, m), (n, k), (n, 1), (n, m)), dtype, dict(dA=dA, Z=Z, A_prev=A_prev, W=W))
+        self.kernels.linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act)
+        return dA_prev, dW, db
+
+    def cross_entropy(self, AL, Y, *, out=None):
+        """J = -(1/m) sum(Y log AL + (1 - Y) log(1 - AL)); AL, Y (1, m).
+
+        AL is clipped to [eps, 1 - eps] (eps the dtype's machine epsilon), so
+        the cost is finite even where AL is exactly 0 or 1. Returns a float
+        (accumulated in float64), or writes it into ``out``, a float64 array of
+        shape (), and returns ``out``.
+        """
+        AL, Y, eps = self._cost_inputs("cross_entropy", AL, Y)
+        J = self.kernels.cross_entropy(AL, Y, eps)
+        if out is None:
+            return float(J)
+        checks.out_array(out, "out", (), np.dtype(np.float64))
+        out[()] = J
+        return out
+
+    def cross_entropy_backward(self, AL, Y, *, out=None):
+        """dAL = -(Y / AL - (1 - Y) / (1 - AL)); AL, Y (1, m) -> dAL (1, m).
+
+        AL is clipped to [eps, 1 - eps] first, so nothing is divided by zero.
+        """
+        AL, Y, eps = self._cost_inputs("cross_entropy_backward", AL, Y)
+        dAL = self._out(out, "out", AL.shape, AL.dtype, dict(AL=AL, Y=Y), elementwise=True)
+        self.kernels.cross_entropy_backward(dAL, AL, Y, eps)
+        return dAL
+
+    def gradient_step(self, param, grad, learning_rate, *, out=None):
+        """param -= learning_rate * grad, in place (param must be a writeable,
+        C-contiguous float array); with ``out=`` the result goes there instead
+        and param is left alone. Returns the updated array."""
+        lr = checks.learning_rate(learning_rate)
+        if out is None:
+            if not isinstance(param, np.ndarray):
+                raise TypeError(
+                    f"gradient_step updates param in place, so param must be a NumPy array, "
+                    f"got {type(param).__name__}; or pass out= to receive the result")
+            checks.out_array(param, "param", param.shape, param.dtype)
+            if param.dtype not in checks.FLOAT_DTYPES:
+                raise TypeError(f"param has dtype {param.dtype}; expected float32 or float64")
+        grad = self._array(grad, "grad", np.ndim(grad), "(same as param)")
+        if out is not None:
+            param = self._array(param, "param", np.ndim(param), "(same as grad)")
+        checks.same_dtype("gradient_step", dict(param=param, grad=grad))
+        checks.shape_rule(param.shape == grad.shape,
+                          f"param has shape {param.shape} but grad has shape {grad.shape}; they must match")
+        target = param if out is None else self._out(
+            out, "out", param.shape, param.dtype, dict(param=param, grad=grad), elementwise=True)
+        if out is None:
+            checks.no_overlap(param, "param", dict(grad=grad), elementwise=True)
+        self.kernels.gradient_step(target, param, grad, lr)
+        return target
+
+    def dot(self, a, b, *, out=None):
+        """s = sum_i a[i] b[i]; a, b 1-D of one length. Returns a scalar of
+        their dtype, or writes it into ``out`` (shape (), their dtype)."""
+        a = self._array(a, "a", 1, "(n,)")
+        b = self._array(b, "b", 1, "(n,)")
+        dtype = checks.same_dtype("dot", dict(a=a, b=b))
+        checks.shape_rule(a.shape == b.shape,
+                          f"a has shape {a.shape} but b has shape {b.shape}; dot needs two vectors of one length")
+        s = dtype.type(self.kernels.dot(a, b))
+        if out is None:
+            return s
+        checks.out_array(out, "out", (), dtype)
+        out[()] = s
+        return out

@@ -1,0 +1,117 @@
+"""Backend "numpy": the course's vectorized formulas, the reference every other
+backend is tested against.
+
+The kernels have the same names and signatures as ``kernels.loops`` (outputs
+first, then inputs). They write into the given outputs; a few NumPy
+expressions still make temporaries where an in-place form would lose accuracy
+(the stable sigmoid, the clipped cost), which is part of what the vectorized
+formulation costs. Shapes as in ``kernels.loops``.
+"""
+
+import numpy as np
+
+from .loops import LEAKY_RELU, LEAKY_SLOPE, LINEAR, RELU, SIGMOID, TANH
+
+
+def _sigmoid(Z, out):
+    """sigma(Z) without overflow: exp only ever sees -|Z|."""
+    e = np.exp(-np.abs(Z))
+    np.divide(np.where(Z >= 0, 1, e), 1 + e, out=out)
+    return out
+
+
+def _activate(A, Z, act):
+    if act == SIGMOID:
+        _sigmoid(Z, A)
+    elif act == TANH:
+        np.tanh(Z, out=A)
+    elif act == RELU:
+        np.maximum(Z, 0, out=A)  # propagates NaN
+    elif act == LEAKY_RELU:
+        np.copyto(A, np.where(Z < 0, Z * Z.dtype.type(LEAKY_SLOPE), Z))
+    else:
+        np.copyto(A, Z)
+    return A
+
+
+def _derivative(Z, act):
+    """g'(Z); for relu and leaky relu g'(0) = 1 (the course's convention)."""
+    if act == SIGMOID:
+        s = _sigmoid(Z, np.empty_like(Z))
+        return s * (1 - s)
+    if act == TANH:
+        return 1 - np.tanh(Z) ** 2
+    if act == RELU:
+        return np.where(Z < 0, Z.dtype.type(0), Z.dtype.type(1))
+    if act == LEAKY_RELU:
+        return np.where(Z < 0, Z.dtype.type(LEAKY_SLOPE), Z.dtype.type(1))
+    return np.ones_like(Z)
+
+
+def linear_forward(Z, A_prev, W, b):
+    """Z = W A_prev + b."""
+    np.matmul(W, A_prev, out=Z)
+    Z += b
+
+
+def linear_activation_forward(Z, A, A_prev, W, b, act):
+    linear_forward(Z, A_prev, W, b)
+    _activate(A, Z, act)
+
+
+def activation_forward(A, Z, act):
+    _activate(A, Z, act)
+
+
+def activation_backward(dZ, dA, Z, act):
+    """dZ = dA * g'(Z)."""
+    if act == LINEAR:
+        np.copyto(dZ, dA)
+    else:
+        np.multiply(dA, _derivative(Z, act), out=dZ)
+
+
+def weight_gradients(dW, db, dZ, A_prev):
+    """dW = (1/m) dZ A_prev^T, db = (1/m) sum(dZ, axis=1, keepdims=True)."""
+    inv_m = dW.dtype.type(1.0) / dW.dtype.type(dZ.shape[1])
+    np.matmul(dZ, A_prev.T, out=dW)
+    dW *= inv_m
+    np.sum(dZ, axis=1, keepdims=True, out=db)
+    db *= inv_m
+
+
+def input_gradient(dA_prev, dZ, W):
+    """dA_prev = W^T dZ."""
+    np.matmul(W.T, dZ, out=dA_prev)
+
+
+def linear_backward(dA_prev, dW, db, dZ, A_prev, W):
+    weight_gradients(dW, db, dZ, A_prev)
+    input_gradient(dA_prev, dZ, W)
+
+
+def linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act):
+    activation_backward(dZ, dA, Z, act)
+    linear_backward(dA_prev, dW, db, dZ, A_prev, W)
+
+
+def cross_entropy(AL, Y, eps):
+    """J = -(1/m) sum(Y log AL + (1 - Y) log(1 - AL)), AL clipped to [eps, 1 - eps]."""
+    a = np.clip(AL, eps, 1 - eps)
+    return float(-np.sum(Y * np.log(a) + (1 - Y) * np.log(1 - a)) / AL.shape[1])
+
+
+def cross_entropy_backward(dAL, AL, Y, eps):
+    """dAL = -(Y / AL - (1 - Y) / (1 - AL)), AL clipped to [eps, 1 - eps]."""
+    a = np.clip(AL, eps, 1 - eps)
+    np.subtract((1 - Y) / (1 - a), Y / a, out=dAL)
+
+
+def gradient_step(out, param, grad, learning_rate):
+    """out = param - learning_rate * grad."""
+    lr = param.dtype.type(learning_rate)
+    np.subtract(param, lr * grad, out=out)
+
+
+def dot(a, b):
+    return np.dot(a, b)

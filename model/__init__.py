@@ -1,0 +1,1 @@
+"""jitloops model layer: networks trained on any kernels backend (see DESIGN.md)."""
