@@ -33,12 +33,30 @@ class Ops:
     def __repr__(self):
         return f"<jitloops backend {self.name!r}: {self.description}>"
 
-    # Hooks a device backend overrides (CUDA arrays instead of NumPy ones).
+    # Array hooks: a device backend (CUDA) overrides these so the model can
+    # keep its arrays where the backend's kernels read them.
+    def empty(self, shape, dtype):
+        """An uninitialized array of the backend's own kind (NumPy here)."""
+        return np.empty(shape, dtype=dtype)
+
+    def asarray(self, x):
+        """``x`` (a NumPy array) as an array the raw kernels take: C-contiguous
+        (on the device, for a device backend). CPU backends return ``x`` itself
+        when it already is C-contiguous."""
+        return np.ascontiguousarray(x)
+
+    def to_host(self, x):
+        """A NumPy array holding ``x``'s values (``x`` itself on CPU backends)."""
+        return np.asarray(x)
+
+    def synchronize(self):
+        """Wait for queued work (a no-op on CPU backends); call before reading a clock."""
+
     def _array(self, x, name, ndim, shape_text):
         return checks.float_array(x, name, ndim, shape_text)
 
     def _empty(self, shape, dtype):
-        return np.empty(shape, dtype=dtype)
+        return self.empty(shape, dtype)
 
     def _out(self, out, name, shape, dtype, inputs, elementwise=False):
         if out is None:

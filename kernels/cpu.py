@@ -67,13 +67,16 @@ def _variant(func, suffix, namespace):
     return g
 
 
-def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops):
+def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None):
     """Compile ``module``'s kernels ``names`` with ``numba.njit(**options)``.
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
-    code object of ``module``'s function.
+    code object of ``module``'s function. ``extra`` (a dict) is laid over the
+    module's globals: loop code outside this package (the model's training
+    loop) passes ``vars(numba_kernels)`` so that it calls that variant's kernels.
     """
     namespace = dict(vars(module))
+    namespace.update(extra or {})
     compiled = {}
     for name in names:
         opts = dict(options, parallel=False) if name in COMPOSITES else options
@@ -85,3 +88,10 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops):
 
 numba_kernels = compile_loops("__numba", SERIAL_OPTIONS)
 parallel_kernels = compile_loops("__parallel", PARALLEL_OPTIONS)
+
+# backend name -> (suffix, options, kernels) for code that compiles more loops
+# against one variant (see compile_loops' ``extra``).
+VARIANTS = {
+    "numba": ("__numba", SERIAL_OPTIONS, numba_kernels),
+    "parallel": ("__parallel", PARALLEL_OPTIONS, parallel_kernels),
+}
