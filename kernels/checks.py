@@ -53,7 +53,7 @@ def float_array(x, name, ndim, shape_text):
             f"{name} must be a {ndim}-D array of shape {shape_text}, got a {x.ndim}-D array "
             f"of shape {x.shape}{fix}"
         )
-    if x.dtype not in FLOAT_DTYPES:
+    if x.dtype.kind != "f" or x.dtype.itemsize not in (4, 8):
         raise TypeError(
             f"{name} has dtype {x.dtype}; expected float32 or float64. "
             f"Convert it, e.g. {name}.astype(np.float64)"

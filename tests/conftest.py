@@ -1,0 +1,61 @@
+"""Shared fixtures and tolerances for the kernel tests.
+
+Tolerances are forward-error bounds, not guesses: a sum of k products computed
+in floating point satisfies |fl(sum) - sum| <= gamma_k * sum |x_i y_i| with
+gamma_k ~ k u (u = eps / 2, Higham, "Accuracy and Stability of Numerical
+Algorithms", 3.1). Two implementations that each meet that bound (BLAS, our
+loops in another summation order, with or without FMA) differ by at most twice
+it, so ``matmul_bound`` allows 2 (k + 2) eps * (|W| |A| + |b|), elementwise.
+Elementwise functions (libm vs NumPy's SIMD exp/tanh) are each within a few
+ulp, so they get a few eps relative to the magnitudes involved.
+"""
+
+import os
+
+import numpy as np
+import pytest
+from hypothesis import settings
+
+import kernels
+
+# Compilation happens inside the first example: no per-example deadline.
+settings.register_profile("jitloops", deadline=None, max_examples=25, derandomize=True)
+settings.register_profile("thorough", deadline=None, max_examples=300)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "jitloops"))
+
+CPU_BACKENDS = ("python", "numba", "parallel")  # held to the "numpy" reference
+ALL_CPU = ("python", "numpy", "numba", "parallel")
+DTYPES = (np.float64, np.float32)
+
+
+@pytest.fixture(scope="session")
+def ref():
+    return kernels.get_backend("numpy")
+
+
+def eps(dtype):
+    return float(np.finfo(dtype).eps)
+
+
+def matmul_bound(absW, absA, absb, k, dtype):
+    """Allowed |difference| between two computations of W @ A + b (elementwise)."""
+    return 2.0 * (k + 2) * eps(dtype) * (absW @ absA + absb) + np.finfo(dtype).tiny
+
+
+def assert_within(actual, expected, bound, what):
+    """Every |actual - expected| <= bound; on failure report the first bad index
+    with both values (llm.c's validation habit)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    bound = np.broadcast_to(np.asarray(bound, dtype=np.float64), expected.shape)
+    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} != {expected.shape}"
+    diff = np.abs(actual - expected)
+    bad = ~(diff <= bound)  # NaN counts as bad
+    same_nan = np.isnan(actual) & np.isnan(expected)
+    bad &= ~same_nan
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0])
+        raise AssertionError(
+            f"{what}: {int(bad.sum())} cell(s) out of tolerance; first at {idx}: "
+            f"got {actual[idx]!r}, expected {expected[idx]!r}, |diff| {diff[idx]:.3e} > bound {bound[idx]:.3e}"
+        )

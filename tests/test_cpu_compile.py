@@ -1,0 +1,104 @@
+"""One source, three speeds: "python", "numba" and "parallel" run the very same
+code objects, and "parallel" really is parallel, also when it comes out of
+Numba's on-disk cache (where a shared cache entry would silently serve the
+serial compilation to both)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import kernels
+from kernels import cpu, loops
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Kernels with a prange of their own (the composites only call them).
+PARALLEL_LEAVES = [n for n in cpu.KERNEL_NAMES if n not in cpu.COMPOSITES]
+
+
+def test_python_backend_is_the_loop_module():
+    assert kernels.get_backend("python").kernels is loops
+
+
+@pytest.mark.parametrize("variant", ["numba", "parallel"])
+@pytest.mark.parametrize("name", cpu.KERNEL_NAMES)
+def test_compiled_kernels_run_the_same_code_objects(variant, name):
+    dispatcher = getattr(kernels.get_backend(variant).kernels, name)
+    # A fresh function object (own name, own cache entry) over the very same code.
+    assert dispatcher.py_func.__code__ is getattr(loops, name).__code__
+    assert dispatcher.py_func.__qualname__ == f"{name}__{variant}"
+    assert dispatcher.targetoptions.get("parallel", False) == (variant == "parallel" and name in PARALLEL_LEAVES)
+
+
+PROBE = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    from kernels import cpu
+    rng = np.random.default_rng(0)
+    f = np.float64
+    A_prev, W, b = rng.random((3, 40)), rng.random((4, 3)), rng.random((4, 1))
+    Z, A, dZ = np.empty((4, 40)), np.empty((4, 40)), np.empty((4, 40))
+    dA_prev, dW, db = np.empty((3, 40)), np.empty((4, 3)), np.empty((4, 1))
+    AL, Y, dAL = np.full((1, 40), 0.5), np.ones((1, 40)), np.empty((1, 40))
+    calls = {
+        "linear_forward": (Z, A_prev, W, b),
+        "linear_activation_forward": (Z, A, A_prev, W, b, 1),
+        "activation_forward": (A, Z, 1),
+        "activation_backward": (dZ, A, Z, 1),
+        "weight_gradients": (dW, db, dZ, A_prev),
+        "input_gradient": (dA_prev, dZ, W),
+        "cross_entropy": (AL, Y, 1e-16),
+        "cross_entropy_backward": (dAL, AL, Y, 1e-16),
+        "gradient_step": (W, W, dW, 0.1),
+        "dot": (A_prev[0], A_prev[1]),
+    }
+    report = {}
+    # Serial first: with a shared cache entry it would then serve "parallel" too.
+    for variant in ("numba_kernels", "parallel_kernels"):
+        ns = getattr(cpu, variant)
+        for name, args in calls.items():
+            d = getattr(ns, name)
+            d(*args)
+            (sig, cres), = d.overloads.items()
+            report[variant + "." + name] = {
+                "cache_hits": sum(d.stats.cache_hits.values()),
+                "parfors": bool((cres.metadata or {}).get("parfors")),
+                "index": str(d._cache._cache_file._index_path),
+            }
+    print(json.dumps(report))
+""")
+
+
+def _probe(cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache_dir), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_parallel_variant_is_parallel_fresh_and_from_cache(tmp_path):
+    leaves = [n for n in PARALLEL_LEAVES]
+    # 1. A cold cache: compiled now, serial before parallel.
+    cold = _probe(tmp_path)
+    for name in leaves:
+        ser, par = cold[f"numba_kernels.{name}"], cold[f"parallel_kernels.{name}"]
+        assert par["cache_hits"] == 0
+        assert par["parfors"], f"parallel {name}: Numba found no parallel loop"
+        assert not ser["parfors"], f"serial {name} has parfors"
+        assert ser["index"] != par["index"], f"{name}: both variants share one cache entry"
+    # 2. A warm cache: both load from disk; the parallel entry must hold the
+    # parallel code (its object code calls the parfor gufuncs; serial does not).
+    warm = _probe(tmp_path)
+    for name in leaves:
+        ser, par = warm[f"numba_kernels.{name}"], warm[f"parallel_kernels.{name}"]
+        assert ser["cache_hits"] == 1 and par["cache_hits"] == 1
+        par_code = b"".join(p.read_bytes() for p in Path(par["index"]).parent.glob(Path(par["index"]).stem + ".*.nbc"))
+        ser_code = b"".join(p.read_bytes() for p in Path(ser["index"]).parent.glob(Path(ser["index"]).stem + ".*.nbc"))
+        assert b"parfor" in par_code, f"cached parallel {name} holds serial code"
+        assert b"parfor" not in ser_code
