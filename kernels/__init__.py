@@ -51,11 +51,13 @@ def _make(name):
         from . import cpu
         kernels = cpu.numba_kernels if name == "numba" else cpu.parallel_kernels
         return Ops(name, kernels, _DESCRIPTIONS[name])
-    # name == "cuda"
-    raise BackendUnavailableError(
-        "backend 'cuda' is not available yet: the numba.cuda kernels are not part of this "
-        "version of jitloops (they are planned); use 'parallel' or 'numba' meanwhile"
-    )
+    # name == "cuda": numba-cuda and a GPU (or its simulator) are only looked for now
+    from .cuda_support import unavailable_reason as cuda_unavailable_reason
+    reason = cuda_unavailable_reason()
+    if reason is not None:
+        raise BackendUnavailableError(reason)
+    from . import cuda
+    return cuda.CudaOps(name, cuda, _DESCRIPTIONS[name])
 
 
 def get_backend(name):
