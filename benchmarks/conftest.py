@@ -1,0 +1,67 @@
+"""Shared machinery of the pytest-benchmark suites.
+
+The cases themselves (problems, contenders, the numpy reference each result is
+checked against) live in ``model.bench``, which ``jitloops bench`` runs too;
+each suite here parametrizes its test over one theme's cases.
+
+Sweeps (``JITLOOPS_BENCH_SWEEP``): ``smoke`` (the smallest size of each
+problem; the default under ``--benchmark-disable``, which CI runs: each case
+once, results checked), ``quick``, ``default`` (the default when benchmarking:
+ops at L1, L2 and L3 sizes) and ``full`` (adds main-memory sizes and
+MNIST-like m = 60000).
+
+    python3 -m pytest benchmarks --benchmark-disable            # smoke test
+    python3 -m pytest benchmarks                                 # default sweep
+    JITLOOPS_BENCH_SWEEP=full python3 -m pytest benchmarks/bench_training.py
+"""
+
+import os
+import time
+
+import pytest
+
+from model import bench
+
+
+def sweep(config):
+    mode = os.environ.get("JITLOOPS_BENCH_SWEEP")
+    if mode:
+        if mode not in bench.SWEEPS:
+            raise pytest.UsageError(
+                f"JITLOOPS_BENCH_SWEEP={mode!r}; expected one of {', '.join(bench.SWEEPS)}")
+        return mode
+    disabled = config.getoption("benchmark_disable", default=False)
+    return "smoke" if disabled else "default"
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize ``case`` with the module's ``cases(sweep)``."""
+    if "case" in metafunc.fixturenames:
+        cases = metafunc.module.cases(sweep(metafunc.config))
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+@pytest.fixture
+def run_case(benchmark):
+    """Benchmark one ``model.bench.Case``: warm-up outside the timing (in
+    ``make``), BLAS limited as the case says, a pause for BLAS threads to sleep
+    before compiled code, results checked against NumPy after the timing."""
+
+    def go(case):
+        benchmark.group = case.group
+        benchmark.extra_info.update(contender=case.contender, flops=case.flops, bytes=case.nbytes,
+                                    iterations_per_round=case.per_round, dtype=case.dtype)
+        with bench.blas_threads(case.blas_threads):
+            try:
+                run, check = bench.prepare(case)
+            except bench.Skip as exc:
+                pytest.skip(str(exc))
+            if case.compiled:
+                time.sleep(bench.BLAS_SETTLE_S)
+            if case.contender == "python":  # long rounds: a few are enough
+                benchmark.pedantic(run, rounds=3, iterations=1)
+            else:
+                benchmark(run)
+            check()
+
+    return go

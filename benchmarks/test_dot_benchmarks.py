@@ -1,0 +1,14 @@
+"""pytest-benchmark suite: the dot theme (cases from ``model.bench.dot_cases``).
+
+Groups are per problem and size, so a report reads contender against contender.
+"""
+
+from model import bench
+
+
+def cases(sweep):
+    return bench.dot_cases(sweep)
+
+
+def test_dot(case, run_case):
+    run_case(case)

@@ -1,0 +1,14 @@
+"""pytest-benchmark suite: the training theme (cases from ``model.bench.training_cases``).
+
+Groups are per problem and size, so a report reads contender against contender.
+"""
+
+from model import bench
+
+
+def cases(sweep):
+    return bench.training_cases(sweep)
+
+
+def test_training(case, run_case):
+    run_case(case)
