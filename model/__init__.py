@@ -1,1 +1,17 @@
-"""jitloops model layer: networks trained on any kernels backend (see DESIGN.md)."""
+"""jitloops model layer: the course's networks trained on any kernels backend.
+
+    from model import NeuralNetwork, LogisticRegression, gradient_check, datasets
+    X, Y = datasets.planar()
+    net = NeuralNetwork([2, 4, 1], activations="tanh", backend="numba", seed=2)
+    net.fit(X, Y, iterations=10_000, learning_rate=1.2)
+    net.accuracy(X, Y)
+
+See DESIGN.md ("model") and ``model.network``.
+"""
+
+from . import datasets
+from .gradcheck import gradient_check
+from .network import INITIALIZATIONS, DivergenceError, LogisticRegression, NeuralNetwork
+
+__all__ = ["NeuralNetwork", "LogisticRegression", "DivergenceError", "gradient_check", "datasets",
+           "INITIALIZATIONS"]

@@ -1,0 +1,148 @@
+"""The training loop of ``model.training`` bound to one backend's kernels.
+
+``get_program(ops)`` returns a ``Program``: the functions of ``model.training``
+(``forward``, ``backward``, ``fit_chunk``, ``logistic_fit_chunk``, ...) whose bare
+kernel names resolve to that backend's raw kernels.
+
+- "numba" / "parallel": compiled with ``kernels.cpu.compile_loops`` against the
+  variant's kernels, so ``fit_chunk`` runs whole chunks of iterations in compiled
+  code. Lists are ``numba.typed.List``.
+- every other backend ("python", "numpy", "cuda", ...): the same functions
+  interpreted, calling ``ops.kernels``; lists are Python lists. A backend's
+  kernels may provide their own ``activation_backward_from_output`` (dZ, dA, Z,
+  A, act); otherwise "numpy" gets a vectorized one and any other backend falls
+  back to its ``activation_backward`` (dZ, dA, Z, act).
+
+The arrays the model hands these functions come from the backend's hooks
+(``ops.empty``, ``ops.asarray``), so a device backend keeps them on its device.
+"""
+
+import hashlib
+import pathlib
+import types
+
+import numpy as np
+
+import kernels
+from kernels.loops import SIGMOID, TANH
+
+from . import training
+
+# Functions of model.training with prange loops (compiled with the variant's
+# options) and those that only call kernels (compiled serially: they have no
+# loop of their own to parallelize). Callees come before callers.
+PARALLEL_LOOPS = ("activation_backward_from_output", "logistic_pass")
+DRIVERS = ("forward", "backward", "all_finite", "update", "fit_chunk",
+           "logistic_gradients", "logistic_fit_chunk")
+FUNCTIONS = PARALLEL_LOOPS + DRIVERS
+
+# The kernel names model.training calls.
+KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient",
+                "activation_backward", "cross_entropy", "gradient_step", "dot")
+
+_programs = {}
+
+
+def _kernels_digest():
+    """A short hash of the kernels' loop source. Numba's cache checks only the
+    caller's own file for changes, so a compiled training loop cached before
+    kernels/loops.py changed would keep the old kernels inlined; naming the
+    compiled functions after this digest gives every kernels version its own
+    cache entries."""
+    root = pathlib.Path(kernels.__file__).parent
+    h = hashlib.sha1()
+    for name in ("loops.py", "cpu.py"):
+        h.update((root / name).read_bytes())
+    return h.hexdigest()[:10]
+
+
+def _numpy_activation_backward_from_output(dZ, dA, Z, A, act):
+    """Vectorized twin of training.activation_backward_from_output."""
+    if act == TANH:
+        np.multiply(dA, 1 - A * A, out=dZ)
+    elif act == SIGMOID:
+        np.multiply(dA, A * (1 - A), out=dZ)
+    else:
+        from kernels import vectorized
+        vectorized.activation_backward(dZ, dA, Z, act)
+
+
+def _rebind(func, namespace):
+    """``func``'s code with its globals looked up in ``namespace``."""
+    g = types.FunctionType(func.__code__, namespace, func.__name__,
+                           func.__defaults__, func.__closure__)
+    g.__qualname__ = func.__qualname__
+    g.__doc__ = func.__doc__
+    return g
+
+
+class Program:
+    """``model.training``'s functions bound to the kernels of ``ops``."""
+
+    def __init__(self, ops):
+        self.ops = ops
+        self.name = ops.name
+        self.compiled = False
+        try:
+            from kernels import cpu
+            variant = cpu.VARIANTS.get(ops.name)
+            if variant is not None and variant[2] is not ops.kernels:
+                variant = None  # an Ops over other kernels that happens to share the name
+        except ImportError:  # pragma: no cover - numba is a dependency
+            variant = None
+        if variant is not None:
+            self._compile(cpu, *variant)
+        else:
+            self._interpret(ops)
+
+    def _compile(self, cpu, suffix, options, variant_kernels):
+        import numba
+
+        self.compiled = True
+        suffix = f"{suffix}_{_kernels_digest()}"
+        extra = dict(vars(variant_kernels))
+        loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra)
+        extra.update(vars(loops))
+        drivers = cpu.compile_loops(suffix, dict(options, parallel=False), DRIVERS, training, extra)
+        for name in FUNCTIONS:
+            setattr(self, name, getattr(loops, name, None) or getattr(drivers, name))
+        self._typed_list = numba.typed.List
+
+    def _interpret(self, ops):
+        namespace = dict(vars(training))
+        for name in KERNEL_NAMES:
+            if hasattr(ops.kernels, name):
+                namespace[name] = getattr(ops.kernels, name)
+        own = getattr(ops.kernels, "activation_backward_from_output", None)
+        if own is not None:
+            namespace["activation_backward_from_output"] = own
+        elif ops.name == "numpy":
+            namespace["activation_backward_from_output"] = _numpy_activation_backward_from_output
+        elif ops.name != "python":
+            def activation_backward_from_output(dZ, dA, Z, A, act):
+                namespace["activation_backward"](dZ, dA, Z, act)
+            namespace["activation_backward_from_output"] = activation_backward_from_output
+        for name in FUNCTIONS:
+            if not (name == "activation_backward_from_output" and ops.name != "python"):
+                namespace[name] = _rebind(getattr(training, name), namespace)
+        # one kernel call instead of a Python loop over every parameter
+        namespace["all_finite"] = _rebind(training.dot_all_finite, namespace)
+        for name in FUNCTIONS:
+            setattr(self, name, namespace[name])
+        self._typed_list = list
+
+    def list(self, arrays):
+        """A list of the backend's arrays in the form the program takes."""
+        return self._typed_list(arrays)
+
+    def codes(self, codes):
+        """Activation codes in the form the program takes."""
+        return np.asarray(codes, dtype=np.int64) if self.compiled else [int(c) for c in codes]
+
+
+def get_program(ops):
+    """The (cached) ``Program`` of backend ``ops``."""
+    key = (ops.name, id(ops.kernels))
+    if key not in _programs:
+        _programs[key] = Program(ops)
+    return _programs[key]

@@ -1,0 +1,267 @@
+"""The training loop, written once as plain loop code over the kernels.
+
+Every function here calls the kernels by their bare names (``linear_activation_forward``,
+``weight_gradients``, ...), so the same source runs on every backend:
+
+- "numba" / "parallel": compiled by Numba (``kernels.cpu.compile_loops`` with
+  that variant's kernels laid over this module's globals), so a whole chunk of
+  iterations of gradient descent runs inside one compiled call: no Python per
+  op, buffers passed in once;
+- "python": run by the interpreter with the loop kernels of ``kernels.loops``;
+- "numpy", "cuda", ...: run by the interpreter with that backend's raw kernels
+  (see ``model.program``), a Python loop of kernel calls.
+
+Shape key (the course's notation), for a network of L layers and m examples:
+    W[l] (n[l+1], n[l]), b[l] (n[l+1], 1)     parameters of layer l+1 (0-based lists)
+    Z[l], A[l+1], dZ[l], dA[l] (n[l+1], m)   layer l+1's pre-activation, activation
+                                             and gradients; A[0] is X (n[0], m)
+    dW[l], db[l]                             like W[l], b[l]
+    Y (1, m); acts[l] the activation code of layer l+1 (the last is sigmoid)
+    zeros (>= the largest parameter size,)   zeros, for the finiteness test below
+Lists are ``numba.typed.List`` when compiled, plain lists otherwise. Every array
+is C-contiguous; nothing here checks shapes (``model.network`` did).
+"""
+
+import math
+
+from numba import prange
+
+from kernels.loops import (  # uncompiled defaults: backend "python"
+    BLOCK,
+    SIGMOID,
+    TANH,
+    backprop_row,
+    cross_entropy,
+    dot,
+    gradient_step,
+    input_gradient,
+    linear_activation_forward,
+    sigmoid_scalar,
+    weight_gradients,
+)
+
+# Status codes of fit_chunk (its second return value).
+FINISHED = 0
+DIVERGED = 1
+
+
+def activation_backward_from_output(dZ, dA, Z, A, act):
+    """dZ = dA * g'(Z), reading g' from the layer's output A where it can:
+    tanh' = 1 - A^2 and sigmoid' = A (1 - A) reuse the forward pass's A instead
+    of evaluating tanh/exp again (the same values: A is g(Z)). relu and leaky
+    relu read Z (their g'(0) = 1 convention cannot be read from A = 0).
+
+    dZ, dA, Z, A (n, m); dZ out. Parallel over blocks of cells, each owned by
+    one iteration.
+    """
+    dz = dZ.reshape(dZ.size)
+    da = dA.reshape(dA.size)
+    z = Z.reshape(Z.size)
+    a = A.reshape(A.size)
+    one = dz.dtype.type(1.0)
+    nblocks = (dz.shape[0] + BLOCK - 1) // BLOCK
+    for t in prange(nblocks):
+        j0 = t * BLOCK
+        j1 = min(j0 + BLOCK, dz.shape[0])
+        # 1-D slices so each inner loop index starts at 0 (no wraparound check: SIMD)
+        dzb = dz[j0:j1]
+        dab = da[j0:j1]
+        ab = a[j0:j1]
+        if act == TANH:
+            for j in range(dzb.shape[0]):
+                dzb[j] = dab[j] * (one - ab[j] * ab[j])
+        elif act == SIGMOID:
+            for j in range(dzb.shape[0]):
+                dzb[j] = dab[j] * (ab[j] * (one - ab[j]))
+        else:
+            backprop_row(dzb, dab, z[j0:j1], act)
+
+
+def forward(Z, A, W, b, acts):
+    """Forward propagation: A[l+1] = g(W[l] A[l] + b[l]) for every layer; AL is A[L]."""
+    for l in range(len(W)):
+        linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
+
+
+def backward(dW, db, dZ, dA, W, Z, A, Y, acts):
+    """Backward propagation from the forward pass's Z and A: dW[l], db[l] for every layer.
+
+    The output layer uses dZ = AL - Y: for a sigmoid output unit and the
+    cross-entropy cost, dJ/dZ = dJ/dAL * sigma'(Z) = (AL - Y) / (AL (1 - AL)) *
+    AL (1 - AL) exactly, and the 1/m sits in dW and db. (It is the gradient of
+    the unclipped cost; the cost's clipping to [eps, 1 - eps] only matters
+    where AL rounds to 0 or 1.) It is written as gradient_step(out, AL, Y, 1):
+    out = AL - 1 * Y, a kernel every backend has.
+    """
+    L = len(W)
+    gradient_step(dZ[L - 1], A[L], Y, 1.0)
+    for l in range(L - 1, -1, -1):
+        weight_gradients(dW[l], db[l], dZ[l], A[l])
+        if l > 0:  # dA of the input layer (dX) is never needed
+            input_gradient(dA[l - 1], dZ[l], W[l])
+            activation_backward_from_output(dZ[l - 1], dA[l - 1], Z[l - 1], A[l], acts[l - 1])
+
+
+def all_finite(x, zeros):
+    """True if no element of ``x`` is NaN or +-inf: a serial loop that stops
+    at the first one (compiled, this costs far less than a parallel launch).
+    ``zeros`` is unused here; the interpreted backends replace this function
+    with ``dot_all_finite``, one reduction instead of a Python loop."""
+    flat = x.reshape(x.size)
+    for j in range(flat.shape[0]):
+        if not math.isfinite(flat[j]):
+            return False
+    return True
+
+
+def dot_all_finite(x, zeros):
+    """all_finite with one kernel call: dot(x, 0) is 0 for finite x and NaN as
+    soon as one x is NaN or inf (inf * 0 = NaN), exactly and on every backend
+    (the kernels' fastmath flags allow no NaN/inf assumptions).
+    zeros (>= x.size,) of x's dtype."""
+    return math.isfinite(dot(x.reshape(x.size), zeros[:x.size]))
+
+
+def update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
+    """One gradient-descent step, guarded: W_next = W - lr dW (and b), and only
+    if every new value is finite do the new parameters replace the old ones
+    (the lists swap their arrays, nothing is copied). Returns whether they did.
+    """
+    ok = True
+    for l in range(len(W)):
+        gradient_step(W_next[l], W[l], dW[l], learning_rate)
+        gradient_step(b_next[l], b[l], db[l], learning_rate)
+        if not (all_finite(W_next[l], zeros) and all_finite(b_next[l], zeros)):
+            ok = False
+    if ok:
+        for l in range(len(W)):
+            W[l], W_next[l] = W_next[l], W[l]
+            b[l], b_next[l] = b_next[l], b[l]
+    return ok
+
+
+def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
+              start, count, cost_every, learning_rate, eps):
+    """Iterations start, ..., start + count - 1 of batch gradient descent (the
+    course's: forward, cost, backward, update), on the parameters W, b in place.
+
+    costs (ceil(iterations / cost_every),) float64: at an iteration i that is a
+    multiple of cost_every, costs[i // cost_every] = the cost of i's forward
+    pass (before i's update). Returns (done, status): ``done`` iterations
+    completed; status DIVERGED if iteration start + done produced a NaN/inf
+    cost or parameter, in which case W, b are still those of the last finite
+    iteration.
+    """
+    L = len(W)
+    for t in range(count):
+        i = start + t
+        forward(Z, A, W, b, acts)
+        if i % cost_every == 0:
+            J = cross_entropy(A[L], Y, eps)
+            costs[i // cost_every] = J
+            if not math.isfinite(J):
+                return t, DIVERGED
+        backward(dW, db, dZ, dA, W, Z, A, Y, acts)
+        if not update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
+            return t, DIVERGED
+    return count, FINISHED
+
+
+# --------------------------------------------------------------------------
+# Logistic regression: the course's per-example loop.
+
+
+def logistic_pass(dw_parts, parts, w, b, X, Y, eps):
+    """One pass over the examples computing z, a, the cost, dz, dw and db
+    example by example, as the course writes it:
+
+        for i in range(m):
+            z = w . x_i + b;  a = sigma(z);  J += -(y log a + (1 - y) log(1 - a))
+            dz = a - y;  dw += x_i dz;  db += dz
+
+    The examples are cut into ``nblocks = dw_parts.shape[0]`` blocks; block t
+    accumulates into its own row dw_parts[t] and parts[t] = (J, db), so blocks
+    can run in parallel without races (one block: the course's loop exactly).
+    Sums are left unscaled (the caller divides by m).
+
+    dw_parts (nblocks, n_x) out; parts (nblocks, 2) out; w (n_x,); b (1,);
+    X (n_x, m); Y (1, m).
+    """
+    n_x, m = X.shape
+    nblocks = dw_parts.shape[0]
+    one = w.dtype.type(1.0)
+    zero = w.dtype.type(0.0)
+    lo = w.dtype.type(eps)
+    hi = one - lo
+    y_row = Y[0]
+    for t in prange(nblocks):
+        j0 = t * m // nblocks
+        j1 = (t + 1) * m // nblocks
+        dw = dw_parts[t]
+        for k in range(n_x):
+            dw[k] = zero
+        J = 0.0  # the cost is accumulated in float64, as in kernels.loops.cross_entropy
+        db = zero
+        for i in range(j0, j1):
+            z = b[0]
+            for k in range(n_x):
+                z += w[k] * X[k, i]
+            a = sigmoid_scalar(z)
+            y = y_row[i]
+            ac = lo if a < lo else (hi if a > hi else a)
+            J -= float(y * math.log(ac) + (one - y) * math.log(one - ac))
+            dz = a - y
+            for k in range(n_x):
+                dw[k] += X[k, i] * dz
+            db += dz
+        parts[t, 0] = J
+        parts[t, 1] = db
+
+
+def logistic_gradients(dw, db, dw_parts, parts, w, b, X, Y, eps):
+    """The cost J (returned) and dw (n_x,), db (1,) of logistic regression:
+    logistic_pass, then the blocks' partial sums added and divided by m."""
+    logistic_pass(dw_parts, parts, w, b, X, Y, eps)
+    m = X.shape[1]
+    inv_m = dw.dtype.type(1.0) / dw.dtype.type(m)
+    J = 0.0
+    s = 0.0
+    for k in range(dw.shape[0]):
+        dw[k] = dw.dtype.type(0.0)
+    for t in range(dw_parts.shape[0]):
+        J += parts[t, 0]
+        s += parts[t, 1]
+        for k in range(dw.shape[0]):
+            dw[k] += dw_parts[t, k]
+    for k in range(dw.shape[0]):
+        dw[k] *= inv_m
+    db[0] = dw.dtype.type(s) * inv_m
+    return J / m
+
+
+def logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, X, Y,
+                       start, count, cost_every, learning_rate, eps):
+    """Iterations start .. start + count - 1 of logistic regression's gradient
+    descent, guarded like fit_chunk (same costs and return convention).
+    w, w_next, dw (n_x,); b, b_next, db (1,)."""
+    one = w.dtype.type(1.0)
+    lr = w.dtype.type(learning_rate)
+    for t in range(count):
+        i = start + t
+        J = logistic_gradients(dw, db, dw_parts, parts, w, b, X, Y, eps)
+        if i % cost_every == 0:
+            costs[i // cost_every] = J
+            if not math.isfinite(J):
+                return t, DIVERGED
+        ok = True
+        for k in range(w.shape[0]):
+            w_next[k] = w[k] - lr * dw[k]
+            if not math.isfinite(w_next[k]):
+                ok = False
+        b_next[0] = b[0] - lr * db[0]
+        if not (ok and math.isfinite(b_next[0])):
+            return t, DIVERGED
+        for k in range(w.shape[0]):
+            w[k] = w_next[k]
+        b[0] = b_next[0]
+    return count, FINISHED
