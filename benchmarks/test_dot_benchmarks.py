@@ -7,7 +7,7 @@ from model import bench
 
 
 def cases(sweep):
-    return bench.dot_cases(sweep)
+    return bench.dot_cases(sweep, with_torch=True)  # torch skips where absent
 
 
 def test_dot(case, run_case):

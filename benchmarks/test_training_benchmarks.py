@@ -7,7 +7,7 @@ from model import bench
 
 
 def cases(sweep):
-    return bench.training_cases(sweep)
+    return bench.training_cases(sweep, with_torch=True)  # torch skips where absent
 
 
 def test_training(case, run_case):

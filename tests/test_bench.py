@@ -1,0 +1,75 @@
+"""``jitloops bench`` and the cases behind the benchmark suites."""
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from model import bench
+from model.cli import main
+
+
+def test_training_cases_cover_the_performance_goals():
+    groups = {c.label.split()[0] for c in bench.training_cases("default")}
+    assert {"planar", "logistic", "deep", "mnist"} <= groups
+    full = {c.label for c in bench.training_cases("full")}
+    assert any("m=60000" in label for label in full)
+    assert not any("m=60000" in c.label for c in bench.training_cases("smoke"))
+
+
+def test_dot_contenders():
+    names = {c.contender for c in bench.dot_cases("default", with_torch=False)}
+    assert {"python", "np.dot 1 thread", "np.dot all threads", "njit", "njit fastmath", "parallel"} <= names
+    one = [c for c in bench.dot_cases("smoke", with_torch=False) if c.contender == "np.dot 1 thread"]
+    assert one and all(c.blas_threads == 1 for c in one)
+
+
+def test_python_backend_only_where_a_call_is_under_a_second():
+    for case in bench.ops_cases("full") + bench.training_cases("full"):
+        if case.contender == "python":
+            assert case.flops / 2 * bench.PY_SECONDS_PER_ITER <= bench.PY_MAX_ROUND_S * 4, case.id
+    sizes = {c.size for c in bench.ops_cases("full") if c.contender == "python"}
+    assert sizes and max(sizes) < max(bench.OPS_SIZES["full"])
+
+
+def test_ops_sweep_spans_the_memory_hierarchy():
+    levels = {c.group.split("(")[-1].rstrip(")") for c in bench.ops_cases("full", backends=["numpy"])}
+    assert {"L1", "L2", "memory"} <= levels
+
+
+def test_a_case_checks_its_result():
+    case = next(c for c in bench.ops_cases("smoke", backends=["numba"], dtypes=("float64",))
+                if c.label.startswith("linear_forward"))
+    run, check = case.make()
+    run()
+    check()
+    with pytest.raises(AssertionError, match="max relative error"):
+        bench.assert_close("x", np.array([1.0, 2.0]), np.array([1.0, 2.1]), "float64")
+
+
+def test_cli_prints_tables_and_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    rc = main(["bench", "--sweep", "smoke", "--themes", "ops", "--backends", "numpy,numba",
+               "--dtypes", "float64", "--no-startup", "--json", str(path)])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "CPU:" in out and "threading layer" in out and "BLAS" in out
+    assert "linear_forward" in out and "x numpy" in out
+    report = json.loads(path.read_text())
+    rows = [r for r in report["results"] if "time_s" in r]
+    assert rows and all(r["time_s"] > 0 for r in rows)
+    assert {r["contender"] for r in rows} == {"numpy", "numba"}
+    assert all(r["speedup_vs_numpy"] == pytest.approx(1.0) for r in rows if r["contender"] == "numpy")
+
+
+def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    rc = main(["bench", "--quick", "--plot", str(tmp_path / "p.png")])
+    assert rc == 2
+    assert "jitloops[plot]" in capsys.readouterr().err
+
+
+def test_bad_theme_is_refused(capsys):
+    assert main(["bench", "--themes", "ops,nope"]) == 2
+    assert "unknown theme" in capsys.readouterr().err
