@@ -1,0 +1,49 @@
+"""Where backend "cuda" cannot run (no GPU, no simulator: the normal test run
+on a machine without a GPU), asking for it says why and how to fix it, and
+nothing else needs numba-cuda or a GPU."""
+
+import subprocess
+import sys
+
+import pytest
+
+import kernels
+from kernels import cuda_support
+
+
+def _cuda_runs_here():
+    return kernels.unavailable_reason("cuda") is None
+
+
+@pytest.mark.skipif(_cuda_runs_here(), reason="backend 'cuda' can run here (a GPU or the simulator)")
+def test_get_backend_says_why():
+    reason = kernels.unavailable_reason("cuda")
+    assert reason.startswith("backend 'cuda' ")
+    with pytest.raises(kernels.BackendUnavailableError) as exc:
+        kernels.get_backend("cuda")
+    assert str(exc.value) == reason
+    assert isinstance(exc.value, RuntimeError)
+    # what is missing...
+    assert any(what in reason for what in ("numba-cuda", "no NVIDIA driver", "no CUDA device", "CUDA driver"))
+    # ...and the fix: install for a GPU, or the simulator
+    assert "NUMBA_ENABLE_CUDASIM=1" in reason
+    assert "cuda" not in kernels.available_backends()
+    assert {"python", "numpy", "numba", "parallel"} <= set(kernels.available_backends())
+
+
+def test_numba_cuda_not_installed(monkeypatch):
+    real_find_spec = cuda_support.importlib.util.find_spec
+    monkeypatch.setattr(cuda_support.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "numba_cuda" else real_find_spec(name, *a))
+    reason = cuda_support.unavailable_reason()
+    assert "needs numba-cuda" in reason and "not installed" in reason
+    assert 'pip install -e ".[cuda]"' in reason and "NUMBA_ENABLE_CUDASIM=1" in reason
+
+
+def test_importing_kernels_and_model_needs_no_numba_cuda():
+    """Importing the packages (and listing backends) loads neither numba-cuda's
+    CUDA target nor any GPU library."""
+    code = ("import sys, kernels, model; kernels.BACKENDS; "
+            "print(sorted(m for m in sys.modules if m.startswith(('numba.cuda', 'numba_cuda', 'cuda.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
