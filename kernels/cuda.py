@@ -51,7 +51,7 @@ from numba import cuda
 from . import checks
 from .backend import Ops
 from .cuda_support import simulator_enabled
-from .loops import activation_scalar, derivative_scalar
+from .loops import SIGMOID, TANH, activation_scalar, derivative_scalar
 
 SIMULATOR = simulator_enabled()
 
@@ -285,6 +285,20 @@ def _compiled(dtype):
             dZ[c] = dA[c] * derivative_scalar(Z[c], act)
 
     @cuda.jit
+    def backprop_from_output(dZ, dA, Z, A, act):
+        """dZ[c] = dA[c] g'(Z[c]) with g' read from the layer's output A where it
+        can: tanh' = 1 - A^2, sigmoid' = A (1 - A) (as model.training does)."""
+        c = cuda.grid(1)
+        if c < Z.shape[0]:
+            one = T(1.0)
+            if act == TANH:
+                dZ[c] = dA[c] * (one - A[c] * A[c])
+            elif act == SIGMOID:
+                dZ[c] = dA[c] * (A[c] * (one - A[c]))
+            else:
+                dZ[c] = dA[c] * derivative_scalar(Z[c], act)
+
+    @cuda.jit
     def cost_backward(dAL, AL, Y, eps):
         """dAL[j] = (1 - y) / (1 - a) - y / a, a clipped to [eps, 1 - eps]."""
         j = cuda.grid(1)
@@ -308,7 +322,8 @@ def _compiled(dtype):
     return types.SimpleNamespace(
         forward=forward, weight_grad=weight_grad, input_grad=input_grad, bias_grad=bias_grad,
         cost_partials=cost_partials, dot_partials=dot_partials, sum_partials=sum_partials,
-        activate=activate, backprop=backprop, cost_backward=cost_backward, step=step)
+        activate=activate, backprop=backprop, backprop_from_output=backprop_from_output,
+        cost_backward=cost_backward, step=step)
 
 
 # ---------------------------------------------------------- launches (the raw op API)
@@ -346,6 +361,15 @@ def activation_backward(dZ, dA, Z, act):
     if Z.size:
         grid, block = _grid_1d(Z.size)
         _compiled(Z.dtype).backprop[grid, block](_flat(dZ), _flat(dA), _flat(Z), act)
+
+
+def activation_backward_from_output(dZ, dA, Z, A, act):
+    """dZ = dA * g'(Z), g' read from A = g(Z) for tanh and sigmoid: the hook
+    model.program looks for, so "cuda" trains with the CPU backends' arithmetic.
+    dZ, dA, Z, A (n, m)."""
+    if Z.size:
+        grid, block = _grid_1d(Z.size)
+        _compiled(Z.dtype).backprop_from_output[grid, block](_flat(dZ), _flat(dA), _flat(Z), _flat(A), act)
 
 
 def weight_gradients(dW, db, dZ, A_prev):

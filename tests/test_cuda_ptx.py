@@ -32,7 +32,7 @@ def _signatures(nt):
     F1, i8 = numba.float64[::1], numba.int64
     return dict(forward=(A2, A2, A2, A2, A2, i8), weight_grad=(A2, A2, A2), input_grad=(A2, A2, A2),
                 bias_grad=(A2, A2), cost_partials=(F1, A2, A2, nt), dot_partials=(A1, A1, A1),
-                sum_partials=(A1, A1), activate=(A1, A1, i8), backprop=(A1, A1, A1, i8),
+                sum_partials=(A1, A1), activate=(A1, A1, i8), backprop=(A1, A1, A1, i8), backprop_from_output=(A1, A1, A1, A1, i8),
                 cost_backward=(A2, A2, A2, nt), step=(A1, A1, A1, nt))
 
 

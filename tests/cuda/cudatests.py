@@ -37,6 +37,13 @@ def tile():
     return cuda.TILE
 
 
+def long_reduction():
+    """A length whose reductions wrap every loop: each thread of each block of
+    the first pass strides over several cells (more than REDUCE_BLOCKS full blocks)."""
+    from kernels import cuda
+    return cuda.REDUCE_BLOCKS * cuda.THREADS * 2 + 3
+
+
 def shapes():
     """(n, k, m): one unit and one example; odd sizes inside one tile; sizes
     one past a tile and past two (partial tiles in every dimension)."""

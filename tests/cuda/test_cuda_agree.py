@@ -13,7 +13,7 @@ import pytest
 
 import kernels
 from conftest import DTYPES, assert_within, eps, matmul_bound
-from cudatests import cuda_ops, is_device, layer, shapes, tile
+from cudatests import cuda_ops, is_device, layer, long_reduction, shapes
 
 ops = cuda_ops()
 ACTS = kernels.ACTIVATIONS
@@ -86,6 +86,22 @@ def test_activation_backward(ref, dtype, activation):
     assert_within(dZ, expected, bound, f"cuda activation_backward {activation}")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTS)
+def test_activation_backward_from_output(ref, dtype, activation):
+    """The raw kernel model.program uses: g' read from A = g(Z) for tanh/sigmoid."""
+    rng = np.random.default_rng(4)
+    Z = wide_z(rng, dtype)
+    dA = rng.standard_normal((3, 7)).astype(dtype)
+    A = ref.activation_forward(Z, activation)
+    dZ = ops.empty(Z.shape, dtype)
+    ops.kernels.activation_backward_from_output(dZ, ops.asarray(dA), ops.asarray(Z), ops.asarray(A),
+                                                kernels.ACTIVATION_CODES[activation])
+    expected = ref.activation_backward(dA, Z, activation)
+    bound = act_tol(dtype) * (np.abs(expected) + np.abs(dA)) + np.finfo(dtype).tiny
+    assert_within(ops.to_host(dZ), expected, bound, f"cuda from output {activation}")
+
+
 def backward_bounds(dZ, A_prev, W, dtype):
     n, m = dZ.shape
     aZ, aA, aW = np.abs(dZ), np.abs(A_prev), np.abs(W)
@@ -95,9 +111,9 @@ def backward_bounds(dZ, A_prev, W, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", SHAPES + [(2, 3, 4 * tile() * 2 + 1)], ids=str)
+@pytest.mark.parametrize("shape", SHAPES + [(2, 3, long_reduction())], ids=str)
 def test_linear_backward(ref, dtype, shape):
-    """The last shape has m past several reduction blocks of db."""
+    """The last shape's rows are long: each thread of db's block sums several cells."""
     n, k, m = shape
     rng = np.random.default_rng(5)
     A_prev, W, _ = layer(rng, n, k, m, dtype)
@@ -139,9 +155,9 @@ def cost_terms(AL, Y):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("m", [1, 7, 70])
+@pytest.mark.parametrize("m", [1, 7, long_reduction()])
 def test_cross_entropy(ref, dtype, m):
-    """m = 70 runs both passes of the reduction with several blocks."""
+    """The long m runs both passes of the reduction, every thread striding."""
     rng = np.random.default_rng(m)
     AL = rng.uniform(0, 1, (1, m)).astype(dtype)
     AL[0, ::7] = 0.0  # exact 0 and 1 are clipped: a finite cost
@@ -182,7 +198,7 @@ def test_gradient_step(ref, dtype, lr):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("n", [0, 1, 9, 70])
+@pytest.mark.parametrize("n", [0, 1, 9, long_reduction()])
 def test_dot(ref, dtype, n):
     rng = np.random.default_rng(n)
     a = rng.standard_normal(n).astype(dtype)
