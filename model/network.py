@@ -102,7 +102,8 @@ def check_X(X, n_x, dtype):
         raise ValueError("X has no examples (shape (n_x, 0)); it needs at least one column")
     if X.dtype.kind == "f" and not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity; remove or impute those values first")
-    X = np.ascontiguousarray(X, dtype=dtype)
+    with np.errstate(over="ignore"):
+        X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():  # finite in float64 but out of float32's range
         raise ValueError(f"X has values too large for {dtype} (they become infinity); scale X first")
     return X
@@ -490,7 +491,9 @@ class NeuralNetwork:
         bar = Progress(iterations, desc=f"fit [{self.backend}]", enabled=progress)
         start, count, status = 0, 1, 0  # the first chunk is one iteration (and any compilation)
         try:
-            with _deferred_interrupt() as interrupted, _blas_limited(self.backend):
+            # NumPy's overflow warnings are moot here: divergence is detected and raised
+            with _deferred_interrupt() as interrupted, _blas_limited(self.backend), \
+                    np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while start < iterations:
                     count = min(count, iterations - start)
                     t0 = time.perf_counter()

@@ -99,6 +99,13 @@ class Program:
         import numba
 
         self.compiled = True
+        if options.get("parallel"):
+            # The drivers are compiled without parallel=True but call parallel
+            # kernels. Loaded from Numba's cache, such a caller runs the
+            # callees' parallel loops without Numba having started its thread
+            # pool (only a parallel function's own cache entry starts it), and
+            # segfaults. get_num_threads() starts the pool.
+            numba.get_num_threads()
         suffix = f"{suffix}_{_kernels_digest()}"
         extra = dict(vars(variant_kernels))
         loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra)

@@ -1,0 +1,142 @@
+"""Every CPU backend trains like the numpy backend: from the same initial
+parameters it follows numpy's cost curve and ends at its parameters.
+
+Tolerances. The backends add in different orders (BLAS blocks vs loops,
+threads' partial sums, FMA contraction) and take tanh/exp/log from different
+libraries, so results differ at rounding level each iteration and gradient
+descent carries the differences along. Measured (2-core dev box):
+
+- float64, 1000 iterations: at most 1.3e-14 on parameters of magnitude up to
+  ~7 and 1.3e-15 on costs. ATOL64 = 1e-10 leaves four orders of margin; a
+  wrong gradient moves parameters by 1e-3 or more within a few iterations.
+- float32, 100 iterations: at most 1.2e-7 (one ulp near 1), and 2e-6 after
+  1000 iterations of the planar network. ATOL32 = 1e-5 (about 100 ulps).
+  Longer float32 runs of relu networks are not compared: the backends' Z
+  differ by ~1e-6 in float32 and some Z pass within 1e-7 of relu's kink at
+  0, where one backend's unit is on and the other's off; from there the
+  trajectories part (3e-2 after 1000 iterations) although each step's
+  gradient agrees with the float64 one to ~1e-6 on both backends.
+- The planar network is compared over 1000 iterations only: at learning rate
+  1.2 its training has a spike near iteration 7700 where any 1e-13 difference
+  grows to 1e-3 (numpy against itself started one ulp apart does the same);
+  ``jitloops compare`` measures that spread on every run.
+"""
+
+import numpy as np
+import pytest
+
+from model import LogisticRegression, NeuralNetwork, datasets
+
+ATOL64 = 1e-10
+ATOL32 = 1e-5
+
+CPU_BACKENDS = ("python", "numba", "parallel")
+
+
+@pytest.fixture(scope="module")
+def planar():
+    return datasets.planar()
+
+
+def planar_net(backend, dtype):
+    return NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2, dtype=dtype)
+
+
+def relu4_net(backend, dtype):  # four layers with parameters
+    return NeuralNetwork([2, 10, 8, 5, 1], activations="relu", backend=backend, seed=1, dtype=dtype)
+
+
+def mixed_net(backend, dtype):  # the other activations, and sigmoid hidden units
+    return NeuralNetwork([2, 6, 5, 4, 1], activations=["sigmoid", "leaky_relu", "linear"], backend=backend,
+                         seed=3, dtype=dtype)
+
+
+def logistic(backend, dtype):
+    return LogisticRegression(2, backend=backend, dtype=dtype)
+
+
+CASES = {  # name: (make, learning rate)
+    "planar": (planar_net, 1.2),
+    "relu4": (relu4_net, 0.1),
+    "mixed": (mixed_net, 0.3),
+    "logistic": (logistic, 0.5),
+}
+
+
+def iterations(backend, dtype):
+    if backend == "python":
+        return 20  # the interpreter runs a few ms per iteration
+    if dtype == "float32":
+        return 100
+    # parallel: the same loop code as numba with other partial sums; fewer
+    # iterations because its thread barriers crawl when a 2-core CI machine
+    # is oversubscribed
+    return 1000 if backend == "numba" else 300
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_backend_follows_numpy(planar, case, backend, dtype):
+    X, Y = planar
+    make, learning_rate = CASES[case]
+    n = iterations(backend, dtype)
+    atol = ATOL64 if dtype == "float64" else ATOL32
+    start = make("numpy", dtype).parameters
+    reference = make("numpy", dtype).set_parameters(start).fit(X, Y, n, learning_rate, cost_every=5)
+    net = make(backend, dtype).set_parameters(start).fit(X, Y, n, learning_rate, cost_every=5)
+    assert net.n_iter_ == reference.n_iter_ == n
+    np.testing.assert_allclose(net.costs_, reference.costs_, rtol=0, atol=atol)
+    assert reference.costs_[-1] < reference.costs_[0]  # it did train
+    for key, value in reference.parameters.items():
+        got = net.parameters[key]
+        assert np.asarray(got).dtype == np.asarray(value).dtype
+        np.testing.assert_allclose(got, value, rtol=0, atol=atol, err_msg=f"{case} {backend} {dtype} {key}")
+    # and the same gradients and predictions at the end point
+    g_ref, g = reference.gradients(X, Y), net.gradients(X, Y)
+    for key in g_ref:
+        np.testing.assert_allclose(g[key], g_ref[key], rtol=0, atol=atol, err_msg=key)
+    np.testing.assert_allclose(net.predict_proba(X), reference.predict_proba(X), rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+def test_backends_start_from_the_same_seeded_parameters(backend):
+    a = planar_net("numpy", "float64").parameters
+    b = planar_net(backend, "float64").parameters
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_training_buffers_do_not_grow(planar):
+    """fit allocates its buffers once: a long fit leaves no more memory behind
+    than a short one (measured on the compiled backend with tracemalloc)."""
+    import tracemalloc
+
+    X, Y = planar
+    net = planar_net("numba", "float64")
+    net.fit(X, Y, 10, 1.2)  # compiled and warm
+    peaks = []
+    for n in (100, 5000):
+        tracemalloc.start()
+        net.fit(X, Y, n, 1.2, cost_every=10**6)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < peaks[0] + 64 * 1024, peaks
+
+
+def test_parallel_program_loaded_from_cache_in_a_fresh_process():
+    """Regression: the compiled training loop calls parallel kernels from
+    serial drivers; loaded from Numba's cache in a new process, its first call
+    segfaulted until the program started Numba's thread pool itself."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from model import NeuralNetwork, datasets; X, Y = datasets.planar(); "
+            "net = NeuralNetwork([2, 4, 1], activations='sigmoid', backend='parallel', seed=1); "
+            "p = net.predict_proba(X); g = net.gradients(X, Y); print(p.shape, sorted(g))")
+    planar_net("parallel", "float64").predict_proba(np.ones((2, 3)))  # compiled here, cached for the child
+    NeuralNetwork([2, 4, 1], activations="sigmoid", backend="parallel", seed=1).predict_proba(np.ones((2, 3)))
+    for _ in range(2):  # the first child may compile; the second certainly loads from the cache
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+        assert "(1, 400) ['dW1', 'dW2', 'db1', 'db2']" in out.stdout
