@@ -590,7 +590,7 @@ def training_cases(sweep="default", backends=None, dtypes=("float64", "float32")
         for dtype in dtypes:
             contenders = list(backends) + (["torch"] if with_torch else [])
             for c in contenders:
-                k = SMOKE_PER_ROUND if sweep == "smoke" else per_round
+                k = {"smoke": SMOKE_PER_ROUND, "quick": max(2, per_round // 5)}.get(sweep, per_round)
                 if c == "python":  # the interpreter: a tenth of the iterations, if under a second
                     k = max(1, k // 10)
                     if training_flops(dims, m) * k / 2 * PY_SECONDS_PER_ITER > PY_MAX_ROUND_S:
