@@ -3,6 +3,8 @@
 import sys
 import time
 
+import numpy as np
+
 import kernels
 
 from . import datasets
@@ -62,8 +64,10 @@ def run(args):
     seconds = time.perf_counter() - t0
     for i, c in zip(net.cost_iterations_, net.costs_):
         print(f"cost after iteration {i}: {c:.6f}")
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged network's huge weights overflow
+        cost, accuracy = net.cost(X, Y), net.accuracy(X, Y)
     print(f"{net.n_iter_} iterations in {seconds:.2f} s (compilation included); "
-          f"final cost {net.cost(X, Y):.6f}, training accuracy {100 * net.accuracy(X, Y):.2f}%")
+          f"final cost {cost:.6f}, training accuracy {100 * accuracy:.2f}%")
     if args.save:
         net.save(args.save)
         print(f"saved to {args.save}")

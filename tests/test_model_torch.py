@@ -29,7 +29,7 @@ def torch_gradients(parameters, activations, X, Y):
     y = torch.tensor(Y, dtype=torch.float64)
     J = -torch.mean(y * torch.log(A) + (1 - y) * torch.log(1 - A))
     J.backward()
-    return float(J), {"d" + k: p.grad.numpy() for k, p in params.items()}
+    return float(J.detach()), {"d" + k: p.grad.numpy() for k, p in params.items()}
 
 
 def data(n_x, m, seed):

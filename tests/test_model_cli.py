@@ -1,0 +1,49 @@
+"""``jitloops compare`` and ``jitloops train``, run in-process on small settings."""
+
+import numpy as np
+
+from model import NeuralNetwork, datasets
+from model.cli import main
+
+
+def test_compare_races_the_backends(capsys):
+    rc = main(["compare", "--iterations", "300", "--python-iterations", "5", "--backends",
+               "python,numpy,numba,cuda", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "Planar network [2, 4, 1]" in out and "Machine:" in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.split()[:1]}
+    for name in ("python*", "numpy", "numba"):
+        assert name in lines, out
+    assert "ran 5 iterations, time extrapolated to 300" in out
+    assert "All backends agree with numpy: yes" in out
+    assert "cuda: not available:" in out or "cuda " in out
+
+
+def test_compare_float32_and_bad_backend(capsys):
+    assert main(["compare", "--iterations", "100", "--python-iterations", "3", "--backends", "numpy,python",
+                 "--dtype", "float32", "--no-progress"]) == 0
+    assert "float32" in capsys.readouterr().out
+    assert main(["compare", "--backends", "numpy,gpu"]) == 2
+    assert "unknown backend(s) gpu" in capsys.readouterr().err
+
+
+def test_train_reports_and_saves(tmp_path, capsys):
+    path = tmp_path / "net.npz"
+    rc = main(["train", "--backend", "numpy", "--iterations", "300", "--cost-every", "100", "--save", str(path),
+               "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "cost after iteration 200:" in out and "training accuracy" in out
+    X, Y = datasets.planar()
+    net = NeuralNetwork.load(path)
+    reference = NeuralNetwork([2, 4, 1], activations="tanh", seed=2).fit(X, Y, 300, 1.2)
+    np.testing.assert_array_equal(net.predict_proba(X), reference.predict_proba(X))
+
+
+def test_train_divergence_and_bad_arguments(capsys):
+    assert main(["train", "--backend", "numpy", "--activation", "relu", "--learning-rate", "1e6",
+                 "--iterations", "500", "--no-progress"]) == 1
+    assert "diverged at iteration" in capsys.readouterr().err
+    assert main(["train", "--hidden", "4,x"]) == 2
+    assert "--hidden must be comma-separated ints" in capsys.readouterr().err
