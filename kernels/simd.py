@@ -320,19 +320,22 @@ LESSONS = {
         "float32 doubles the lanes: a 256-bit ymm register holds 4 doubles or 8 floats, "
         "so the same instruction count does twice the work and half the bytes are read."),
     "strided": (
-        "The strided order is slow: its innermost loop jumps m elements through A_prev, so "
-        "every element costs a new cache line and nothing can be loaded as a vector; it is "
-        "also a reduction, scalar without fastmath. The contiguous order walks a row with "
-        "unit stride (an axpy `z[j] += w * a[j]`, no reduction), which vectorizes even "
-        "without fastmath (then with separate multiply and add instead of FMA)."),
+        "The strided order is slow: its innermost loop walks down a column of A_prev, m "
+        "elements apart, so each element sits on its own cache line and no vector can be "
+        "loaded in one go. Without fastmath it is a scalar reduction as well. With fastmath "
+        "LLVM does vectorize it -- packed FMAs over 4 values of p, W's row loaded as a "
+        "vector -- but each vector of A_prev is assembled from 4 scalar loads from 4 cache "
+        "lines, so the packed arithmetic buys nothing. The contiguous order walks a row "
+        "with unit stride (an axpy `z[j] += w * a[j]`, no reduction), which vectorizes even "
+        "without fastmath (then with a multiply and an add instead of one FMA)."),
     "width": (
         "256-bit ymm registers even on a CPU with 512-bit zmm ones: LLVM's tuning for "
         "Intel server cores (Skylake-X and later) sets 'prefer-256-bit' "
         "(prefer-vector-width=256), because heavy 512-bit instructions lower the core "
         "clock (AVX-512 frequency licences) and that can slow the whole program, while "
         "memory often cannot feed 512-bit loads anyway. Turning the tuning off "
-        "(NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit) gives zmm code; the extra row "
-        "measures it."),
+        "(NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit) gives zmm code; the '512-bit' "
+        "row measures it (a loop limited by the cache's bandwidth gains nothing)."),
 }
 
 

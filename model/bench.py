@@ -173,6 +173,13 @@ def measure_bandwidth(nbytes=256 * 1024 ** 2):
 # Thread control
 
 
+def _load():
+    try:
+        return os.getloadavg()[0]
+    except OSError:
+        return float("nan")
+
+
 def set_threads(n):
     """Numba's thread count and the BLAS thread count (and torch's) to ``n``.
     Numba cannot go above NUMBA_NUM_THREADS (the cores, unless set before
@@ -1048,6 +1055,7 @@ def run(args):
             print(f"note: {got} threads (Numba's maximum here; set NUMBA_NUM_THREADS before "
                   f"starting for more)", file=sys.stderr)
     t_start = time.perf_counter()
+    load_start = _load()
     info = machine_info()
     bandwidth_mb = 64 if sweep in ("quick", "smoke") else 256
     bandwidth = measure_bandwidth(bandwidth_mb * 1024 ** 2)
@@ -1069,11 +1077,14 @@ def run(args):
     startup = [] if args.no_startup else startup_times(
         tuple(b for b in compiled if not backends or b in backends))
     report = dict(machine=info, sweep=sweep, themes=themes, min_time=min_time,
+                  load_average=dict(start=load_start, end=_load()),
                   bandwidth_gbs=bandwidth, bandwidth_mb=bandwidth_mb, results=results, startup=startup,
                   elapsed_s=time.perf_counter() - t_start)
     text = format_report(report)
     print("\n".join(text.splitlines()[len(head):]))
-    print(f"\n(ran in {report['elapsed_s']:.0f} s; reproduce: jitloops bench --sweep {sweep}"
+    print(f"\n(ran in {report['elapsed_s']:.0f} s; 1-minute load average {load_start:.2f} at the start, "
+          f"{report['load_average']['end']:.2f} at the end: other work on the cores skews the "
+          f"multi-threaded rows most; reproduce: jitloops bench --sweep {sweep}"
           f"{' --threads ' + str(args.threads) if args.threads else ''})")
     if args.json:
         with open(args.json, "w") as f:
