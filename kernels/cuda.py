@@ -44,6 +44,7 @@ import functools
 import math
 import threading
 import types
+import warnings
 
 import numpy as np
 from numba import cuda
@@ -93,6 +94,19 @@ def _grid_2d(rows, cols):
 
 def _grid_1d(size):
     return _blocks(size, THREADS), THREADS
+
+
+def _launch(kernel, grid, block, *args):
+    """kernel[grid, block](*args). Small grids are normal here (a layer of 4
+    units; the one-block second pass of a reduction), so numba-cuda's warning
+    about grids under 128 blocks is silenced for the launches of this module."""
+    blocks = grid if isinstance(grid, int) else grid[0] * grid[1]
+    if blocks >= 128:
+        kernel[grid, block](*args)
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Grid size .* under-utilization")
+        kernel[grid, block](*args)
 
 
 # ----------------------------------------------------------------------- kernels
@@ -339,28 +353,28 @@ def linear_forward(Z, A_prev, W, b):
     """Z = W A_prev + b. Z (n, m) out; A_prev (k, m); W (n, k); b (n, 1)."""
     if Z.size:
         grid, block = _grid_2d(*Z.shape)
-        _compiled(Z.dtype).forward[grid, block](Z, Z, A_prev, W, b, NO_ACTIVATION)
+        _launch(_compiled(Z.dtype).forward, grid, block, Z, Z, A_prev, W, b, NO_ACTIVATION)
 
 
 def linear_activation_forward(Z, A, A_prev, W, b, act):
     """Z = W A_prev + b and A = g(Z), fused: each thread activates its own cell."""
     if Z.size:
         grid, block = _grid_2d(*Z.shape)
-        _compiled(Z.dtype).forward[grid, block](Z, A, A_prev, W, b, act)
+        _launch(_compiled(Z.dtype).forward, grid, block, Z, A, A_prev, W, b, act)
 
 
 def activation_forward(A, Z, act):
     """A = g(Z) elementwise. A, Z (n, m)."""
     if Z.size:
         grid, block = _grid_1d(Z.size)
-        _compiled(Z.dtype).activate[grid, block](_flat(A), _flat(Z), act)
+        _launch(_compiled(Z.dtype).activate, grid, block, _flat(A), _flat(Z), act)
 
 
 def activation_backward(dZ, dA, Z, act):
     """dZ = dA * g'(Z) elementwise. dZ, dA, Z (n, m)."""
     if Z.size:
         grid, block = _grid_1d(Z.size)
-        _compiled(Z.dtype).backprop[grid, block](_flat(dZ), _flat(dA), _flat(Z), act)
+        _launch(_compiled(Z.dtype).backprop, grid, block, _flat(dZ), _flat(dA), _flat(Z), act)
 
 
 def activation_backward_from_output(dZ, dA, Z, A, act):
@@ -369,7 +383,8 @@ def activation_backward_from_output(dZ, dA, Z, A, act):
     dZ, dA, Z, A (n, m)."""
     if Z.size:
         grid, block = _grid_1d(Z.size)
-        _compiled(Z.dtype).backprop_from_output[grid, block](_flat(dZ), _flat(dA), _flat(Z), _flat(A), act)
+        _launch(_compiled(Z.dtype).backprop_from_output, grid, block,
+                _flat(dZ), _flat(dA), _flat(Z), _flat(A), act)
 
 
 def weight_gradients(dW, db, dZ, A_prev):
@@ -378,16 +393,16 @@ def weight_gradients(dW, db, dZ, A_prev):
     kern = _compiled(dW.dtype)
     if dW.size:
         grid, block = _grid_2d(*dW.shape)
-        kern.weight_grad[grid, block](dW, dZ, A_prev)
+        _launch(kern.weight_grad, grid, block, dW, dZ, A_prev)
     if db.size:
-        kern.bias_grad[db.shape[0], THREADS](db, dZ)
+        _launch(kern.bias_grad, db.shape[0], THREADS, db, dZ)
 
 
 def input_gradient(dA_prev, dZ, W):
     """dA_prev = W^T dZ (tiled, one thread per cell). dA_prev (k, m) out; dZ (n, m); W (n, k)."""
     if dA_prev.size:
         grid, block = _grid_2d(*dA_prev.shape)
-        _compiled(dA_prev.dtype).input_grad[grid, block](dA_prev, dZ, W)
+        _launch(_compiled(dA_prev.dtype).input_grad, grid, block, dA_prev, dZ, W)
 
 
 def linear_backward(dA_prev, dW, db, dZ, A_prev, W):
@@ -427,15 +442,15 @@ def cross_entropy(AL, Y, eps):
     m = AL.shape[1]
     blocks = _reduce_blocks(m)
     partials, total = _scratch_arrays(np.float64, blocks)
-    _compiled(AL.dtype).cost_partials[blocks, THREADS](partials, AL, Y, AL.dtype.type(eps))
-    _compiled(np.float64).sum_partials[1, THREADS](total, partials)
+    _launch(_compiled(AL.dtype).cost_partials, blocks, THREADS, partials, AL, Y, AL.dtype.type(eps))
+    _launch(_compiled(np.float64).sum_partials, 1, THREADS, total, partials)
     return -float(total.copy_to_host()[0]) / m
 
 
 def cross_entropy_backward(dAL, AL, Y, eps):
     """dAL = -(y / a - (1 - y) / (1 - a)), a clipped to [eps, 1 - eps]. (1, m) each."""
     grid, block = _grid_1d(AL.shape[1])
-    _compiled(AL.dtype).cost_backward[grid, block](dAL, AL, Y, AL.dtype.type(eps))
+    _launch(_compiled(AL.dtype).cost_backward, grid, block, dAL, AL, Y, AL.dtype.type(eps))
 
 
 def gradient_step(out, param, grad, learning_rate):
@@ -443,7 +458,7 @@ def gradient_step(out, param, grad, learning_rate):
     if out.size:
         grid, block = _grid_1d(out.size)
         lr = out.dtype.type(learning_rate)
-        _compiled(out.dtype).step[grid, block](_flat(out), _flat(param), _flat(grad), lr)
+        _launch(_compiled(out.dtype).step, grid, block, _flat(out), _flat(param), _flat(grad), lr)
 
 
 def dot(a, b):
@@ -455,8 +470,8 @@ def dot(a, b):
     blocks = _reduce_blocks(a.size)
     partials, total = _scratch_arrays(dtype, blocks)
     kern = _compiled(dtype)
-    kern.dot_partials[blocks, THREADS](partials, a, b)
-    kern.sum_partials[1, THREADS](total, partials)
+    _launch(kern.dot_partials, blocks, THREADS, partials, a, b)
+    _launch(kern.sum_partials, 1, THREADS, total, partials)
     return total.copy_to_host()[0]
 
 

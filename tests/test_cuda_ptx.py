@@ -64,8 +64,10 @@ def test_kernels_compile_to_ptx(compile_ptx, dtype):
     from kernels import cuda as kc
     kern = kc._compiled(dtype)
     nt = numba.from_dtype(np.dtype(dtype))
+    signatures = _signatures(nt)
+    assert set(signatures) == set(vars(kern)), "a kernel without a signature here is not checked"
     promoted = []
-    for name, sig in _signatures(nt).items():
+    for name, sig in signatures.items():
         ptx = compile_ptx(getattr(kern, name).py_func, sig)
         assert ".entry" in ptx, name
         if name in ("forward", "weight_grad", "input_grad", "bias_grad", "dot_partials", "sum_partials"):
