@@ -972,6 +972,9 @@ def plot(report, path):
     if not names:
         rows = [r for r in report["results"] if "time_s" in r]
         names = ["all"]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {c: palette[i % len(palette)]
+              for i, c in enumerate(dict.fromkeys(r["contender"] for r in rows))}  # one colour per backend
     cols = min(3, len(names))
     nrows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.6 * nrows), squeeze=False)
@@ -982,7 +985,8 @@ def plot(report, path):
                 pts = sorted((r["size"], r["time_s"]) for r in sel
                              if r["contender"] == contender and r["dtype"] == dtype)
                 if pts:
-                    ax.loglog(*zip(*pts), style, marker="o", label=f"{contender} {dtype}")
+                    ax.loglog(*zip(*pts), style, marker="o", color=colors[contender],
+                              label=f"{contender} {dtype}")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("m (examples)")
         ax.set_ylabel("seconds per call")

@@ -73,3 +73,13 @@ def test_plot_without_matplotlib_says_how_to_get_it(monkeypatch, capsys, tmp_pat
 def test_bad_theme_is_refused(capsys):
     assert main(["bench", "--themes", "ops,nope"]) == 2
     assert "unknown theme" in capsys.readouterr().err
+
+
+def test_plot_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    rows = [dict(theme="ops", label=f"linear_forward (n,k)=(32,32) m={m} [L1]", contender=c, dtype=d,
+                 size=m, time_s=m * t) for m in (64, 2048) for c, t in (("numpy", 1e-7), ("numba", 2e-7))
+            for d in ("float64", "float32")]
+    path = tmp_path / "p.png"
+    bench.plot(dict(results=rows, machine=dict(cpu="test CPU", cores=2)), path)
+    assert path.read_bytes()[:4] == b"\x89PNG"
