@@ -11,7 +11,8 @@ kernel names resolve to that backend's raw kernels.
   interpreted, calling ``ops.kernels``; lists are Python lists. A backend's
   kernels may provide their own ``activation_backward_from_output`` (dZ, dA, Z,
   A, act); otherwise "numpy" gets a vectorized one and any other backend falls
-  back to its ``activation_backward`` (dZ, dA, Z, act).
+  back to its ``activation_backward`` (dZ, dA, Z, act). Likewise
+  ``all_finite`` (x, zeros) -> bool; the default is one ``dot`` with zeros.
 
 The arrays the model hands these functions come from the backend's hooks
 (``ops.empty``, ``ops.asarray``), so a device backend keeps them on its device.
@@ -132,8 +133,10 @@ class Program:
         for name in FUNCTIONS:
             if not (name == "activation_backward_from_output" and ops.name != "python"):
                 namespace[name] = _rebind(getattr(training, name), namespace)
-        # one kernel call instead of a Python loop over every parameter
-        namespace["all_finite"] = _rebind(training.dot_all_finite, namespace)
+        # one kernel call instead of a Python loop over every parameter (a
+        # backend may bring its own all_finite(x, zeros) -> bool)
+        own = getattr(ops.kernels, "all_finite", None)
+        namespace["all_finite"] = own if own is not None else _rebind(training.dot_all_finite, namespace)
         for name in FUNCTIONS:
             setattr(self, name, namespace[name])
         self._typed_list = list
