@@ -865,6 +865,53 @@ def startup_times(backends=("numba", "parallel"), with_fit=None):
     return rows
 
 
+_MEMORY_SCRIPT = r"""
+import json, resource, sys, tracemalloc
+import numpy as np
+import model
+from model import bench
+backend, iterations = sys.argv[1], int(sys.argv[2])
+X, Y = bench.training_data("planar", "float64")
+net = model.NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
+net.fit(X, Y, iterations=1, learning_rate=1.2)          # compile / load: not counted
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+tracemalloc.start()
+net.fit(X, Y, iterations=iterations, learning_rate=1.2)
+peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps(dict(iterations=iterations, traced_peak_bytes=peak, maxrss_growth_kib=rss1 - rss0,
+                      final_cost=float(net.cost(X, Y)))))
+"""
+
+
+def fit_memory(backend="numba", counts=(100, 10_000)):
+    """Peak memory of one planar fit of each iteration count, each in a fresh
+    process after a warm-up fit: tracemalloc's peak (NumPy's allocations,
+    costs_ included) and the growth of the process's maximum RSS. Flat
+    numbers mean fit's memory does not grow with the iterations."""
+    rows = []
+    for n in counts:
+        proc = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, backend, str(n)],
+                              capture_output=True, text=True, timeout=600)
+        if proc.returncode != 0:
+            rows.append(dict(backend=backend, iterations=n, error=proc.stderr.strip()[-500:]))
+            continue
+        rows.append(dict(backend=backend, **json.loads(proc.stdout.strip().splitlines()[-1])))
+    return rows
+
+
+def memory_table(rows):
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["backend"], str(r["iterations"]), "error", r["error"][:60]])
+            continue
+        out.append([r["backend"], f"{r['iterations']:,}", f"{r['traced_peak_bytes'] / 1024:.1f} KiB",
+                    f"{r['maxrss_growth_kib']} KiB"])
+    return _table(["backend", "fit iterations", "traced peak (tracemalloc)", "max RSS growth"], out)
+
+
 # ---------------------------------------------------------------------------
 # Report
 
@@ -958,6 +1005,9 @@ def format_report(report):
     if report.get("startup"):
         out += ["", "start-up, fresh processes (NUMBA_CACHE_DIR empty, then warm): compile vs cache-load time",
                 startup_table(report["startup"])]
+    if report.get("memory"):
+        out += ["", "fit's memory vs iterations (planar [2, 4, 1], fresh processes, after a warm-up fit)",
+                memory_table(report["memory"])]
     return "\n".join(out)
 
 
@@ -1021,7 +1071,7 @@ def add_arguments(parser):
     parser.add_argument("--min-time", type=float, default=None,
                         help="seconds spent timing each case (default 0.2, 0.03 with --quick)")
     parser.add_argument("--no-startup", action="store_true",
-                        help="skip the compile / cache-load measurements (fresh processes)")
+                        help="skip the compile / cache-load and fit-memory measurements (fresh processes)")
     parser.add_argument("--no-check", action="store_true", help="skip checking results against numpy")
     parser.add_argument("--json", metavar="PATH", help="write everything measured as JSON to PATH")
     parser.add_argument("--plot", metavar="PATH",
@@ -1080,7 +1130,9 @@ def run(args):
     compiled = ("numba",) if sweep in ("quick", "smoke") else ("numba", "parallel")
     startup = [] if args.no_startup else startup_times(
         tuple(b for b in compiled if not backends or b in backends))
-    report = dict(machine=info, sweep=sweep, themes=themes, min_time=min_time,
+    memory = [] if args.no_startup or not _model_available() else fit_memory(
+        "numba" if not backends or "numba" in backends else backends[0])
+    report = dict(machine=info, sweep=sweep, themes=themes, min_time=min_time, memory=memory,
                   load_average=dict(start=load_start, end=_load()),
                   bandwidth_gbs=bandwidth, bandwidth_mb=bandwidth_mb, results=results, startup=startup,
                   elapsed_s=time.perf_counter() - t_start)
