@@ -50,6 +50,14 @@ def _make(name):
     if name in ("numba", "parallel"):
         from . import cpu
         kernels = cpu.numba_kernels if name == "numba" else cpu.parallel_kernels
+        if name == "parallel":
+            # A serial function calling parallel kernels (the composites, the
+            # model's training loop), loaded from Numba's cache, runs their
+            # parallel loops without Numba having started its thread pool
+            # (only a parallel function's own cache entry starts it) and
+            # segfaults. get_num_threads() starts the pool.
+            import numba
+            numba.get_num_threads()
         return Ops(name, kernels, _DESCRIPTIONS[name])
     # name == "cuda": numba-cuda and a GPU (or its simulator) are only looked for now
     from .cuda_support import unavailable_reason as cuda_unavailable_reason

@@ -124,19 +124,25 @@ def test_training_buffers_do_not_grow(planar):
     assert peaks[1] < peaks[0] + 64 * 1024, peaks
 
 
-def test_parallel_program_loaded_from_cache_in_a_fresh_process():
-    """Regression: the compiled training loop calls parallel kernels from
-    serial drivers; loaded from Numba's cache in a new process, its first call
-    segfaulted until the program started Numba's thread pool itself."""
+def test_parallel_code_loaded_from_cache_in_a_fresh_process():
+    """Regression: serial compiled functions that call parallel kernels (the
+    model's training loop; the kernels' composites such as linear_backward),
+    loaded from Numba's cache in a new process, segfaulted on their first call
+    until the parallel backend started Numba's thread pool itself."""
     import subprocess
     import sys
 
-    code = ("import numpy as np; from model import NeuralNetwork, datasets; X, Y = datasets.planar(); "
-            "net = NeuralNetwork([2, 4, 1], activations='sigmoid', backend='parallel', seed=1); "
-            "p = net.predict_proba(X); g = net.gradients(X, Y); print(p.shape, sorted(g))")
-    planar_net("parallel", "float64").predict_proba(np.ones((2, 3)))  # compiled here, cached for the child
+    model_first = ("import numpy as np; from model import NeuralNetwork, datasets; X, Y = datasets.planar(); "
+                   "net = NeuralNetwork([2, 4, 1], activations='sigmoid', backend='parallel', seed=1); "
+                   "p = net.predict_proba(X); g = net.gradients(X, Y); print('ok', p.shape, sorted(g))")
+    kernels_first = ("import numpy as np, kernels; ops = kernels.get_backend('parallel'); "
+                     "out = ops.linear_backward(np.ones((3, 50)), np.ones((4, 50)), np.ones((3, 4))); "
+                     "print('ok', float(out[1].sum()))")
+    # compiled here (and so cached) before the children run
     NeuralNetwork([2, 4, 1], activations="sigmoid", backend="parallel", seed=1).predict_proba(np.ones((2, 3)))
-    for _ in range(2):  # the first child may compile; the second certainly loads from the cache
+    import kernels
+    kernels.get_backend("parallel").linear_backward(np.ones((3, 50)), np.ones((4, 50)), np.ones((3, 4)))
+    for code, expected in ((model_first, "ok (1, 400) ['dW1', 'dW2', 'db1', 'db2']"), (kernels_first, "ok 12.0")):
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
-        assert "(1, 400) ['dW1', 'dW2', 'db1', 'db2']" in out.stdout
+        assert expected in out.stdout
