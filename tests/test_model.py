@@ -420,7 +420,7 @@ def test_ctrl_c_leaves_a_completed_iteration(planar, backend):
     net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
     net.fit(X, Y, 2, 1.2)  # compile outside the timer
     net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
-    timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
