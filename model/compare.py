@@ -131,7 +131,8 @@ def race(iterations=10_000, python_iterations=100, learning_rate=1.2, hidden=4, 
             continue
         n = min(python_iterations, iterations) if name == "python" else iterations
         ref, sp = numpy_reference(n)
-        log(f"{name}: warming up (compiling on the first run)")
+        log(f"{name}: warm-up run" + (" (compiles the training loop on first use)"
+                                       if name in ("numba", "parallel", "cuda") else ""))
         make(name).set_parameters(start).fit(X, Y, 2, learning_rate)  # compilation stays out of the timing
         net = make(name).set_parameters(start)
         bar = Progress(n, desc=f"{name}", enabled=progress)
