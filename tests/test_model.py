@@ -448,3 +448,24 @@ def test_unavailable_backend_is_explained():
         pytest.skip("cuda is available here")
     with pytest.raises(kernels.BackendUnavailableError):
         NeuralNetwork([2, 3, 1], backend="cuda")
+
+
+def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
+    """NumPy's BLAS threads must not compete with Numba's during a parallel fit."""
+    from threadpoolctl import threadpool_info
+
+    X, Y = planar
+    seen = []
+    runner = NeuralNetwork._chunk_runner
+
+    def spy(self, *args):
+        chunk = runner(self, *args)
+
+        def spied(start, count):
+            seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+            return chunk(start, count)
+        return spied
+
+    monkeypatch.setattr(NeuralNetwork, "_chunk_runner", spy)
+    NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(X, Y, 3, 1.2)
+    assert seen and all(n == 1 for threads in seen for n in threads)
