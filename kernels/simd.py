@@ -23,7 +23,6 @@ Usage::
     print(kernels.simd.format_report(report))
 """
 
-import math
 import os
 import re
 import subprocess
@@ -171,8 +170,8 @@ def count_instructions(asm):
 # Timing
 
 
-def median_time(fn, min_time=0.05, min_reps=3, max_reps=1000, warmup=1):
-    """Median seconds of ``fn()`` over repeated calls after ``warmup`` calls
+def timings(fn, min_time=0.05, min_reps=3, max_reps=1000, warmup=1):
+    """Seconds of each of repeated calls of ``fn()`` after ``warmup`` calls
     (so a compilation is never timed): at least ``min_reps`` calls, more until
     ``min_time`` seconds have been spent or ``max_reps`` calls made."""
     for _ in range(warmup):
@@ -185,7 +184,12 @@ def median_time(fn, min_time=0.05, min_reps=3, max_reps=1000, warmup=1):
         dt = time.perf_counter() - t0
         times.append(dt)
         spent += dt
-    return float(np.median(times))
+    return times
+
+
+def median_time(fn, min_time=0.05, min_reps=3, max_reps=1000, warmup=1):
+    """Median seconds of ``fn()`` over ``timings(...)``."""
+    return float(np.median(timings(fn, min_time, min_reps, max_reps, warmup)))
 
 
 # --------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import numpy as np
 
 import kernels
 from kernels import simd
+from kernels.loops import ACTIVATION_CODES
 
 THEMES = ("ops", "training", "dot")
 SWEEPS = ("smoke", "quick", "default", "full")
@@ -263,8 +264,7 @@ def assert_close(name, got, want, dtype, scale=None):
 # ----- ops
 
 
-ACT = kernels.ACTIVATIONS  # names; the raw kernels take codes
-_CODE = {name: i for name, i in __import__("kernels.loops", fromlist=["x"]).ACTIVATION_CODES.items()}
+_CODE = ACTIVATION_CODES  # the raw kernels take activation codes, not names
 
 OPS_LAYER = (32, 32)     # (n, k) of the layer the ops sweep uses
 OPS_SIZES = {            # m, the number of examples, per sweep
@@ -728,18 +728,20 @@ def prepare(case):
 
 
 def time_case(case, min_time=0.1, check=True):
-    """Median seconds per call of one case (its warm-up call excluded), with
-    the BLAS limit of the case and the settle pause before compiled code."""
+    """(median, minimum) seconds per call of one case (its warm-up call
+    excluded), with the BLAS limit of the case and the settle pause before
+    compiled code. On a shared machine the minimum is the better estimate of
+    what the code can do; the median says what it did."""
     with blas_threads(case.blas_threads):
         run, chk = prepare(case)
         if case.compiled:
             time.sleep(BLAS_SETTLE_S)
         # the pure-Python contender: three calls, they are long
-        t = simd.median_time(run, min_time=min_time, min_reps=3,
+        times = simd.timings(run, min_time=min_time, min_reps=3,
                              max_reps=3 if case.contender == "python" else 10_000, warmup=0)
         if check:
             chk()
-    return t
+    return float(np.median(times)), float(np.min(times))
 
 
 def run_cases(cases, min_time=0.1, check=True, progress=None):
@@ -752,7 +754,7 @@ def run_cases(cases, min_time=0.1, check=True, progress=None):
                    dtype=case.dtype, size=case.size, flops=case.flops, nbytes=case.nbytes,
                    bound=case.bound, threads=case.threads, per_round=case.per_round, id=case.id)
         try:
-            row["time_s"] = time_case(case, min_time, check)
+            row["time_s"], row["time_min_s"] = time_case(case, min_time, check)
         except Skip as exc:
             row["skipped"] = str(exc)
         results.append(row)
@@ -769,6 +771,7 @@ def add_metrics(results, info, bandwidth):
             continue
         t = r["time_s"]
         r["per_iteration_s"] = t / r["per_round"]
+        r["per_iteration_min_s"] = r.get("time_min_s", t) / r["per_round"]
         r["speedup_vs_numpy"] = base[key(r)] / r["per_iteration_s"] if key(r) in base else None
         r["gflops"] = r["flops"] / t / 1e9 if r["flops"] else None
         r["gbs"] = r["nbytes"] / t / 1e9 if r["nbytes"] else None
@@ -970,13 +973,14 @@ def theme_table(results, theme):
         prev = (r["label"], r["dtype"])
         name = (f"{r['label']} {r['dtype']}" if first else "")
         if "time_s" not in r:
-            rows.append([name, r["contender"], "skipped", "", "", "", ""])
+            rows.append([name, r["contender"], "skipped", "", "", "", "", ""])
             continue
-        rows.append([name, r["contender"], _fmt_t(r["per_iteration_s"]),
+        rows.append([name, r["contender"], _fmt_t(r["per_iteration_s"]), _fmt_t(r["per_iteration_min_s"]),
                      _fmt(r["speedup_vs_numpy"], ".2f"), _fmt(r["gflops"], ".2f"),
                      _fmt(r["gbs"], ".2f"), "-" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"])
     what = "per iteration" if theme == "training" else "per call"
-    return _table(["problem", "contender", f"median {what}", "x numpy", "GFLOP/s", "GB/s", "% peak"], rows)
+    return _table(["problem", "contender", f"median {what}", "min", "x numpy", "GFLOP/s", "GB/s", "% peak"],
+                  rows)
 
 
 def startup_table(rows):
@@ -993,8 +997,9 @@ def startup_table(rows):
 
 def format_report(report):
     out = header_lines(report["machine"], report.get("bandwidth_gbs"), report.get("bandwidth_mb"))
-    out.append(f"sweep '{report['sweep']}', median of calls after a warm-up call (compilation never timed); "
-               f"x numpy = numpy's time / this time (dot: np.dot on all threads)")
+    out.append(f"sweep '{report['sweep']}': median and minimum of calls after a warm-up call (compilation "
+               f"never timed); x numpy = numpy's median / this median (dot: np.dot on all threads); "
+               f"GFLOP/s, GB/s and % peak from the median")
     titles = {"ops": "ops (raw kernels, outputs preallocated; layer (n, k) = "
                      f"{OPS_LAYER}; [level] = the cache the working set fits)",
               "training": "training (fit iterations; GFLOP/s counts the matrix products, "
