@@ -975,7 +975,7 @@ def theme_table(results, theme):
         if "time_s" not in r:
             rows.append([name, r["contender"], "skipped", "", "", "", "", ""])
             continue
-        rows.append([name, r["contender"], _fmt_t(r["per_iteration_s"]), _fmt_t(r["per_iteration_min_s"]),
+        rows.append([name, r["contender"], _fmt_t(r["per_iteration_s"]), _fmt_t(r.get("per_iteration_min_s")),
                      _fmt(r["speedup_vs_numpy"], ".2f"), _fmt(r["gflops"], ".2f"),
                      _fmt(r["gbs"], ".2f"), "-" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"])
     what = "per iteration" if theme == "training" else "per call"
