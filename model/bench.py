@@ -16,7 +16,9 @@ pytest-benchmark suites in ``benchmarks/`` run the very same cases:
   fastmath, and in parallel (and torch.dot where installed).
 
 Rules every timing follows: the first call (which compiles, or loads from
-Numba's cache) is never timed; the time is the median of repeated calls; the
+Numba's cache) is never timed; the time is the median of repeated calls (the
+minimum is reported beside it: on a shared machine it is the better estimate
+of what the code can do); the
 pure-Python backend runs only where one call is estimated under a second;
 BLAS threads (which keep spinning ~0.1 s after a NumPy call and slow a Numba
 parallel loop that follows ~3x on 2 cores) are given ``BLAS_SETTLE_S`` to go
@@ -25,7 +27,8 @@ while a Numba parallel contender runs.
 
 Compile time and cache-load time are measured apart, in fresh processes
 (``startup_times``): a process with an empty Numba cache directory compiles,
-a second one with that directory loads.
+a second one with that directory loads. ``fit_memory`` compares the peak
+memory of a short and a long fit, each in a fresh process.
 """
 
 import contextlib
