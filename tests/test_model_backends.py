@@ -124,6 +124,32 @@ def test_training_buffers_do_not_grow(planar):
     assert peaks[1] < peaks[0] + 64 * 1024, peaks
 
 
+@pytest.mark.parametrize("backend", ["numba", "parallel"])
+def test_compiled_fit_allocates_nothing_per_iteration(planar, backend):
+    """Inside compiled code (where tracemalloc sees nothing) Numba's runtime
+    counts allocations: a few per chunk of iterations, none per iteration,
+    and every one freed."""
+    from numba.core.runtime import _nrt_python, rtsys
+
+    X, Y = planar
+    net = planar_net(backend, "float64")
+    net.fit(X, Y, 10, 1.2)
+    was_enabled = _nrt_python.memsys_stats_enabled()
+    _nrt_python.memsys_enable_stats()
+    try:
+        counts = []
+        for n in (100, 5000):
+            before = rtsys.get_allocation_stats()
+            net.fit(X, Y, n, 1.2, cost_every=10**6)
+            after = rtsys.get_allocation_stats()
+            counts.append(after.alloc - before.alloc)
+            assert after.alloc - before.alloc == after.free - before.free  # nothing leaks
+    finally:
+        if not was_enabled:
+            _nrt_python.memsys_disable_stats()
+    assert counts[1] - counts[0] < 1000, counts  # per iteration would be 4900 or more
+
+
 def test_parallel_code_loaded_from_cache_in_a_fresh_process():
     """Regression: serial compiled functions that call parallel kernels (the
     model's training loop; the kernels' composites such as linear_backward),
