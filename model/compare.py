@@ -5,8 +5,10 @@ raced and cross-checked.
 For each backend: time per iteration (compilation excluded: a warm-up fit runs
 first), speed-up over pure Python and over NumPy, final cost, training accuracy
 and the largest parameter difference to the numpy backend after the same number
-of iterations. The pure-Python backend runs fewer iterations (it is about a
-hundred times slower) and its time per iteration is extrapolated to the full run.
+of iterations: where agreement is checked (see below) and at the end. The
+pure-Python backend runs fewer iterations (it is about a hundred times slower)
+and its time per iteration is extrapolated to the full run. ``race`` and
+``table`` are the pieces, for use from Python.
 """
 
 import platform
