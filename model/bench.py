@@ -998,6 +998,47 @@ def startup_table(rows):
                    "first planar fit iteration", "whole process"], out)
 
 
+def goal_ratios(results):
+    """The ratios the performance goals (issue 6) are stated in, from one
+    run's results: (what, ratio from medians, ratio from minima, goal text)."""
+    def t(label_start, dtype, contender, theme):
+        for r in results:
+            if (r["theme"] == theme and r["label"].startswith(label_start) and r["dtype"] == dtype
+                    and r["contender"] == contender and "time_s" in r):
+                return r["per_iteration_s"], r.get("per_iteration_min_s", r["per_iteration_s"])
+        return None
+
+    rows = []
+    for dtype in ("float64", "float32"):
+        numpy_t, torch_t = t("planar", dtype, "numpy", "training"), t("planar", dtype, "torch", "training")
+        compiled = [x for x in (t("planar", dtype, c, "training") for c in ("numba", "parallel")) if x]
+        if compiled and numpy_t:
+            best = (min(x[0] for x in compiled), min(x[1] for x in compiled))
+            rows.append((f"planar {dtype}: numpy / best compiled", numpy_t[0] / best[0], numpy_t[1] / best[1], ">= 4"))
+            if torch_t:
+                rows.append((f"planar {dtype}: torch / best compiled", torch_t[0] / best[0], torch_t[1] / best[1],
+                             ">= 10"))
+    for name in ("deep", "mnist [784, 128, 64, 1] m=1024", "mnist60k"):
+        for dtype in ("float64", "float32"):
+            par, num = t(name, dtype, "parallel", "training"), t(name, dtype, "numpy", "training")
+            if par and num:
+                rows.append((f"{name.split(' m=')[0].split(' [')[0]} {dtype}: parallel / numpy",
+                             par[0] / num[0], par[1] / num[1], "<= 1.25"))
+    for dtype in ("float64", "float32"):
+        par, nd = t("dot", dtype, "parallel", "dot"), t("dot", dtype, "np.dot all threads", "dot")
+        fm, nd1 = t("dot", dtype, "njit fastmath", "dot"), t("dot", dtype, "np.dot 1 thread", "dot")
+        if par and nd:
+            rows.append((f"dot {dtype}: parallel / np.dot", par[0] / nd[0], par[1] / nd[1], "<= 1"))
+        if fm and nd1:
+            rows.append((f"dot {dtype}: fastmath serial / np.dot 1 thread", fm[0] / nd1[0], fm[1] / nd1[1], "<= 1.3"))
+    return rows
+
+
+def goals_table(results):
+    rows = [[what, f"{med:.2f}", f"{mn:.2f}", goal] for what, med, mn, goal in goal_ratios(results)]
+    return _table(["ratio", "from medians", "from minima", "goal"], rows) if rows else ""
+
+
 def format_report(report):
     out = header_lines(report["machine"], report.get("bandwidth_gbs"), report.get("bandwidth_mb"))
     out.append(f"sweep '{report['sweep']}': median and minimum of calls after a warm-up call (compilation "
@@ -1010,6 +1051,9 @@ def format_report(report):
               "dot": "dot product (the course's demo)"}
     for theme in report["themes"]:
         out += ["", titles[theme], theme_table(report["results"], theme)]
+    goals = goals_table(report["results"])
+    if goals:
+        out += ["", "the performance goals' ratios (issue 6), from this run", goals]
     if report.get("startup"):
         out += ["", "start-up, fresh processes (NUMBA_CACHE_DIR empty, then warm): compile vs cache-load time",
                 startup_table(report["startup"])]

@@ -83,3 +83,20 @@ def test_plot_writes_a_png(tmp_path):
     path = tmp_path / "p.png"
     bench.plot(dict(results=rows, machine=dict(cpu="test CPU", cores=2)), path)
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_goal_ratios_from_results():
+    def row(theme, label, contender, t, dtype="float64"):
+        return dict(theme=theme, label=label, dtype=dtype, contender=contender, time_s=t,
+                    per_iteration_s=t, per_iteration_min_s=t / 2)
+    results = [row("training", "planar [2, 4, 1] m=400", "numpy", 8.0),
+               row("training", "planar [2, 4, 1] m=400", "numba", 2.0),
+               row("training", "planar [2, 4, 1] m=400", "parallel", 4.0),
+               row("training", "planar [2, 4, 1] m=400", "torch", 40.0),
+               row("dot", "dot n=1,000,000", "parallel", 1.0),
+               row("dot", "dot n=1,000,000", "np.dot all threads", 2.0)]
+    ratios = {what: (med, mn) for what, med, mn, _ in bench.goal_ratios(results)}
+    assert ratios["planar float64: numpy / best compiled"] == (4.0, 4.0)
+    assert ratios["planar float64: torch / best compiled"] == (20.0, 20.0)
+    assert ratios["dot float64: parallel / np.dot"] == (0.5, 0.5)
+    assert "ratio" in bench.goals_table(results)
