@@ -33,9 +33,11 @@ def test_plain_dot_is_scalar(dot_counts):
 @x86_only
 def test_fastmath_dot_is_packed_fma(dot_counts):
     c = dot_counts[True]
-    assert c["packed"] > 0 and c["packed_fma"] > 0
-    assert c["widest"] in ("ymm", "zmm")
-    assert c["ymm"] + c["zmm"] > 0
+    assert c["packed"] > 0
+    if "fma" in simd.cpu_info()["simd"]:
+        assert c["packed_fma"] > 0
+    if "avx" in simd.cpu_info()["simd"]:
+        assert c["widest"] in ("ymm", "zmm") and c["ymm"] + c["zmm"] > 0
 
 
 def test_count_instructions_on_known_text():
