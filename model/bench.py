@@ -730,14 +730,15 @@ def prepare(case):
         raise
 
 
-def time_case(case, min_time=0.1, check=True):
+def time_case(case, min_time=0.1, check=True, settle=None):
     """(median, minimum) seconds per call of one case (its warm-up call
     excluded), with the BLAS limit of the case and the settle pause before
-    compiled code. On a shared machine the minimum is the better estimate of
-    what the code can do; the median says what it did."""
+    compiled code (``settle``: pause or not, default: for compiled contenders).
+    On a shared machine the minimum is the better estimate of what the code
+    can do; the median says what it did."""
     with blas_threads(case.blas_threads):
         run, chk = prepare(case)
-        if case.compiled:
+        if case.compiled if settle is None else settle:
             time.sleep(BLAS_SETTLE_S)
         # the pure-Python contender: three calls, they are long
         times = simd.timings(run, min_time=min_time, min_reps=3,
@@ -750,14 +751,19 @@ def time_case(case, min_time=0.1, check=True):
 def run_cases(cases, min_time=0.1, check=True, progress=None):
     """Time every case; returns a list of result dicts (one per case that ran)."""
     results = []
+    previous = None
     for i, case in enumerate(cases):
         if progress:
             progress(i, len(cases), case)
         row = dict(theme=case.theme, group=case.group, contender=case.contender, label=case.label,
                    dtype=case.dtype, size=case.size, flops=case.flops, nbytes=case.nbytes,
                    bound=case.bound, threads=case.threads, per_round=case.per_round, id=case.id)
+        # pause before compiled code (BLAS threads spinning) and after parallel code
+        # (the OpenMP/TBB workers spin too before they sleep)
+        settle = case.compiled or previous in ("parallel", "cuda")
+        previous = case.contender
         try:
-            row["time_s"], row["time_min_s"] = time_case(case, min_time, check)
+            row["time_s"], row["time_min_s"] = time_case(case, min_time, check, settle)
         except Skip as exc:
             row["skipped"] = str(exc)
         results.append(row)
