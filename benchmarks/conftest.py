@@ -41,6 +41,9 @@ def pytest_generate_tests(metafunc):
         metafunc.parametrize("case", cases, ids=[c.id for c in cases])
 
 
+_previous = {"contender": None}  # the contender benchmarked last in this session
+
+
 @pytest.fixture
 def run_case(benchmark):
     """Benchmark one ``model.bench.Case``: warm-up outside the timing (in
@@ -56,8 +59,10 @@ def run_case(benchmark):
                 run, check = bench.prepare(case)
             except bench.Skip as exc:
                 pytest.skip(str(exc))
-            if case.compiled:
+            # BLAS workers spin ~0.1 s after NumPy; Numba's parallel workers after a prange
+            if case.compiled or _previous["contender"] in ("parallel", "cuda"):
                 time.sleep(bench.BLAS_SETTLE_S)
+            _previous["contender"] = case.contender
             if case.contender == "python":  # long rounds: a few are enough
                 benchmark.pedantic(run, rounds=3, iterations=1)
             else:
