@@ -60,7 +60,8 @@ def run_case(benchmark):
             except bench.Skip as exc:
                 pytest.skip(str(exc))
             # BLAS workers spin ~0.1 s after NumPy; Numba's parallel workers after a prange
-            if case.compiled or _previous["contender"] in ("parallel", "cuda"):
+            timed = not getattr(benchmark, "disabled", False)  # the smoke run times nothing
+            if timed and (case.compiled or _previous["contender"] in ("parallel", "cuda")):
                 time.sleep(bench.BLAS_SETTLE_S)
             _previous["contender"] = case.contender
             if case.contender == "python":  # long rounds: a few are enough
