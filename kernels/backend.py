@@ -25,6 +25,12 @@ _AL = "(1, m)"
 class Ops:
     """The ops of one backend. Get one with ``kernels.get_backend(name)``."""
 
+    # A device backend sets this: there every value the host reads (a cost, a
+    # finiteness test) waits for all queued kernels and copies across the bus,
+    # so the model tests the parameters once per chunk of iterations instead of
+    # once per iteration (see model.network, NeuralNetwork._chunk_runner).
+    syncs_are_costly = False
+
     def __init__(self, name, kernels, description=""):
         self.name = name
         self.kernels = kernels
@@ -51,6 +57,11 @@ class Ops:
 
     def synchronize(self):
         """Wait for queued work (a no-op on CPU backends); call before reading a clock."""
+
+    def copy(self, dst, src):
+        """dst[...] = src for two arrays of the backend's kind of one shape and
+        dtype (device to device on a device backend: nothing crosses to the host)."""
+        np.copyto(dst, src)
 
     def _array(self, x, name, ndim, shape_text):
         return checks.float_array(x, name, ndim, shape_text)

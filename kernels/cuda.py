@@ -333,11 +333,26 @@ def _compiled(dtype):
         if c < out.shape[0]:
             out[c] = param[c] - lr * grad[c]
 
+    @cuda.jit
+    def flag_nonfinite(flag, x):
+        """flag[0] = 1 if any x[c] is NaN or +-inf (over a flat view). Every
+        thread that finds one writes the same 1, so the race is harmless: no
+        atomics. flag (1,) int32, cleared by clear_flag before the first launch."""
+        c = cuda.grid(1)
+        if c < x.shape[0] and (math.isnan(x[c]) or math.isinf(x[c])):
+            flag[0] = 1
+
+    @cuda.jit
+    def clear_flag(flag):
+        """flag[0] = 0; one thread."""
+        if cuda.grid(1) == 0:
+            flag[0] = 0
+
     return types.SimpleNamespace(
         forward=forward, weight_grad=weight_grad, input_grad=input_grad, bias_grad=bias_grad,
         cost_partials=cost_partials, dot_partials=dot_partials, sum_partials=sum_partials,
         activate=activate, backprop=backprop, backprop_from_output=backprop_from_output,
-        cost_backward=cost_backward, step=step)
+        cost_backward=cost_backward, step=step, flag_nonfinite=flag_nonfinite, clear_flag=clear_flag)
 
 
 # ---------------------------------------------------------- launches (the raw op API)
@@ -475,6 +490,32 @@ def dot(a, b):
     return total.copy_to_host()[0]
 
 
+def parameters_finite(W, b, zeros):
+    """True if every cell of every W[l] and b[l] is finite: one flag kernel per
+    array writing into one device flag, then ONE 4-byte copy to the host (where
+    model.training.parameters_finite would read one dot product per array).
+    The model's hook for its once-per-chunk check; ``zeros`` is unused.
+    W, b lists of device arrays of one dtype."""
+    arrays = [x for x in list(W) + list(b) if x.size]
+    if not arrays:
+        return True
+    kern = _compiled(arrays[0].dtype)
+    flag = _scratch_flag()
+    _launch(kern.clear_flag, 1, 1, flag)
+    for x in arrays:
+        grid, block = _grid_1d(x.size)
+        _launch(kern.flag_nonfinite, grid, block, flag, _flat(x))
+    return int(flag.copy_to_host()[0]) == 0
+
+
+def _scratch_flag():
+    """The reusable device flag (1,) int32 of parameters_finite."""
+    with _scratch_lock:
+        if "flag" not in _scratch:
+            _scratch["flag"] = cuda.device_array(1, dtype=np.int32)
+        return _scratch["flag"]
+
+
 # ------------------------------------------------------------------ the op API
 def is_device_array(x):
     """True for a numba.cuda device array (or, on a GPU, any object with
@@ -591,6 +632,8 @@ class CudaOps(Ops):
     ``ops.empty`` / ``ops.asarray``, so a fit copies data in once and out once.
     """
 
+    syncs_are_costly = True  # the model checks the parameters once per chunk (see Ops)
+
     def __init__(self, name, kernels, description=""):
         if SIMULATOR:
             description += " (Numba's CUDA simulator: every GPU thread runs in Python)"
@@ -619,6 +662,10 @@ class CudaOps(Ops):
     def synchronize(self):
         """Wait for every queued kernel (launches are asynchronous)."""
         cuda.synchronize()
+
+    def copy(self, dst, src):
+        """dst[...] = src for two device arrays, device to device (no host round trip)."""
+        _as_device(dst).copy_to_device(_as_device(src))
 
     # checks and allocation, device-aware
     def _call(self):

@@ -8,7 +8,9 @@ kernels through ``model.training`` (see ``model.program``): on "numba" and
 "parallel" whole chunks of gradient-descent iterations run in one compiled
 call; on the other backends a Python loop calls the kernels. Arrays are made
 with the backend's hooks (``ops.empty``, ``ops.asarray``, ``ops.to_host``), so a
-device backend keeps them on its device.
+device backend keeps them on its device; there fit reads back nothing per
+iteration but the recorded costs (its divergence test runs once per chunk:
+see ``NeuralNetwork._chunk_runner``).
 """
 
 import contextlib
@@ -531,12 +533,44 @@ class NeuralNetwork:
         zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
         codes = p.codes(self._codes())
         eps = self._eps()
+        ops = self._ops
+        optimistic = ops.syncs_are_costly
+        if optimistic:  # the parameters at the start of the chunk, to go back to
+            W_start = [ops.empty(w.shape, dt) for w in self._W]
+            b_start = [ops.empty(v.shape, dt) for v in self._b]
+
+        def run(fit_chunk, start, count):
+            return fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
+                             buf["dW"], buf["db"], zeros, Y, codes, start, count, cost_every,
+                             learning_rate, eps)
+
+        def restore():
+            for l in range(len(W)):
+                ops.copy(W[l], W_start[l])
+                ops.copy(b[l], b_start[l])
 
         def chunk(start, count):
             try:
-                return p.fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
-                                   buf["dW"], buf["db"], zeros, Y, codes, start, count, cost_every,
-                                   learning_rate, eps)
+                if not optimistic:
+                    return run(p.fit_chunk, start, count)
+                # A device backend: run the chunk without the per-iteration test
+                # (each test is a host sync), test the parameters once at its end,
+                # and only if that fails (or a recorded cost is NaN/inf) run it
+                # again, guarded, from its starting parameters: that run stops at
+                # the exact iteration and keeps the last finite parameters.
+                for l in range(len(W)):
+                    ops.copy(W_start[l], W[l])
+                    ops.copy(b_start[l], b[l])
+                try:
+                    done, status = run(p.fit_chunk_unguarded, start, count)
+                    if status != DIVERGED and p.parameters_finite(W, b, zeros):
+                        return done, status
+                except BaseException:  # leave the parameters of a finite iteration
+                    with contextlib.suppress(Exception):
+                        restore()
+                    raise
+                restore()
+                return run(p.fit_chunk, start, count)
             finally:  # the lists may have swapped arrays: W, b hold the current parameters
                 self._W, self._b = list(W), list(b)
 

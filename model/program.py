@@ -12,7 +12,14 @@ kernel names resolve to that backend's raw kernels.
   kernels may provide their own ``activation_backward_from_output`` (dZ, dA, Z,
   A, act); otherwise "numpy" gets a vectorized one and any other backend falls
   back to its ``activation_backward`` (dZ, dA, Z, act). Likewise
-  ``all_finite`` (x, zeros) -> bool; the default is one ``dot`` with zeros.
+  ``all_finite`` (x, zeros) -> bool, the default one ``dot`` with zeros, and
+  ``parameters_finite`` (W, b, zeros) -> bool, the default all_finite on each.
+
+``Program.fit_chunk_unguarded`` is ``fit_chunk`` with the per-iteration test of
+the parameters switched off (bound with an ``all_finite`` that is always true):
+a device backend runs its chunks so and tests once per chunk (``model.network``).
+Compiled programs keep the guard (there it is a cheap loop in compiled code):
+their ``fit_chunk_unguarded`` is ``fit_chunk``.
 
 The arrays the model hands these functions come from the backend's hooks
 (``ops.empty``, ``ops.asarray``), so a device backend keeps them on its device.
@@ -33,7 +40,7 @@ from . import training
 # options) and those that only call kernels (compiled serially: they have no
 # loop of their own to parallelize). Callees come before callers.
 PARALLEL_LOOPS = ("activation_backward_from_output", "logistic_pass")
-DRIVERS = ("forward", "backward", "all_finite", "update", "fit_chunk",
+DRIVERS = ("forward", "backward", "all_finite", "parameters_finite", "update", "fit_chunk",
            "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
 
@@ -66,6 +73,11 @@ def _numpy_activation_backward_from_output(dZ, dA, Z, A, act):
     else:
         from kernels import vectorized
         vectorized.activation_backward(dZ, dA, Z, act)
+
+
+def _always_finite(x, zeros):
+    """all_finite of the unguarded fit_chunk: tests nothing, reads nothing back."""
+    return True
 
 
 def _rebind(func, namespace):
@@ -114,6 +126,7 @@ class Program:
         drivers = cpu.compile_loops(suffix, dict(options, parallel=False), DRIVERS, training, extra)
         for name in FUNCTIONS:
             setattr(self, name, getattr(loops, name, None) or getattr(drivers, name))
+        self.fit_chunk_unguarded = self.fit_chunk
         self._typed_list = numba.typed.List
 
     def _interpret(self, ops):
@@ -137,8 +150,16 @@ class Program:
         # backend may bring its own all_finite(x, zeros) -> bool)
         own = getattr(ops.kernels, "all_finite", None)
         namespace["all_finite"] = own if own is not None else _rebind(training.dot_all_finite, namespace)
+        own = getattr(ops.kernels, "parameters_finite", None)
+        if own is not None:
+            namespace["parameters_finite"] = own
         for name in FUNCTIONS:
             setattr(self, name, namespace[name])
+        # the same loop without the per-iteration test: every step swaps in its parameters
+        unguarded = dict(namespace, all_finite=_always_finite)
+        for name in ("update", "fit_chunk"):
+            unguarded[name] = _rebind(getattr(training, name), unguarded)
+        self.fit_chunk_unguarded = unguarded["fit_chunk"]
         self._typed_list = list
 
     def list(self, arrays):

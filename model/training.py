@@ -122,10 +122,22 @@ def dot_all_finite(x, zeros):
     return math.isfinite(dot(x.reshape(x.size), zeros[:x.size]))
 
 
+def parameters_finite(W, b, zeros):
+    """True if every W[l] and b[l] is finite: the once-per-chunk test of the
+    unguarded chunks a device backend runs (see fit_chunk). A backend may bring
+    its own, with one host sync in all (kernels.cuda.parameters_finite)."""
+    for l in range(len(W)):
+        if not (all_finite(W[l], zeros) and all_finite(b[l], zeros)):
+            return False
+    return True
+
+
 def update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
     """One gradient-descent step, guarded: W_next = W - lr dW (and b), and only
     if every new value is finite do the new parameters replace the old ones
     (the lists swap their arrays, nothing is copied). Returns whether they did.
+    (In the unguarded binding of ``model.program``, all_finite is always true:
+    the step always swaps.)
     """
     ok = True
     for l in range(len(W)):
@@ -151,6 +163,14 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     completed; status DIVERGED if iteration start + done produced a NaN/inf
     cost or parameter, in which case W, b are still those of the last finite
     iteration.
+
+    Bound unguarded (``Program.fit_chunk_unguarded``: all_finite always true),
+    the parameters are not tested per iteration: a device backend's chunks run
+    so, without a host sync per iteration, then test them once with
+    parameters_finite, and if that fails run the chunk again guarded from a
+    copy of its starting parameters (``model.network``). A non-finite cell
+    stays non-finite in every later step (inf - x and NaN - x are never
+    finite), so the test at the end misses no divergence inside the chunk.
     """
     L = len(W)
     for t in range(count):

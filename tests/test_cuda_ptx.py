@@ -33,7 +33,8 @@ def _signatures(nt):
     return dict(forward=(A2, A2, A2, A2, A2, i8), weight_grad=(A2, A2, A2), input_grad=(A2, A2, A2),
                 bias_grad=(A2, A2), cost_partials=(F1, A2, A2, nt), dot_partials=(A1, A1, A1),
                 sum_partials=(A1, A1), activate=(A1, A1, i8), backprop=(A1, A1, A1, i8), backprop_from_output=(A1, A1, A1, A1, i8),
-                cost_backward=(A2, A2, A2, nt), step=(A1, A1, A1, nt))
+                cost_backward=(A2, A2, A2, nt), step=(A1, A1, A1, nt),
+                flag_nonfinite=(numba.int32[::1], A1), clear_flag=(numba.int32[::1],))
 
 
 @pytest.fixture(scope="module")

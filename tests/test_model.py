@@ -405,6 +405,45 @@ def test_divergence_stops_with_finite_parameters(planar, backend):
         np.testing.assert_array_equal(net.parameters[k], v)
 
 
+def test_device_style_chunks_stop_at_the_same_iteration(planar, monkeypatch):
+    """What the model does on a backend whose host syncs are costly ("cuda"):
+    each chunk runs without the per-iteration finiteness test, the parameters
+    are tested once at its end, and a chunk that diverged runs again, guarded,
+    from its starting parameters. Played here on the numpy kernels: the same
+    error, iteration, costs and parameters as the guarded fit, exactly. The
+    CPU backends themselves keep the per-iteration guard."""
+    assert not any(kernels.get_backend(name).syncs_are_costly for name in ("python", "numpy", "numba"))
+
+    class DeviceLike(kernels.Ops):
+        syncs_are_costly = True
+
+    X, Y = planar
+    monkeypatch.setattr(network, "CHUNK_SECONDS", 1e9)  # two chunks: iteration 0, then the rest
+    nets, messages = {}, {}
+    for kind in ("guarded", "device-like"):
+        net = NeuralNetwork([2, 4, 1], activations="relu", backend="numpy", seed=2)
+        if kind == "device-like":
+            net._ops = DeviceLike("numpy", net._ops.kernels)
+            calls = []
+            p = net.program
+            for name in ("fit_chunk", "fit_chunk_unguarded"):
+                def spied(*args, _run=getattr(p, name), _name=name):
+                    calls.append((_name, args[14]))  # start
+                    return _run(*args)
+                monkeypatch.setattr(p, name, spied)
+        with pytest.raises(DivergenceError) as info:
+            net.fit(X, Y, 1000, 1e6)
+        nets[kind], messages[kind] = net, str(info.value)
+    assert calls == [("fit_chunk_unguarded", 0), ("fit_chunk_unguarded", 1), ("fit_chunk", 1)]
+    ref, net = nets["guarded"], nets["device-like"]
+    assert messages["device-like"] == messages["guarded"]
+    assert net.n_iter_ == ref.n_iter_ > 1
+    np.testing.assert_array_equal(net.costs_, ref.costs_)
+    for k, v in ref.parameters.items():
+        assert np.isfinite(v).all()
+        np.testing.assert_array_equal(net.parameters[k], v)
+
+
 def test_logistic_regression_divergence(planar):
     X, Y = planar
     lr = LogisticRegression(2, backend="numba").set_parameters({"w": np.array([[1e300], [1e300]]), "b": 0.0})
