@@ -40,10 +40,15 @@ class BackendUnavailableError(RuntimeError):
     """The backend exists but cannot run here; the message says why and how to fix it."""
 
 
-def _make(name):
+# Backends whose kernels are kernels/loops.py: they can trade the vectorizable
+# approximations of tanh/sigmoid/log for the C math library (exact_math=True).
+LOOP_BACKENDS = ("python", "numba", "parallel")
+
+
+def _make(name, exact_math=False):
     if name == "python":
         from . import loops
-        return Ops(name, loops, _DESCRIPTIONS[name])
+        return Ops(name, loops, _DESCRIPTIONS[name], exact_math)
     if name == "numpy":
         from . import vectorized
         return Ops(name, vectorized, _DESCRIPTIONS[name])
@@ -58,7 +63,7 @@ def _make(name):
             # segfaults. get_num_threads() starts the pool.
             import numba
             numba.get_num_threads()
-        return Ops(name, kernels, _DESCRIPTIONS[name])
+        return Ops(name, kernels, _DESCRIPTIONS[name], exact_math)
     # name == "cuda": numba-cuda and a GPU (or its simulator) are only looked for now
     from .cuda_support import unavailable_reason as cuda_unavailable_reason
     reason = cuda_unavailable_reason()
@@ -68,17 +73,23 @@ def _make(name):
     return cuda.CudaOps(name, cuda, _DESCRIPTIONS[name])
 
 
-def get_backend(name):
+def get_backend(name, *, exact_math=False):
     """The ``Ops`` of backend ``name`` (one of ``BACKENDS``).
+
+    ``exact_math=True`` (backends "python", "numba", "parallel") makes tanh,
+    sigmoid and the cost's log call the C math library instead of the
+    vectorizable approximations of ``kernels.approx`` (the default; within
+    2.5 ulp, see its table). Other backends ignore it.
 
     Raises ValueError for an unknown name and BackendUnavailableError (a
     RuntimeError) for a backend that cannot run on this machine, saying why.
     """
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    if name not in _cache:
-        _cache[name] = _make(name)
-    return _cache[name]
+    key = (name, bool(exact_math) and name in LOOP_BACKENDS)
+    if key not in _cache:
+        _cache[key] = _make(name, *key[1:]) if key[1] else _make(name)
+    return _cache[key]
 
 
 def unavailable_reason(name):

@@ -14,6 +14,7 @@ b (n[l], 1), Z, A, dZ, dA (n[l], m), AL, Y (1, m).
 import numpy as np
 
 from . import checks
+from .loops import EXACT
 
 _A_PREV = "(n[l-1], m)"
 _W = "(n[l], n[l-1])"
@@ -31,13 +32,22 @@ class Ops:
     # once per iteration (see model.network, NeuralNetwork._chunk_runner).
     syncs_are_costly = False
 
-    def __init__(self, name, kernels, description=""):
+    def __init__(self, name, kernels, description="", exact_math=False):
         self.name = name
         self.kernels = kernels
         self.description = description
+        # exact_math (loop backends only): tanh, sigmoid and the cost's log from
+        # the C math library instead of the vectorizable approximations of
+        # kernels.approx (see kernels.loops.EXACT).
+        self.exact_math = bool(exact_math)
+        self._act_bits = EXACT if exact_math else 0
 
     def __repr__(self):
-        return f"<jitloops backend {self.name!r}: {self.description}>"
+        exact = ", exact math" if self.exact_math else ""
+        return f"<jitloops backend {self.name!r}: {self.description}{exact}>"
+
+    def _activation(self, activation):
+        return checks.activation_code(activation) | self._act_bits
 
     # Array hooks: a device backend (CUDA) overrides these so the model can
     # keep its arrays where the backend's kernels read them.
@@ -144,7 +154,7 @@ class Ops:
 
     def activation_forward(self, Z, activation, *, out=None):
         """A = g(Z) elementwise; Z (n[l], m) -> A (n[l], m). ``out`` may be Z itself."""
-        act = checks.activation_code(activation)
+        act = self._activation(activation)
         Z = self._array(Z, "Z", 2, _Z)
         A = self._out(out, "out", Z.shape, Z.dtype, dict(Z=Z), elementwise=True)
         self.kernels.activation_forward(A, Z, act)
@@ -152,7 +162,7 @@ class Ops:
 
     def linear_activation_forward(self, A_prev, W, b, activation, *, out=None):
         """Z = W A_prev + b and A = g(Z), fused in one pass. Returns (Z, A), each (n[l], m)."""
-        act = checks.activation_code(activation)
+        act = self._activation(activation)
         A_prev, W, b, dtype = self._linear_inputs("linear_activation_forward", A_prev, W, b)
         shape = (W.shape[0], A_prev.shape[1])
         outs = (None, None) if out is None else checks.out_tuple(out, ("Z", "A"), "(Z, A) of two arrays")
@@ -163,7 +173,7 @@ class Ops:
 
     def activation_backward(self, dA, Z, activation, *, out=None):
         """dZ = dA * g'(Z); dA, Z (n[l], m) -> dZ (n[l], m). g'(0) = 1 for relu/leaky_relu."""
-        act = checks.activation_code(activation)
+        act = self._activation(activation)
         dA = self._array(dA, "dA", 2, _Z)
         Z = self._array(Z, "Z", 2, _Z)
         checks.same_dtype("activation_backward", dict(dA=dA, Z=Z))
@@ -195,7 +205,7 @@ class Ops:
         (n[l], m) as working memory: pass ``out=(dA_prev, dW, db, dZ)`` to allocate
         nothing (dZ is then also filled in); ``out=(dA_prev, dW, db)`` allocates dZ.
         """
-        act = checks.activation_code(activation)
+        act = self._activation(activation)
         dA = self._array(dA, "dA", 2, _Z)
         Z = self._array(Z, "Z", 2, _Z)
         checks.shape_rule(dA.shape == Z.shape,
@@ -225,7 +235,10 @@ class Ops:
         shape (), and returns ``out``.
         """
         AL, Y, eps = self._cost_inputs("cross_entropy", AL, Y)
-        J = self.kernels.cross_entropy(AL, Y, eps)
+        if self.exact_math:
+            J = self.kernels.cross_entropy(AL, Y, eps, True)
+        else:
+            J = self.kernels.cross_entropy(AL, Y, eps)
         if out is None:
             return float(J)
         checks.out_array(out, "out", (), np.dtype(np.float64))
