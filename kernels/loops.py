@@ -72,6 +72,22 @@ EXACT = 8
 # across consecutive units while it stays in L2.
 BLOCK = 256
 
+# Matrix products (linear_forward, input_gradient, weight_gradients) switch from
+# the simple loops (version 1, the reference) to register-blocked micro-kernels
+# (version 2) above this many multiply-adds, and from a serial to a parallel
+# loop over tiles above PARALLEL_WORK (below it, thread start-up costs more
+# than it saves: about 3-5 us a parallel loop on 2 cores).
+BLOCKED_WORK = 2048
+PARALLEL_WORK = 65536
+# Tiles of the blocked products: JB examples (columns) by all rows, the
+# reduction taken QB at a time so the QB x JB panel of the right-hand factor
+# stays in L2 while every 4-row block of the output walks over it.
+JB = 256
+QB = 128
+# Reduction block of weight_gradients: JR examples at a time keep 4 rows of
+# dZ and of A_prev in L1 while they are reused.
+JR = 2048
+
 # Options of the scalar/row helpers below when a compiled kernel calls them
 # (they are compiled on their own, not with the caller's flags): numpy's error
 # model so a division carries no zero check (which would block SIMD), and the
@@ -191,6 +207,203 @@ def backprop_row(dz, da, z, act):
 
 
 # --------------------------------------------------------------------------
+# Matrix products, register-blocked (version 2 of the three products; the
+# simple loops of version 1 stay beside them as the reference and for tiny
+# shapes). Two micro-kernels, both plain loops:
+#
+# rows_update   C[r, j] += sum_q X[r, q] B[q, j] for 4 rows r of C and 4 q at
+#               a time: the 16 X values sit in registers while the inner loop
+#               walks j (contiguous in C and B): 16 multiply-adds per 4 loads
+#               of B and 4 loads + 4 stores of C (version 1: 1 multiply-add per
+#               2 loads + 1 store). linear_forward is C = Z, X = W, B = A_prev;
+#               input_gradient is C = dA_prev, X = W^T, B = dZ.
+# dot4x4        the 16 dot products of 4 rows of P with 4 rows of Q along their
+#               contiguous length, 16 accumulators in registers (SIMD lanes
+#               over j; fastmath lets LLVM reassociate the sums):
+#               weight_gradients, dW = dZ A_prev^T.
+
+
+@register_jitable(**HELPER_OPTIONS)
+def rows_update(C, X, B, r0, r1, q0, q1, j0, j1):
+    """C[r0:r1, j0:j1] += X[r0:r1, q0:q1] B[q0:q1, j0:j1].
+
+    C (R, M), X (R, Q) (may be a transposed view), B (Q, M).
+    """
+    r = r0
+    while r + 4 <= r1:
+        c0 = C[r, j0:j1]
+        c1 = C[r + 1, j0:j1]
+        c2 = C[r + 2, j0:j1]
+        c3 = C[r + 3, j0:j1]
+        q = q0
+        while q + 4 <= q1:
+            b0 = B[q, j0:j1]
+            b1 = B[q + 1, j0:j1]
+            b2 = B[q + 2, j0:j1]
+            b3 = B[q + 3, j0:j1]
+            x00 = X[r, q]; x01 = X[r, q + 1]; x02 = X[r, q + 2]; x03 = X[r, q + 3]
+            x10 = X[r + 1, q]; x11 = X[r + 1, q + 1]; x12 = X[r + 1, q + 2]; x13 = X[r + 1, q + 3]
+            x20 = X[r + 2, q]; x21 = X[r + 2, q + 1]; x22 = X[r + 2, q + 2]; x23 = X[r + 2, q + 3]
+            x30 = X[r + 3, q]; x31 = X[r + 3, q + 1]; x32 = X[r + 3, q + 2]; x33 = X[r + 3, q + 3]
+            for j in range(c0.shape[0]):  # contiguous: SIMD
+                v0 = b0[j]
+                v1 = b1[j]
+                v2 = b2[j]
+                v3 = b3[j]
+                c0[j] += x00 * v0 + x01 * v1 + x02 * v2 + x03 * v3
+                c1[j] += x10 * v0 + x11 * v1 + x12 * v2 + x13 * v3
+                c2[j] += x20 * v0 + x21 * v1 + x22 * v2 + x23 * v3
+                c3[j] += x30 * v0 + x31 * v1 + x32 * v2 + x33 * v3
+            q += 4
+        while q < q1:  # the last q1 - q0 mod 4 rows of B
+            b0 = B[q, j0:j1]
+            x00 = X[r, q]; x10 = X[r + 1, q]; x20 = X[r + 2, q]; x30 = X[r + 3, q]
+            for j in range(c0.shape[0]):
+                v0 = b0[j]
+                c0[j] += x00 * v0
+                c1[j] += x10 * v0
+                c2[j] += x20 * v0
+                c3[j] += x30 * v0
+            q += 1
+        r += 4
+    while r < r1:  # the last r1 - r0 mod 4 rows of C, one at a time
+        c0 = C[r, j0:j1]
+        q = q0
+        while q + 4 <= q1:
+            b0 = B[q, j0:j1]
+            b1 = B[q + 1, j0:j1]
+            b2 = B[q + 2, j0:j1]
+            b3 = B[q + 3, j0:j1]
+            x00 = X[r, q]; x01 = X[r, q + 1]; x02 = X[r, q + 2]; x03 = X[r, q + 3]
+            for j in range(c0.shape[0]):
+                c0[j] += x00 * b0[j] + x01 * b1[j] + x02 * b2[j] + x03 * b3[j]
+            q += 4
+        while q < q1:
+            b0 = B[q, j0:j1]
+            x00 = X[r, q]
+            for j in range(c0.shape[0]):
+                c0[j] += x00 * b0[j]
+            q += 1
+        r += 1
+
+
+@register_jitable(**HELPER_OPTIONS)
+def product_tile(C, X, B, r0, r1, j0, j1):
+    """C[r0:r1, j0:j1] += X[r0:r1, :] B[:, j0:j1], the reduction QB at a time."""
+    Q = B.shape[0]
+    for q0 in range(0, Q, QB):
+        rows_update(C, X, B, r0, r1, q0, min(q0 + QB, Q), j0, j1)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def product_tiles(R, M):
+    """Tiling of an (R, M) product output: (column tiles, row groups, rows per
+    group). Columns JB at a time; rows split in groups (multiples of 4) only
+    when there are too few column tiles to keep every core busy."""
+    njb = (M + JB - 1) // JB
+    ngroups = 1
+    if njb < 8:
+        ngroups = min((8 + njb - 1) // njb, (R + 3) // 4)
+    rows = (R + ngroups - 1) // ngroups
+    rows = (rows + 3) // 4 * 4
+    ngroups = (R + rows - 1) // rows
+    return njb, ngroups, rows
+
+
+@register_jitable(**HELPER_OPTIONS)
+def dot4x4(S, P, Q, p0, q0, j0, j1, accumulate):
+    """S[p0:p0+4, q0:q0+4] (+)= P[p0:p0+4, j0:j1] Q[q0:q0+4, j0:j1]^T."""
+    zero = S.dtype.type(0.0)
+    a0 = P[p0, j0:j1]
+    a1 = P[p0 + 1, j0:j1]
+    a2 = P[p0 + 2, j0:j1]
+    a3 = P[p0 + 3, j0:j1]
+    b0 = Q[q0, j0:j1]
+    b1 = Q[q0 + 1, j0:j1]
+    b2 = Q[q0 + 2, j0:j1]
+    b3 = Q[q0 + 3, j0:j1]
+    s00 = zero; s01 = zero; s02 = zero; s03 = zero
+    s10 = zero; s11 = zero; s12 = zero; s13 = zero
+    s20 = zero; s21 = zero; s22 = zero; s23 = zero
+    s30 = zero; s31 = zero; s32 = zero; s33 = zero
+    for j in range(a0.shape[0]):  # 16 reductions: SIMD lanes over j (fastmath reassoc)
+        v0 = b0[j]
+        v1 = b1[j]
+        v2 = b2[j]
+        v3 = b3[j]
+        u = a0[j]
+        s00 += u * v0; s01 += u * v1; s02 += u * v2; s03 += u * v3
+        u = a1[j]
+        s10 += u * v0; s11 += u * v1; s12 += u * v2; s13 += u * v3
+        u = a2[j]
+        s20 += u * v0; s21 += u * v1; s22 += u * v2; s23 += u * v3
+        u = a3[j]
+        s30 += u * v0; s31 += u * v1; s32 += u * v2; s33 += u * v3
+    if accumulate:
+        s00 += S[p0, q0]; s01 += S[p0, q0 + 1]; s02 += S[p0, q0 + 2]; s03 += S[p0, q0 + 3]
+        s10 += S[p0 + 1, q0]; s11 += S[p0 + 1, q0 + 1]; s12 += S[p0 + 1, q0 + 2]; s13 += S[p0 + 1, q0 + 3]
+        s20 += S[p0 + 2, q0]; s21 += S[p0 + 2, q0 + 1]; s22 += S[p0 + 2, q0 + 2]; s23 += S[p0 + 2, q0 + 3]
+        s30 += S[p0 + 3, q0]; s31 += S[p0 + 3, q0 + 1]; s32 += S[p0 + 3, q0 + 2]; s33 += S[p0 + 3, q0 + 3]
+    S[p0, q0] = s00; S[p0, q0 + 1] = s01; S[p0, q0 + 2] = s02; S[p0, q0 + 3] = s03
+    S[p0 + 1, q0] = s10; S[p0 + 1, q0 + 1] = s11; S[p0 + 1, q0 + 2] = s12; S[p0 + 1, q0 + 3] = s13
+    S[p0 + 2, q0] = s20; S[p0 + 2, q0 + 1] = s21; S[p0 + 2, q0 + 2] = s22; S[p0 + 2, q0 + 3] = s23
+    S[p0 + 3, q0] = s30; S[p0 + 3, q0 + 1] = s31; S[p0 + 3, q0 + 2] = s32; S[p0 + 3, q0 + 3] = s33
+
+
+@register_jitable(**HELPER_OPTIONS)
+def dot_1x4(S, P, Q, p, q0, j0, j1, accumulate):
+    """S[p, q0:q0+4] (+)= P[p, j0:j1] Q[q0:q0+4, j0:j1]^T (one leftover row of P)."""
+    zero = S.dtype.type(0.0)
+    a0 = P[p, j0:j1]
+    b0 = Q[q0, j0:j1]
+    b1 = Q[q0 + 1, j0:j1]
+    b2 = Q[q0 + 2, j0:j1]
+    b3 = Q[q0 + 3, j0:j1]
+    s0 = zero; s1 = zero; s2 = zero; s3 = zero
+    for j in range(a0.shape[0]):
+        u = a0[j]
+        s0 += u * b0[j]; s1 += u * b1[j]; s2 += u * b2[j]; s3 += u * b3[j]
+    if accumulate:
+        s0 += S[p, q0]; s1 += S[p, q0 + 1]; s2 += S[p, q0 + 2]; s3 += S[p, q0 + 3]
+    S[p, q0] = s0; S[p, q0 + 1] = s1; S[p, q0 + 2] = s2; S[p, q0 + 3] = s3
+
+
+@register_jitable(**HELPER_OPTIONS)
+def dot_1x1(S, P, Q, p, q, j0, j1, accumulate):
+    """S[p, q] (+)= P[p, j0:j1] . Q[q, j0:j1]."""
+    a = P[p, j0:j1]
+    b = Q[q, j0:j1]
+    s = S.dtype.type(0.0)
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    if accumulate:
+        s += S[p, q]
+    S[p, q] = s
+
+
+@register_jitable(**HELPER_OPTIONS)
+def dots_tile(S, P, Q, q0, q1, j0, j1, accumulate):
+    """S[:, q0:q1] (+)= P[:, j0:j1] Q[q0:q1, j0:j1]^T: every row of P against
+    the rows q0:q1 of Q, 4 x 4 at a time (leftovers 1 x 4 and 1 x 1).
+    The 4 rows of Q stay in L1 while all rows of P pass by."""
+    n = P.shape[0]
+    q = q0
+    while q + 4 <= q1:
+        p = 0
+        while p + 4 <= n:
+            dot4x4(S, P, Q, p, q, j0, j1, accumulate)
+            p += 4
+        while p < n:
+            dot_1x4(S, P, Q, p, q, j0, j1, accumulate)
+            p += 1
+        q += 4
+    while q < q1:
+        for p in range(n):
+            dot_1x1(S, P, Q, p, q, j0, j1, accumulate)
+        q += 1
+
+
+# --------------------------------------------------------------------------
 # Forward propagation
 
 
@@ -210,22 +423,68 @@ def _forward_tile(Z, A_prev, W, b, i, j0, j1):
     return z
 
 
+@register_jitable(**HELPER_OPTIONS)
+def _forward_block(Z, A, A_prev, W, b, act, i0, i1, j0, j1):
+    """Version 2 tile: Z[i0:i1, j0:j1] = b + W A_prev (register-blocked), then
+    A = g(Z) on the tile while it is in cache (act < 0: no activation)."""
+    for i in range(i0, i1):
+        z = Z[i, j0:j1]
+        bi = b[i, 0]
+        for j in range(z.shape[0]):
+            z[j] = bi
+    product_tile(Z, W, A_prev, i0, i1, j0, j1)
+    if act >= 0:
+        for i in range(i0, i1):
+            activate_row(A[i, j0:j1], Z[i, j0:j1], act)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _forward_v1_tile(Z, A, A_prev, W, b, act, t, n, m):
+    """Version 1 tile t: unit i, examples j0:j1 (the simple loops)."""
+    jb = t // n
+    i = t - jb * n
+    j0 = jb * BLOCK
+    j1 = min(j0 + BLOCK, m)
+    z = _forward_tile(Z, A_prev, W, b, i, j0, j1)
+    if act >= 0:
+        activate_row(A[i, j0:j1], z, act)
+
+
+def _forward(Z, A, A_prev, W, b, act):
+    """Z = W A_prev + b, and A = g(Z) unless act < 0. Dispatch by shape:
+    version 1 (simple loops) for tiny products, else version 2 (blocked);
+    serial below PARALLEL_WORK multiply-adds, else parallel over tiles, each
+    tile owning its cells of Z and A (no races)."""
+    n, k = W.shape
+    m = A_prev.shape[1]
+    work = n * k * m
+    if work < BLOCKED_WORK:
+        nblocks = (m + BLOCK - 1) // BLOCK
+        for t in range(nblocks * n):
+            _forward_v1_tile(Z, A, A_prev, W, b, act, t, n, m)
+        return
+    njb, ngroups, rows = product_tiles(n, m)
+    if work < PARALLEL_WORK:
+        for t in range(njb * ngroups):
+            jb = t // ngroups
+            g = t - jb * ngroups
+            _forward_block(Z, A, A_prev, W, b, act, g * rows, min(g * rows + rows, n),
+                           jb * JB, min(jb * JB + JB, m))
+        return
+    for t in prange(njb * ngroups):
+        jb = t // ngroups
+        g = t - jb * ngroups
+        _forward_block(Z, A, A_prev, W, b, act, g * rows, min(g * rows + rows, n),
+                       jb * JB, min(jb * JB + JB, m))
+
+
 def linear_forward(Z, A_prev, W, b):
-    """Z = W A_prev + b, one tile (unit i, examples j0:j1) per iteration.
+    """Z = W A_prev + b, tiled over (examples, units); every tile owns its
+    cells of Z.
 
     Z (n, m) out; A_prev (k, m); W (n, k); b (n, 1).
     """
-    n = W.shape[0]
-    m = A_prev.shape[1]
-    nblocks = (m + BLOCK - 1) // BLOCK
-    # Tile t owns Z[i, j0:j1]: no two iterations write the same cell. Units
-    # vary fastest, so one thread's consecutive tiles reuse the same A_prev block.
-    for t in prange(nblocks * n):
-        jb = t // n
-        i = t - jb * n
-        j0 = jb * BLOCK
-        j1 = min(j0 + BLOCK, m)
-        _forward_tile(Z, A_prev, W, b, i, j0, j1)
+    _forward(Z, Z, A_prev, W, b, -1)
 
 
 def linear_activation_forward(Z, A, A_prev, W, b, act):
@@ -234,16 +493,7 @@ def linear_activation_forward(Z, A, A_prev, W, b, act):
 
     Z, A (n, m) out; A_prev (k, m); W (n, k); b (n, 1); act an activation code.
     """
-    n = W.shape[0]
-    m = A_prev.shape[1]
-    nblocks = (m + BLOCK - 1) // BLOCK
-    for t in prange(nblocks * n):
-        jb = t // n
-        i = t - jb * n
-        j0 = jb * BLOCK
-        j1 = min(j0 + BLOCK, m)
-        z = _forward_tile(Z, A_prev, W, b, i, j0, j1)
-        activate_row(A[i, j0:j1], z, act)
+    _forward(Z, A, A_prev, W, b, act)
 
 
 def activation_forward(A, Z, act):
@@ -273,53 +523,137 @@ def activation_backward(dZ, dA, Z, act):
         backprop_row(dz[j0:j1], da[j0:j1], z[j0:j1], act)
 
 
+@register_jitable(**HELPER_OPTIONS)
+def _weight_gradients_v1_row(dW, db, dZ, A_prev, i, inv_m):
+    """Version 1: row i of dW and db[i], one dot product at a time."""
+    m = dZ.shape[1]
+    zero = dW.dtype.type(0.0)
+    dz = dZ[i]
+    s = zero
+    for j in range(m):  # reduction: vectorizes because fastmath allows reassociation
+        s += dz[j]
+    db[i, 0] = s * inv_m
+    for p in range(A_prev.shape[0]):
+        a = A_prev[p]
+        acc = zero
+        for j in range(m):
+            acc += dz[j] * a[j]
+        dW[i, p] = acc * inv_m
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _weight_gradients_block(dW, dZ, A_prev, p0, p1, inv_m):
+    """Version 2: columns p0:p1 of dW, 4 x 4 dot products at a time, the
+    examples JR at a time (so 4 rows of A_prev stay in L1 while every row of
+    dZ passes by), then scaled by 1/m."""
+    m = dZ.shape[1]
+    for j0 in range(0, m, JR):
+        dots_tile(dW, dZ, A_prev, p0, p1, j0, min(j0 + JR, m), j0 > 0)
+    for i in range(dW.shape[0]):
+        row = dW[i, p0:p1]
+        for p in range(row.shape[0]):
+            row[p] *= inv_m
+
+
 def weight_gradients(dW, db, dZ, A_prev):
-    """dW = (1/m) dZ A_prev^T and db = (1/m) sum_j dZ, parallel over output
-    units: iteration i owns row dW[i] and db[i].
+    """dW = (1/m) dZ A_prev^T and db = (1/m) sum_j dZ.
+
+    Tiny shapes: version 1, parallel over output units (iteration i owns row
+    dW[i] and db[i]). Otherwise version 2: parallel over blocks of columns of
+    dW (iteration t owns dW[:, p0:p1]; columns, because the output layers have
+    a single unit), then db parallel over units.
 
     dW (n, k) out; db (n, 1) out; dZ (n, m); A_prev (k, m).
     """
     n, m = dZ.shape
     k = A_prev.shape[0]
     inv_m = dW.dtype.type(1.0) / dW.dtype.type(m)
-    zero = dW.dtype.type(0.0)
-    for i in prange(n):
+    work = n * k * m
+    if work < BLOCKED_WORK:
+        for i in range(n):
+            _weight_gradients_v1_row(dW, db, dZ, A_prev, i, inv_m)
+        return
+    # column blocks: a multiple of 4, at least 8 of them when k allows
+    pb = max(4, (k // 8) // 4 * 4)
+    pb = min(pb, 64)
+    nb = (k + pb - 1) // pb
+    if work < PARALLEL_WORK:
+        for t in range(nb):
+            _weight_gradients_block(dW, dZ, A_prev, t * pb, min(t * pb + pb, k), inv_m)
+    else:
+        for t in prange(nb):
+            _weight_gradients_block(dW, dZ, A_prev, t * pb, min(t * pb + pb, k), inv_m)
+    zero = db.dtype.type(0.0)
+    for i in range(n):
         dz = dZ[i]
         s = zero
         for j in range(m):  # reduction: vectorizes because fastmath allows reassociation
             s += dz[j]
         db[i, 0] = s * inv_m
-        for p in range(k):
-            a = A_prev[p]
-            acc = zero
-            for j in range(m):
-                acc += dz[j] * a[j]
-            dW[i, p] = acc * inv_m
 
 
 def input_gradient(dA_prev, dZ, W):
-    """dA_prev = W^T dZ, parallel over (example block, input unit) tiles:
-    iteration t owns dA_prev[p, j0:j1].
+    """dA_prev = W^T dZ, tiled over (examples, input units); every tile owns
+    its cells of dA_prev. Version 1 (simple loops) for tiny products, else
+    version 2 (register-blocked rows_update with X = W^T); serial below
+    PARALLEL_WORK multiply-adds.
 
     dA_prev (k, m) out; dZ (n, m); W (n, k).
     """
     n, k = W.shape
     m = dZ.shape[1]
-    nblocks = (m + BLOCK - 1) // BLOCK
+    work = n * k * m
+    if work < BLOCKED_WORK:
+        nblocks = (m + BLOCK - 1) // BLOCK
+        for t in range(nblocks * k):
+            _input_gradient_v1_tile(dA_prev, dZ, W, t)
+        return
+    WT = W.T
+    njb, ngroups, rows = product_tiles(k, m)
+    if work < PARALLEL_WORK:
+        for t in range(njb * ngroups):
+            _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows)
+        return
+    for t in prange(njb * ngroups):
+        _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows):
+    """Version 2 tile t: dA_prev[p0:p1, j0:j1] = W^T[p0:p1, :] dZ[:, j0:j1]."""
+    k, m = dA_prev.shape
+    jb = t // ngroups
+    g = t - jb * ngroups
+    p0 = g * rows
+    p1 = min(p0 + rows, k)
+    j0 = jb * JB
+    j1 = min(j0 + JB, m)
     zero = dA_prev.dtype.type(0.0)
-    for t in prange(nblocks * k):
-        jb = t // k
-        p = t - jb * k
-        j0 = jb * BLOCK
-        j1 = min(j0 + BLOCK, m)
+    for p in range(p0, p1):
         da = dA_prev[p, j0:j1]
         for j in range(da.shape[0]):
             da[j] = zero
-        for i in range(n):
-            w = W[i, p]
-            dz = dZ[i, j0:j1]
-            for j in range(da.shape[0]):
-                da[j] += w * dz[j]
+    product_tile(dA_prev, WT, dZ, p0, p1, j0, j1)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _input_gradient_v1_tile(dA_prev, dZ, W, t):
+    """Version 1 tile t: dA_prev[p, j0:j1] = sum_i W[i, p] dZ[i, j0:j1]."""
+    n, k = W.shape
+    m = dZ.shape[1]
+    jb = t // k
+    p = t - jb * k
+    j0 = jb * BLOCK
+    j1 = min(j0 + BLOCK, m)
+    zero = dA_prev.dtype.type(0.0)
+    da = dA_prev[p, j0:j1]
+    for j in range(da.shape[0]):
+        da[j] = zero
+    for i in range(n):
+        w = W[i, p]
+        dz = dZ[i, j0:j1]
+        for j in range(da.shape[0]):
+            da[j] += w * dz[j]
 
 
 def linear_backward(dA_prev, dW, db, dZ, A_prev, W):

@@ -1,0 +1,73 @@
+"""The register-blocked products (version 2) and their dispatch by shape agree
+with NumPy: shapes on both sides of every threshold (BLOCKED_WORK,
+PARALLEL_WORK), with leftover rows/columns (sizes not multiples of 4), more
+examples than one tile (JB) and one reduction block (QB, JR), m = 1, n = 1,
+k = 1, float32 and float64, on the "numba" and "parallel" backends."""
+
+import numpy as np
+import pytest
+
+from kernels import cpu, loops, vectorized
+
+SHAPES = [  # (n, k, m)
+    (1, 1, 1), (4, 2, 400), (1, 4, 400), (3, 5, 7), (5, 7, 300), (7, 20, 209),
+    (13, 11, 1), (1, 300, 9), (9, 1, 530), (20, 301, 209), (66, 129, 517), (6, 2100, 33), (5, 6, 4500),
+]
+TOL = {np.float64: 1e-12, np.float32: 2e-5}
+
+
+def _inputs(n, k, m, dtype, seed):
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((k, m)).astype(dtype)
+    W = rng.standard_normal((n, k)).astype(dtype)
+    b = rng.standard_normal((n, 1)).astype(dtype)
+    dZ = rng.standard_normal((n, m)).astype(dtype)
+    return A, W, b, dZ
+
+
+def _close(got, want, k, dtype):
+    scale = np.sqrt(k) * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=0, atol=TOL[dtype] * scale)
+
+
+@pytest.mark.parametrize("variant", ["numba", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+def test_products_match_numpy(shape, dtype, variant):
+    n, k, m = shape
+    K = cpu.numba_kernels if variant == "numba" else cpu.parallel_kernels
+    A, W, b, dZ = _inputs(n, k, m, dtype, seed=n * 1000 + k + m)
+    Z = np.full((n, m), np.nan, dtype)
+    K.linear_forward(Z, A, W, b)
+    Zr = np.empty_like(Z)
+    vectorized.linear_forward(Zr, A, W, b)
+    assert Z.dtype == dtype
+    _close(Z, Zr, k, dtype)
+
+    Z2, A2 = np.full((n, m), np.nan, dtype), np.full((n, m), np.nan, dtype)
+    K.linear_activation_forward(Z2, A2, A, W, b, loops.TANH)
+    _close(Z2, Zr, k, dtype)
+    _close(A2, np.tanh(Zr), k, dtype)
+
+    dW, db = np.full((n, k), np.nan, dtype), np.full((n, 1), np.nan, dtype)
+    K.weight_gradients(dW, db, dZ, A)
+    dWr, dbr = np.empty_like(dW), np.empty_like(db)
+    vectorized.weight_gradients(dWr, dbr, dZ, A)
+    _close(dW, dWr, m, dtype)
+    _close(db, dbr, m, dtype)
+
+    dA = np.full((k, m), np.nan, dtype)
+    K.input_gradient(dA, dZ, W)
+    dAr = np.empty_like(dA)
+    vectorized.input_gradient(dAr, dZ, W)
+    _close(dA, dAr, n, dtype)
+
+
+def test_dispatch_covers_every_path():
+    """The shapes above cross both thresholds (else the test proves little)."""
+    works = [n * k * m for n, k, m in SHAPES]
+    assert min(works) < loops.BLOCKED_WORK
+    assert any(loops.BLOCKED_WORK <= w < loops.PARALLEL_WORK for w in works)
+    assert max(works) >= loops.PARALLEL_WORK
+    assert any(m > loops.JB for _, _, m in SHAPES) and any(k > loops.QB for _, k, _ in SHAPES)
+    assert any(m > loops.JR for _, _, m in SHAPES)
