@@ -34,6 +34,7 @@ Habits that make these loops fast once compiled:
 
 import math
 
+import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
@@ -87,6 +88,10 @@ QB = 128
 # Reduction block of weight_gradients: JR examples at a time keep 4 rows of
 # dZ and of A_prev in L1 while they are reused.
 JR = 2048
+# linear_forward takes the dot-product form (packed panel, dot4x4) when the
+# reduction is at least DOT_FORM_K long, KC of it at a time.
+DOT_FORM_K = 32
+KC = 256
 
 # Options of the scalar/row helpers below when a compiled kernel calls them
 # (they are compiled on their own, not with the caller's flags): numpy's error
@@ -311,17 +316,18 @@ def product_tiles(R, M):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def dot4x4(S, P, Q, p0, q0, j0, j1, accumulate):
-    """S[p0:p0+4, q0:q0+4] (+)= P[p0:p0+4, j0:j1] Q[q0:q0+4, j0:j1]^T."""
+def dot4x4(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
+    """S[sr + a, sc + c] (+)= sum_l P[pr + a, po + l] Q[qr + c, qo + l] for
+    a, c < 4 and l < L: 16 dot products along contiguous rows of P and Q."""
     zero = S.dtype.type(0.0)
-    a0 = P[p0, j0:j1]
-    a1 = P[p0 + 1, j0:j1]
-    a2 = P[p0 + 2, j0:j1]
-    a3 = P[p0 + 3, j0:j1]
-    b0 = Q[q0, j0:j1]
-    b1 = Q[q0 + 1, j0:j1]
-    b2 = Q[q0 + 2, j0:j1]
-    b3 = Q[q0 + 3, j0:j1]
+    a0 = P[pr, po:po + L]
+    a1 = P[pr + 1, po:po + L]
+    a2 = P[pr + 2, po:po + L]
+    a3 = P[pr + 3, po:po + L]
+    b0 = Q[qr, qo:qo + L]
+    b1 = Q[qr + 1, qo:qo + L]
+    b2 = Q[qr + 2, qo:qo + L]
+    b3 = Q[qr + 3, qo:qo + L]
     s00 = zero; s01 = zero; s02 = zero; s03 = zero
     s10 = zero; s11 = zero; s12 = zero; s13 = zero
     s20 = zero; s21 = zero; s22 = zero; s23 = zero
@@ -340,66 +346,66 @@ def dot4x4(S, P, Q, p0, q0, j0, j1, accumulate):
         u = a3[j]
         s30 += u * v0; s31 += u * v1; s32 += u * v2; s33 += u * v3
     if accumulate:
-        s00 += S[p0, q0]; s01 += S[p0, q0 + 1]; s02 += S[p0, q0 + 2]; s03 += S[p0, q0 + 3]
-        s10 += S[p0 + 1, q0]; s11 += S[p0 + 1, q0 + 1]; s12 += S[p0 + 1, q0 + 2]; s13 += S[p0 + 1, q0 + 3]
-        s20 += S[p0 + 2, q0]; s21 += S[p0 + 2, q0 + 1]; s22 += S[p0 + 2, q0 + 2]; s23 += S[p0 + 2, q0 + 3]
-        s30 += S[p0 + 3, q0]; s31 += S[p0 + 3, q0 + 1]; s32 += S[p0 + 3, q0 + 2]; s33 += S[p0 + 3, q0 + 3]
-    S[p0, q0] = s00; S[p0, q0 + 1] = s01; S[p0, q0 + 2] = s02; S[p0, q0 + 3] = s03
-    S[p0 + 1, q0] = s10; S[p0 + 1, q0 + 1] = s11; S[p0 + 1, q0 + 2] = s12; S[p0 + 1, q0 + 3] = s13
-    S[p0 + 2, q0] = s20; S[p0 + 2, q0 + 1] = s21; S[p0 + 2, q0 + 2] = s22; S[p0 + 2, q0 + 3] = s23
-    S[p0 + 3, q0] = s30; S[p0 + 3, q0 + 1] = s31; S[p0 + 3, q0 + 2] = s32; S[p0 + 3, q0 + 3] = s33
+        s00 += S[sr, sc]; s01 += S[sr, sc + 1]; s02 += S[sr, sc + 2]; s03 += S[sr, sc + 3]
+        s10 += S[sr + 1, sc]; s11 += S[sr + 1, sc + 1]; s12 += S[sr + 1, sc + 2]; s13 += S[sr + 1, sc + 3]
+        s20 += S[sr + 2, sc]; s21 += S[sr + 2, sc + 1]; s22 += S[sr + 2, sc + 2]; s23 += S[sr + 2, sc + 3]
+        s30 += S[sr + 3, sc]; s31 += S[sr + 3, sc + 1]; s32 += S[sr + 3, sc + 2]; s33 += S[sr + 3, sc + 3]
+    S[sr, sc] = s00; S[sr, sc + 1] = s01; S[sr, sc + 2] = s02; S[sr, sc + 3] = s03
+    S[sr + 1, sc] = s10; S[sr + 1, sc + 1] = s11; S[sr + 1, sc + 2] = s12; S[sr + 1, sc + 3] = s13
+    S[sr + 2, sc] = s20; S[sr + 2, sc + 1] = s21; S[sr + 2, sc + 2] = s22; S[sr + 2, sc + 3] = s23
+    S[sr + 3, sc] = s30; S[sr + 3, sc + 1] = s31; S[sr + 3, sc + 2] = s32; S[sr + 3, sc + 3] = s33
 
 
 @register_jitable(**HELPER_OPTIONS)
-def dot_1x4(S, P, Q, p, q0, j0, j1, accumulate):
-    """S[p, q0:q0+4] (+)= P[p, j0:j1] Q[q0:q0+4, j0:j1]^T (one leftover row of P)."""
+def dot1x4(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
+    """dot4x4 for one leftover row of P: S[sr, sc:sc+4]."""
     zero = S.dtype.type(0.0)
-    a0 = P[p, j0:j1]
-    b0 = Q[q0, j0:j1]
-    b1 = Q[q0 + 1, j0:j1]
-    b2 = Q[q0 + 2, j0:j1]
-    b3 = Q[q0 + 3, j0:j1]
+    a0 = P[pr, po:po + L]
+    b0 = Q[qr, qo:qo + L]
+    b1 = Q[qr + 1, qo:qo + L]
+    b2 = Q[qr + 2, qo:qo + L]
+    b3 = Q[qr + 3, qo:qo + L]
     s0 = zero; s1 = zero; s2 = zero; s3 = zero
     for j in range(a0.shape[0]):
         u = a0[j]
         s0 += u * b0[j]; s1 += u * b1[j]; s2 += u * b2[j]; s3 += u * b3[j]
     if accumulate:
-        s0 += S[p, q0]; s1 += S[p, q0 + 1]; s2 += S[p, q0 + 2]; s3 += S[p, q0 + 3]
-    S[p, q0] = s0; S[p, q0 + 1] = s1; S[p, q0 + 2] = s2; S[p, q0 + 3] = s3
+        s0 += S[sr, sc]; s1 += S[sr, sc + 1]; s2 += S[sr, sc + 2]; s3 += S[sr, sc + 3]
+    S[sr, sc] = s0; S[sr, sc + 1] = s1; S[sr, sc + 2] = s2; S[sr, sc + 3] = s3
 
 
 @register_jitable(**HELPER_OPTIONS)
-def dot_1x1(S, P, Q, p, q, j0, j1, accumulate):
-    """S[p, q] (+)= P[p, j0:j1] . Q[q, j0:j1]."""
-    a = P[p, j0:j1]
-    b = Q[q, j0:j1]
+def dot1x1(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
+    """One dot product: S[sr, sc] (+)= P[pr, po:po+L] . Q[qr, qo:qo+L]."""
+    a = P[pr, po:po + L]
+    b = Q[qr, qo:qo + L]
     s = S.dtype.type(0.0)
     for j in range(a.shape[0]):
         s += a[j] * b[j]
     if accumulate:
-        s += S[p, q]
-    S[p, q] = s
+        s += S[sr, sc]
+    S[sr, sc] = s
 
 
 @register_jitable(**HELPER_OPTIONS)
-def dots_tile(S, P, Q, q0, q1, j0, j1, accumulate):
-    """S[:, q0:q1] (+)= P[:, j0:j1] Q[q0:q1, j0:j1]^T: every row of P against
-    the rows q0:q1 of Q, 4 x 4 at a time (leftovers 1 x 4 and 1 x 1).
-    The 4 rows of Q stay in L1 while all rows of P pass by."""
-    n = P.shape[0]
-    q = q0
-    while q + 4 <= q1:
-        p = 0
-        while p + 4 <= n:
-            dot4x4(S, P, Q, p, q, j0, j1, accumulate)
-            p += 4
-        while p < n:
-            dot_1x4(S, P, Q, p, q, j0, j1, accumulate)
-            p += 1
+def dots_tile(S, sr, sc, P, pr0, pr1, po, Q, qr0, qr1, qo, L, accumulate):
+    """S[sr + (r - pr0), sc + (q - qr0)] (+)= P[r, po:po+L] . Q[q, qo:qo+L] for
+    r in pr0:pr1 and q in qr0:qr1, 4 x 4 at a time (leftovers 1 x 4, 1 x 1).
+    The 4 rows of Q stay in L1 while the rows of P pass by. P, Q C-contiguous
+    (their row slices are then contiguous: SIMD)."""
+    q = qr0
+    while q + 4 <= qr1:
+        r = pr0
+        while r + 4 <= pr1:
+            dot4x4(S, sr + r - pr0, sc + q - qr0, P, r, po, Q, q, qo, L, accumulate)
+            r += 4
+        while r < pr1:
+            dot1x4(S, sr + r - pr0, sc + q - qr0, P, r, po, Q, q, qo, L, accumulate)
+            r += 1
         q += 4
-    while q < q1:
-        for p in range(n):
-            dot_1x1(S, P, Q, p, q, j0, j1, accumulate)
+    while q < qr1:
+        for r in range(pr0, pr1):
+            dot1x1(S, sr + r - pr0, sc + q - qr0, P, r, po, Q, q, qo, L, accumulate)
         q += 1
 
 
@@ -426,16 +432,61 @@ def _forward_tile(Z, A_prev, W, b, i, j0, j1):
 @register_jitable(**HELPER_OPTIONS)
 def _forward_block(Z, A, A_prev, W, b, act, i0, i1, j0, j1):
     """Version 2 tile: Z[i0:i1, j0:j1] = b + W A_prev (register-blocked), then
-    A = g(Z) on the tile while it is in cache (act < 0: no activation)."""
+    A = g(Z) on the tile while it is in cache (act < 0: no activation).
+
+    Long reductions (k >= DOT_FORM_K) take the dot-product form: the tile's
+    columns of A_prev are packed transposed into a scratch panel T (j1-j0, k)
+    so that both factors of every dot product are contiguous, then 4 x 4
+    blocks of Z are dot4x4 products of rows of W and rows of T, the reduction
+    KC at a time. Short ones take the rows_update form (no packing)."""
+    k = W.shape[1]
     for i in range(i0, i1):
         z = Z[i, j0:j1]
         bi = b[i, 0]
         for j in range(z.shape[0]):
             z[j] = bi
-    product_tile(Z, W, A_prev, i0, i1, j0, j1)
+    if k >= DOT_FORM_K:
+        T = np.empty((j1 - j0, min(KC, k)), dtype=Z.dtype)  # scratch panel
+        for p0 in range(0, k, KC):
+            p1 = min(p0 + KC, k)
+            pack_transposed(T, A_prev, p0, p1, j0, j1)
+            # Z[i, j0 + q] += W[i, p0:p1] . T[q, 0:p1-p0]
+            dots_tile(Z, i0, j0, W, i0, i1, p0, T, 0, j1 - j0, 0, p1 - p0, True)
+    else:
+        product_tile(Z, W, A_prev, i0, i1, j0, j1)
     if act >= 0:
         for i in range(i0, i1):
             activate_row(A[i, j0:j1], Z[i, j0:j1], act)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def pack_transposed(T, X, p0, p1, j0, j1):
+    """T[j, p - p0] = X[p, j0 + j]: the block X[p0:p1, j0:j1] transposed into
+    the scratch panel T, so that its columns become contiguous rows (the
+    dot-product form needs both factors contiguous along the reduction)."""
+    nj = j1 - j0
+    q = p0
+    while q + 8 <= p1:  # 8 rows of X at a time: 8 sequential reads, 8 adjacent writes
+        x0 = X[q, j0:j1]
+        x1 = X[q + 1, j0:j1]
+        x2 = X[q + 2, j0:j1]
+        x3 = X[q + 3, j0:j1]
+        x4 = X[q + 4, j0:j1]
+        x5 = X[q + 5, j0:j1]
+        x6 = X[q + 6, j0:j1]
+        x7 = X[q + 7, j0:j1]
+        c = q - p0
+        for j in range(nj):
+            t = T[j, c:c + 8]
+            t[0] = x0[j]; t[1] = x1[j]; t[2] = x2[j]; t[3] = x3[j]
+            t[4] = x4[j]; t[5] = x5[j]; t[6] = x6[j]; t[7] = x7[j]
+        q += 8
+    while q < p1:
+        x0 = X[q, j0:j1]
+        c = q - p0
+        for j in range(nj):
+            T[j, c] = x0[j]
+        q += 1
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -462,6 +513,20 @@ def _forward(Z, A, A_prev, W, b, act):
         nblocks = (m + BLOCK - 1) // BLOCK
         for t in range(nblocks * n):
             _forward_v1_tile(Z, A, A_prev, W, b, act, t, n, m)
+        return
+    if k >= DOT_FORM_K:
+        # dot-product form: tiles of all n rows by w columns (a multiple of 4),
+        # at least 8 of them when m allows, so the cores share the work and
+        # each column of A_prev is packed once
+        nt = max((m + JB - 1) // JB, min(8, (m + 15) // 16))
+        w = ((m + nt - 1) // nt + 3) // 4 * 4
+        nt = (m + w - 1) // w
+        if work < PARALLEL_WORK:
+            for t in range(nt):
+                _forward_block(Z, A, A_prev, W, b, act, 0, n, t * w, min(t * w + w, m))
+        else:
+            for t in prange(nt):
+                _forward_block(Z, A, A_prev, W, b, act, 0, n, t * w, min(t * w + w, m))
         return
     njb, ngroups, rows = product_tiles(n, m)
     if work < PARALLEL_WORK:
@@ -546,9 +611,10 @@ def _weight_gradients_block(dW, dZ, A_prev, p0, p1, inv_m):
     """Version 2: columns p0:p1 of dW, 4 x 4 dot products at a time, the
     examples JR at a time (so 4 rows of A_prev stay in L1 while every row of
     dZ passes by), then scaled by 1/m."""
-    m = dZ.shape[1]
+    n, m = dZ.shape
     for j0 in range(0, m, JR):
-        dots_tile(dW, dZ, A_prev, p0, p1, j0, min(j0 + JR, m), j0 > 0)
+        # dW[i, p] (+)= dZ[i, j0:j1] . A_prev[p, j0:j1]
+        dots_tile(dW, 0, p0, dZ, 0, n, j0, A_prev, p0, p1, j0, min(JR, m - j0), j0 > 0)
     for i in range(dW.shape[0]):
         row = dW[i, p0:p1]
         for p in range(row.shape[0]):
