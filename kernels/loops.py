@@ -80,6 +80,8 @@ BLOCK = 256
 # than it saves: about 3-5 us a parallel loop on 2 cores).
 BLOCKED_WORK = 2048
 PARALLEL_WORK = 65536
+# Elementwise kernels, the cost and dot run serially below this many elements.
+PARALLEL_ELEMENTS = 16384
 # Tiles of the blocked products: JB examples (columns) by all rows, the
 # reduction taken QB at a time so the QB x JB panel of the right-hand factor
 # stays in L2 while every 4-row block of the output walks over it.
@@ -565,6 +567,9 @@ def activation_forward(A, Z, act):
     """A = g(Z) elementwise. A, Z (n, m), A out."""
     a = A.reshape(A.size)  # C-contiguous: a flat view, blocks of BLOCK cells
     z = Z.reshape(Z.size)
+    if z.shape[0] < PARALLEL_ELEMENTS:  # too small for threads to pay
+        activate_row(a, z, act)
+        return
     nblocks = (z.shape[0] + BLOCK - 1) // BLOCK
     for t in prange(nblocks):
         j0 = t * BLOCK
@@ -581,6 +586,9 @@ def activation_backward(dZ, dA, Z, act):
     dz = dZ.reshape(dZ.size)
     da = dA.reshape(dA.size)
     z = Z.reshape(Z.size)
+    if z.shape[0] < PARALLEL_ELEMENTS:
+        backprop_row(dz, da, z, act)
+        return
     nblocks = (z.shape[0] + BLOCK - 1) // BLOCK
     for t in prange(nblocks):
         j0 = t * BLOCK
@@ -761,20 +769,35 @@ def cross_entropy(AL, Y, eps, exact=False):
     lo = a_row.dtype.type(eps)
     one = a_row.dtype.type(1.0)
     hi = one - lo
+    if m < PARALLEL_ELEMENTS:  # too small for threads to pay
+        return -_cost_block(a_row, y_row, 0, m, lo, hi, exact) / m
+    total = 0.0
+    nblocks = (m + BLOCK - 1) // BLOCK
+    for t in prange(nblocks):  # scalar reduction: numba gives each thread its own partial sum
+        total += _cost_block(a_row, y_row, t * BLOCK, min(t * BLOCK + BLOCK, m), lo, hi, exact)
+    return -total / m
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _cost_block(a_row, y_row, j0, j1, lo, hi, exact):
+    """sum_j [y log a + (1 - y) log(1 - a)] over examples j0:j1, in float64."""
+    a_b = a_row[j0:j1]
+    y_b = y_row[j0:j1]
+    one = a_b.dtype.type(1.0)
     total = 0.0
     if exact:
-        for j in prange(m):  # scalar reduction: numba gives each thread its own partial sum
-            a = a_row[j]
+        for j in range(a_b.shape[0]):
+            a = a_b[j]
             a = lo if a < lo else (hi if a > hi else a)
-            y = y_row[j]
+            y = y_b[j]
             total += float(y * math.log(a) + (one - y) * math.log(one - a))
     else:
-        for j in prange(m):
-            a = a_row[j]
+        for j in range(a_b.shape[0]):  # log_approx: vectorizable
+            a = a_b[j]
             a = lo if a < lo else (hi if a > hi else a)
-            y = y_row[j]
+            y = y_b[j]
             total += float(y * log_approx(a) + (one - y) * log_approx(one - a))
-    return -total / m
+    return total
 
 
 def cross_entropy_backward(dAL, AL, Y, eps):
@@ -787,6 +810,13 @@ def cross_entropy_backward(dAL, AL, Y, eps):
     lo = a_row.dtype.type(eps)
     one = a_row.dtype.type(1.0)
     hi = one - lo
+    if a_row.shape[0] < PARALLEL_ELEMENTS:
+        for j in range(a_row.shape[0]):
+            a = a_row[j]
+            a = lo if a < lo else (hi if a > hi else a)
+            y = y_row[j]
+            d[j] = (one - y) / (one - a) - y / a
+        return
     for j in prange(a_row.shape[0]):
         a = a_row[j]
         a = lo if a < lo else (hi if a > hi else a)
@@ -801,6 +831,10 @@ def gradient_step(out, param, grad, learning_rate):
     p = param.reshape(param.size)
     g = grad.reshape(grad.size)
     lr = o.dtype.type(learning_rate)  # keep a float32 update in float32
+    if o.shape[0] < PARALLEL_ELEMENTS:
+        for j in range(o.shape[0]):
+            o[j] = p[j] - lr * g[j]
+        return
     nblocks = (o.shape[0] + BLOCK - 1) // BLOCK
     for t in prange(nblocks):
         j0 = t * BLOCK
@@ -819,6 +853,10 @@ def dot(a, b):
     each thread sums its own share.
     """
     s = a.dtype.type(0.0)
+    if a.shape[0] < PARALLEL_ELEMENTS:
+        for i in range(a.shape[0]):
+            s += a[i] * b[i]
+        return s
     for i in prange(a.shape[0]):
         s += a[i] * b[i]
     return s
