@@ -41,7 +41,6 @@ COMPOSITES = frozenset({"linear_backward", "linear_activation_backward"})
 
 # Compiled in this order: a kernel's callees come before it.
 KERNEL_NAMES = (
-    "_forward",  # the shared body of linear_forward and linear_activation_forward
     "linear_forward",
     "linear_activation_forward",
     "activation_forward",

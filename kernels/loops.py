@@ -447,7 +447,7 @@ def _forward_block(Z, A, A_prev, W, b, act, i0, i1, j0, j1):
         bi = b[i, 0]
         for j in range(z.shape[0]):
             z[j] = bi
-    if k >= DOT_FORM_K:
+    if k >= DOT_FORM_K:  # the plan's version 2
         T = np.empty((j1 - j0, min(KC, k)), dtype=Z.dtype)  # scratch panel
         for p0 in range(0, k, KC):
             p1 = min(p0 + KC, k)
@@ -503,64 +503,73 @@ def _forward_v1_tile(Z, A, A_prev, W, b, act, t, n, m):
         activate_row(A[i, j0:j1], z, act)
 
 
-def _forward(Z, A, A_prev, W, b, act):
-    """Z = W A_prev + b, and A = g(Z) unless act < 0. Dispatch by shape:
-    version 1 (simple loops) for tiny products, else version 2 (blocked);
-    serial below PARALLEL_WORK multiply-adds, else parallel over tiles, each
-    tile owning its cells of Z and A (no races)."""
-    n, k = W.shape
-    m = A_prev.shape[1]
-    work = n * k * m
-    if work < BLOCKED_WORK:
-        nblocks = (m + BLOCK - 1) // BLOCK
-        for t in range(nblocks * n):
-            _forward_v1_tile(Z, A, A_prev, W, b, act, t, n, m)
-        return
+@register_jitable(**HELPER_OPTIONS)
+def forward_plan(n, k, m):
+    """How linear_forward splits Z (n, m) = W (n, k) A_prev (k, m) + b:
+    (version, tiles, width, groups, rows). Version 1 (the simple loops) for
+    tiny products; version 2 in the dot-product form when the reduction is at
+    least DOT_FORM_K long (tiles of all n rows by ``width`` columns, a multiple
+    of 4, at least 8 tiles when m allows, so the cores share the work and each
+    column of A_prev is packed once); else version 2 in the rows_update form
+    (tiles of JB columns by ``rows`` rows, ``groups`` row groups)."""
+    if n * k * m < BLOCKED_WORK:
+        return 1, ((m + BLOCK - 1) // BLOCK) * n, BLOCK, n, 1
     if k >= DOT_FORM_K:
-        # dot-product form: tiles of all n rows by w columns (a multiple of 4),
-        # at least 8 of them when m allows, so the cores share the work and
-        # each column of A_prev is packed once
         nt = max((m + JB - 1) // JB, min(8, (m + 15) // 16))
-        w = ((m + nt - 1) // nt + 3) // 4 * 4
-        nt = (m + w - 1) // w
-        if work < PARALLEL_WORK:
-            for t in range(nt):
-                _forward_block(Z, A, A_prev, W, b, act, 0, n, t * w, min(t * w + w, m))
-        else:
-            for t in prange(nt):
-                _forward_block(Z, A, A_prev, W, b, act, 0, n, t * w, min(t * w + w, m))
-        return
+        width = ((m + nt - 1) // nt + 3) // 4 * 4
+        return 2, (m + width - 1) // width, width, 1, n
     njb, ngroups, rows = product_tiles(n, m)
-    if work < PARALLEL_WORK:
-        for t in range(njb * ngroups):
-            jb = t // ngroups
-            g = t - jb * ngroups
-            _forward_block(Z, A, A_prev, W, b, act, g * rows, min(g * rows + rows, n),
-                           jb * JB, min(jb * JB + JB, m))
+    return 3, njb * ngroups, JB, ngroups, rows
+
+
+@register_jitable(**HELPER_OPTIONS)
+def forward_tile(Z, A, A_prev, W, b, act, t, version, width, groups, rows):
+    """Tile t of the plan: its cells of Z = W A_prev + b, then A = g(Z) on
+    them while they are in cache (act < 0: Z only). Tile t owns its cells."""
+    n = W.shape[0]
+    m = A_prev.shape[1]
+    if version == 1:
+        _forward_v1_tile(Z, A, A_prev, W, b, act, t, n, m)
         return
-    for t in prange(njb * ngroups):
-        jb = t // ngroups
-        g = t - jb * ngroups
-        _forward_block(Z, A, A_prev, W, b, act, g * rows, min(g * rows + rows, n),
-                       jb * JB, min(jb * JB + JB, m))
+    jb = t // groups
+    g = t - jb * groups
+    _forward_block(Z, A, A_prev, W, b, act, g * rows, min(g * rows + rows, n),
+                   jb * width, min(jb * width + width, m))
 
 
 def linear_forward(Z, A_prev, W, b):
-    """Z = W A_prev + b, tiled over (examples, units); every tile owns its
-    cells of Z.
+    """Z = W A_prev + b, split in tiles (forward_plan); each tile owns its
+    cells of Z. Serial below PARALLEL_WORK multiply-adds (threads would cost
+    more than they save), else parallel over tiles.
 
     Z (n, m) out; A_prev (k, m); W (n, k); b (n, 1).
     """
-    _forward(Z, Z, A_prev, W, b, -1)
+    n, k = W.shape
+    m = A_prev.shape[1]
+    version, tiles, width, groups, rows = forward_plan(n, k, m)
+    if n * k * m < PARALLEL_WORK:
+        for t in range(tiles):
+            forward_tile(Z, Z, A_prev, W, b, -1, t, version, width, groups, rows)
+    else:
+        for t in prange(tiles):
+            forward_tile(Z, Z, A_prev, W, b, -1, t, version, width, groups, rows)
 
 
 def linear_activation_forward(Z, A, A_prev, W, b, act):
     """Z = W A_prev + b and A = g(Z) in one pass: each tile of Z is activated
-    while it is still in cache.
+    while it is still in cache. Tiles as in linear_forward.
 
     Z, A (n, m) out; A_prev (k, m); W (n, k); b (n, 1); act an activation code.
     """
-    _forward(Z, A, A_prev, W, b, act)
+    n, k = W.shape
+    m = A_prev.shape[1]
+    version, tiles, width, groups, rows = forward_plan(n, k, m)
+    if n * k * m < PARALLEL_WORK:
+        for t in range(tiles):
+            forward_tile(Z, A, A_prev, W, b, act, t, version, width, groups, rows)
+    else:
+        for t in prange(tiles):
+            forward_tile(Z, A, A_prev, W, b, act, t, version, width, groups, rows)
 
 
 def activation_forward(A, Z, act):
