@@ -26,10 +26,18 @@ Habits that make these loops fast once compiled:
   ``range(j0, j1)`` index into ``A[i, j]`` keeps Numba's negative-index
   wraparound check, which blocks vectorization);
 - every ``prange`` iteration owns the cells it writes (no races): forward is
-  parallel over (example block, unit) tiles, dW/db over output units, dA_prev
-  over (example block, input unit) tiles;
+  parallel over tiles of Z (examples x units), dW over blocks of its columns
+  (version 1: over output units), dA_prev over tiles of its cells;
 - constants are made in the arrays' own dtype (``X.dtype.type(...)``) so a
-  float32 loop is never promoted to float64 by a float64 literal.
+  float32 loop is never promoted to float64 by a float64 literal;
+- the three matrix products have two versions: version 1, the simple loops
+  (the reference, and the path for tiny products), and version 2,
+  register-blocked micro-kernels (rows_update, dot4x4) chosen by shape;
+- below PARALLEL_WORK multiply-adds (PARALLEL_ELEMENTS elements for the
+  elementwise ops, the cost and dot) the parallel variant runs its serial
+  loop: starting threads would cost more than they save;
+- tanh, sigmoid and the cost's log use the vectorizable approximations of
+  ``kernels.approx`` (the C math library with the EXACT bit: see below).
 """
 
 import math
