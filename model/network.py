@@ -710,7 +710,8 @@ class LogisticRegression(NeuralNetwork):
             w, b = self._loop_views()
             dw, db = np.empty(n_x, dt), np.empty(1, dt)
             parts = self._loop_parts(Xd.shape[1])
-            self.program.logistic_gradients(dw, db, *parts, w, b, Xd, Yd, self._eps())
+            XT = np.ascontiguousarray(Xd.T)  # examples as rows: see training.logistic_pass
+            self.program.logistic_gradients(dw, db, *parts, w, b, XT, Yd, self._eps())
             return {"dw": dw.reshape(n_x, 1), "db": float(db[0])}
         g = super().gradients(X, Y)
         return {"dw": g["dW1"].T.copy(), "db": float(g["db1"][0, 0])}
@@ -733,9 +734,10 @@ class LogisticRegression(NeuralNetwork):
         w_next, b_next, dw, db = np.empty(n_x, dt), np.empty(1, dt), np.empty(n_x, dt), np.empty(1, dt)
         dw_parts, parts = self._loop_parts(X.shape[1])
         eps = self._eps()
+        XT = np.ascontiguousarray(X.T)  # once per fit: examples as rows (training.logistic_pass)
 
         def chunk(start, count):
-            return p.logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, X, Y,
+            return p.logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, XT, Y,
                                         start, count, cost_every, learning_rate, eps)
 
         return chunk

@@ -26,8 +26,12 @@ import math
 
 from numba import prange
 
+from numba.extending import register_jitable
+
 from kernels.loops import (  # uncompiled defaults: backend "python"
     BLOCK,
+    HELPER_OPTIONS,
+    PARALLEL_ELEMENTS,
     SIGMOID,
     TANH,
     backprop_row,
@@ -45,6 +49,21 @@ FINISHED = 0
 DIVERGED = 1
 
 
+@register_jitable(**HELPER_OPTIONS)
+def _backprop_from_output_row(dz, da, z, a, act):
+    """dz[j] = da[j] * g'(z[j]) over 1-D rows, g' read from a = g(z) for tanh
+    and sigmoid. Rows indexed from 0, so each loop vectorizes."""
+    one = dz.dtype.type(1.0)
+    if act == TANH:
+        for j in range(dz.shape[0]):
+            dz[j] = da[j] * (one - a[j] * a[j])
+    elif act == SIGMOID:
+        for j in range(dz.shape[0]):
+            dz[j] = da[j] * (a[j] * (one - a[j]))
+    else:
+        backprop_row(dz, da, z, act)
+
+
 def activation_backward_from_output(dZ, dA, Z, A, act):
     """dZ = dA * g'(Z), reading g' from the layer's output A where it can:
     tanh' = 1 - A^2 and sigmoid' = A (1 - A) reuse the forward pass's A instead
@@ -52,29 +71,21 @@ def activation_backward_from_output(dZ, dA, Z, A, act):
     relu read Z (their g'(0) = 1 convention cannot be read from A = 0).
 
     dZ, dA, Z, A (n, m); dZ out. Parallel over blocks of cells, each owned by
-    one iteration.
+    one iteration; below PARALLEL_ELEMENTS cells one serial pass (as the
+    kernels do: starting threads would cost more than they save).
     """
     dz = dZ.reshape(dZ.size)
     da = dA.reshape(dA.size)
     z = Z.reshape(Z.size)
     a = A.reshape(A.size)
-    one = dz.dtype.type(1.0)
+    if dz.shape[0] < PARALLEL_ELEMENTS:
+        _backprop_from_output_row(dz, da, z, a, act)
+        return
     nblocks = (dz.shape[0] + BLOCK - 1) // BLOCK
     for t in prange(nblocks):
         j0 = t * BLOCK
         j1 = min(j0 + BLOCK, dz.shape[0])
-        # 1-D slices so each inner loop index starts at 0 (no wraparound check: SIMD)
-        dzb = dz[j0:j1]
-        dab = da[j0:j1]
-        ab = a[j0:j1]
-        if act == TANH:
-            for j in range(dzb.shape[0]):
-                dzb[j] = dab[j] * (one - ab[j] * ab[j])
-        elif act == SIGMOID:
-            for j in range(dzb.shape[0]):
-                dzb[j] = dab[j] * (ab[j] * (one - ab[j]))
-        else:
-            backprop_row(dzb, dab, z[j0:j1], act)
+        _backprop_from_output_row(dz[j0:j1], da[j0:j1], z[j0:j1], a[j0:j1], act)
 
 
 def forward(Z, A, W, b, acts):
@@ -191,7 +202,7 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
 # Logistic regression: the course's per-example loop.
 
 
-def logistic_pass(dw_parts, parts, w, b, X, Y, eps):
+def logistic_pass(dw_parts, parts, w, b, XT, Y, eps):
     """One pass over the examples computing z, a, the cost, dz, dw and db
     example by example, as the course writes it:
 
@@ -205,9 +216,11 @@ def logistic_pass(dw_parts, parts, w, b, X, Y, eps):
     Sums are left unscaled (the caller divides by m).
 
     dw_parts (nblocks, n_x) out; parts (nblocks, 2) out; w (n_x,); b (1,);
-    X (n_x, m); Y (1, m).
+    XT (m, n_x): X transposed once per fit, so example i's features x^(i) are
+    the contiguous row XT[i] (the dot product w . x^(i) and the update
+    dw += x^(i) dz then walk contiguous memory: SIMD); Y (1, m).
     """
-    n_x, m = X.shape
+    m, n_x = XT.shape
     nblocks = dw_parts.shape[0]
     one = w.dtype.type(1.0)
     zero = w.dtype.type(0.0)
@@ -223,26 +236,27 @@ def logistic_pass(dw_parts, parts, w, b, X, Y, eps):
         J = 0.0  # the cost is accumulated in float64, as in kernels.loops.cross_entropy
         db = zero
         for i in range(j0, j1):
+            x = XT[i]
             z = b[0]
             for k in range(n_x):
-                z += w[k] * X[k, i]
+                z += w[k] * x[k]
             a = sigmoid_scalar(z)
             y = y_row[i]
             ac = lo if a < lo else (hi if a > hi else a)
             J -= float(y * math.log(ac) + (one - y) * math.log(one - ac))
             dz = a - y
             for k in range(n_x):
-                dw[k] += X[k, i] * dz
+                dw[k] += x[k] * dz
             db += dz
         parts[t, 0] = J
         parts[t, 1] = db
 
 
-def logistic_gradients(dw, db, dw_parts, parts, w, b, X, Y, eps):
+def logistic_gradients(dw, db, dw_parts, parts, w, b, XT, Y, eps):
     """The cost J (returned) and dw (n_x,), db (1,) of logistic regression:
     logistic_pass, then the blocks' partial sums added and divided by m."""
-    logistic_pass(dw_parts, parts, w, b, X, Y, eps)
-    m = X.shape[1]
+    logistic_pass(dw_parts, parts, w, b, XT, Y, eps)
+    m = XT.shape[0]
     inv_m = dw.dtype.type(1.0) / dw.dtype.type(m)
     J = 0.0
     s = 0.0
@@ -259,7 +273,7 @@ def logistic_gradients(dw, db, dw_parts, parts, w, b, X, Y, eps):
     return J / m
 
 
-def logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, X, Y,
+def logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, XT, Y,
                        start, count, cost_every, learning_rate, eps):
     """Iterations start .. start + count - 1 of logistic regression's gradient
     descent, guarded like fit_chunk (same costs and return convention).
@@ -268,7 +282,7 @@ def logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, X, 
     lr = w.dtype.type(learning_rate)
     for t in range(count):
         i = start + t
-        J = logistic_gradients(dw, db, dw_parts, parts, w, b, X, Y, eps)
+        J = logistic_gradients(dw, db, dw_parts, parts, w, b, XT, Y, eps)
         if i % cost_every == 0:
             costs[i // cost_every] = J
             if not math.isfinite(J):
