@@ -73,20 +73,24 @@ def _make(name, exact_math=False):
     return cuda.CudaOps(name, cuda, _DESCRIPTIONS[name])
 
 
-def get_backend(name, *, exact_math=False):
+def get_backend(name, *, exact_math=None):
     """The ``Ops`` of backend ``name`` (one of ``BACKENDS``).
 
     ``exact_math=True`` (backends "python", "numba", "parallel") makes tanh,
     sigmoid and the cost's log call the C math library instead of the
-    vectorizable approximations of ``kernels.approx`` (the default; within
-    2.5 ulp, see its table). Other backends ignore it.
+    vectorizable approximations of ``kernels.approx`` (within 2.5 ulp, see its
+    table). The default (None) is exact for "python" and approximate for
+    "numba" and "parallel": the approximations only pay once LLVM vectorizes
+    them; interpreted, their polynomial costs more than the C library's call.
+    Other backends ignore it.
 
     Raises ValueError for an unknown name and BackendUnavailableError (a
     RuntimeError) for a backend that cannot run on this machine, saying why.
     """
     if not isinstance(name, str) or name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; valid backends: {', '.join(BACKENDS)}")
-    key = (name, bool(exact_math) and name in LOOP_BACKENDS)
+    exact = (name == "python") if exact_math is None else bool(exact_math)
+    key = (name, exact and name in LOOP_BACKENDS)
     if key not in _cache:
         _cache[key] = _make(name, *key[1:]) if key[1] else _make(name)
     return _cache[key]

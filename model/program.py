@@ -25,6 +25,7 @@ The arrays the model hands these functions come from the backend's hooks
 (``ops.empty``, ``ops.asarray``), so a device backend keeps them on its device.
 """
 
+import functools
 import hashlib
 import pathlib
 import types
@@ -32,7 +33,8 @@ import types
 import numpy as np
 
 import kernels
-from kernels.loops import SIGMOID, TANH
+from kernels import loops
+from kernels.loops import EXACT, SIGMOID, TANH
 
 from . import training
 
@@ -92,6 +94,8 @@ def _rebind(func, namespace):
 class Program:
     """``model.training``'s functions bound to the kernels of ``ops``."""
 
+    _act_bits = 0  # OR-ed into activation codes (EXACT: the C math library)
+
     def __init__(self, ops):
         self.ops = ops
         self.name = ops.name
@@ -134,6 +138,12 @@ class Program:
         for name in KERNEL_NAMES:
             if hasattr(ops.kernels, name):
                 namespace[name] = getattr(ops.kernels, name)
+        if ops.kernels is loops and ops.exact_math:
+            # The interpreted loops with the C math library (the python
+            # backend's default): the EXACT bit on every code (see codes())
+            # and the cost's exact log.
+            self._act_bits = EXACT
+            namespace["cross_entropy"] = functools.partial(loops.cross_entropy, exact=True)
         own = getattr(ops.kernels, "activation_backward_from_output", None)
         if own is not None:
             namespace["activation_backward_from_output"] = own
@@ -168,7 +178,9 @@ class Program:
 
     def codes(self, codes):
         """Activation codes in the form the program takes."""
-        return np.asarray(codes, dtype=np.int64) if self.compiled else [int(c) for c in codes]
+        if self.compiled:
+            return np.asarray(codes, dtype=np.int64)
+        return [int(c) | self._act_bits for c in codes]
 
 
 def get_program(ops):

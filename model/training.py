@@ -30,6 +30,7 @@ from numba.extending import register_jitable
 
 from kernels.loops import (  # uncompiled defaults: backend "python"
     BLOCK,
+    EXACT,
     HELPER_OPTIONS,
     PARALLEL_ELEMENTS,
     SIGMOID,
@@ -54,10 +55,11 @@ def _backprop_from_output_row(dz, da, z, a, act):
     """dz[j] = da[j] * g'(z[j]) over 1-D rows, g' read from a = g(z) for tanh
     and sigmoid. Rows indexed from 0, so each loop vectorizes."""
     one = dz.dtype.type(1.0)
-    if act == TANH:
+    base = act & ~EXACT  # A is g(Z) however g was computed
+    if base == TANH:
         for j in range(dz.shape[0]):
             dz[j] = da[j] * (one - a[j] * a[j])
-    elif act == SIGMOID:
+    elif base == SIGMOID:
         for j in range(dz.shape[0]):
             dz[j] = da[j] * (a[j] * (one - a[j]))
     else:

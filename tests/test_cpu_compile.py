@@ -102,3 +102,19 @@ def test_parallel_variant_is_parallel_fresh_and_from_cache(tmp_path):
         ser_code = b"".join(p.read_bytes() for p in Path(ser["index"]).parent.glob(Path(ser["index"]).stem + ".*.nbc"))
         assert b"parfor" in par_code, f"cached parallel {name} holds serial code"
         assert b"parfor" not in ser_code
+
+
+def test_exact_math_defaults():
+    """Interpreted, the vectorizable approximations only cost time (their
+    polynomial runs slower in the interpreter than the C library's call), so
+    "python" defaults to exact math and the compiled backends to the
+    approximations; both are selectable. The model's interpreted trainer
+    carries the choice into its raw kernel calls."""
+    from model.program import get_program
+    assert kernels.get_backend("python").exact_math
+    assert not kernels.get_backend("numba").exact_math
+    assert not kernels.get_backend("parallel").exact_math
+    assert not kernels.get_backend("python", exact_math=False).exact_math
+    assert kernels.get_backend("numba", exact_math=True).exact_math
+    assert get_program(kernels.get_backend("python")).codes([loops.TANH]) == [loops.TANH | loops.EXACT]
+    assert get_program(kernels.get_backend("numpy")).codes([loops.TANH]) == [loops.TANH]
