@@ -239,11 +239,7 @@ class Ops:
             J = self.kernels.cross_entropy(AL, Y, eps, True)
         else:
             J = self.kernels.cross_entropy(AL, Y, eps)
-        if out is None:
-            return float(J)
-        checks.out_array(out, "out", (), np.dtype(np.float64))
-        out[()] = J
-        return out
+        return float(J) if out is None else self._scalar_out(out, float(J), np.dtype(np.float64))
 
     def cross_entropy_backward(self, AL, Y, *, out=None):
         """dAL = -(Y / AL - (1 - Y) / (1 - AL)); AL, Y (1, m) -> dAL (1, m).
@@ -290,8 +286,10 @@ class Ops:
         checks.shape_rule(a.shape == b.shape,
                           f"a has shape {a.shape} but b has shape {b.shape}; dot needs two vectors of one length")
         s = dtype.type(self.kernels.dot(a, b))
-        if out is None:
-            return s
+        return s if out is None else self._scalar_out(out, s, dtype)
+
+    def _scalar_out(self, out, value, dtype):
+        """Write a scalar result into ``out`` (an array of shape () and ``dtype``)."""
         checks.out_array(out, "out", (), dtype)
-        out[()] = s
+        out[()] = value
         return out

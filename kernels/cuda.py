@@ -738,21 +738,8 @@ class CudaOps(Ops):
         out[()] = value
         return out
 
-    @_op
-    def cross_entropy(self, AL, Y, *, out=None):
-        AL, Y, eps = self._cost_inputs("cross_entropy", AL, Y)
-        J = float(self.kernels.cross_entropy(AL, Y, eps))
-        return J if out is None else self._scalar_out(out, J, np.dtype(np.float64))
-
-    @_op
-    def dot(self, a, b, *, out=None):
-        a = self._array(a, "a", 1, "(n,)")
-        b = self._array(b, "b", 1, "(n,)")
-        dtype = checks.same_dtype("dot", dict(a=a, b=b))
-        checks.shape_rule(a.shape == b.shape,
-                          f"a has shape {a.shape} but b has shape {b.shape}; dot needs two vectors of one length")
-        s = dtype.type(self.kernels.dot(a, b))
-        return s if out is None else self._scalar_out(out, s, dtype)
+    cross_entropy = _op(Ops.cross_entropy)
+    dot = _op(Ops.dot)
 
     @_op
     def gradient_step(self, param, grad, learning_rate, *, out=None):
