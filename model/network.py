@@ -108,7 +108,16 @@ def check_X(X, n_x, dtype):
         X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():  # finite in float64 but out of float32's range
         raise ValueError(f"X has values too large for {dtype} (they become infinity); scale X first")
-    return X
+    return _writable(X)
+
+
+def _writable(x):
+    """``x``, or a copy where it is read-only (np.load(..., mmap_mode="r"),
+    np.broadcast_to, a frozen array). The compiled programs are typed for
+    writable arrays: X sits in one typed list with the layers' outputs, so a
+    read-only X could not be typed there, and a read-only Y would cost a second
+    compilation of the whole training loop. A copy is cheap beside a fit."""
+    return x if x.flags.writeable else x.copy()
 
 
 def check_Y(Y, m, dtype):
@@ -130,7 +139,7 @@ def check_Y(Y, m, dtype):
         raise ValueError(f"Y must hold labels 0 and 1 only (bool and int accepted), got e.g. "
                          f"{Y[bad].ravel()[0]!r} at column {int(np.flatnonzero(bad.ravel())[0])}; "
                          f"for other labels map them first, e.g. Y = (labels == positive_class)")
-    return np.ascontiguousarray(Y, dtype=dtype)
+    return _writable(np.ascontiguousarray(Y, dtype=dtype))
 
 
 # --------------------------------------------------------------- interruption

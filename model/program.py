@@ -131,7 +131,7 @@ class Program:
         for name in FUNCTIONS:
             setattr(self, name, getattr(loops, name, None) or getattr(drivers, name))
         self.fit_chunk_unguarded = self.fit_chunk
-        self._typed_list = numba.typed.List
+        self._typed_list = _typed_list
 
     def _interpret(self, ops):
         namespace = dict(vars(training))
@@ -181,6 +181,36 @@ class Program:
         if self.compiled:
             return np.asarray(codes, dtype=np.int64)
         return [int(c) | self._act_bits for c in codes]
+
+
+def _typed_list(arrays):
+    """numba.typed.List(arrays), built in compiled code: 4-8x faster than
+    the constructor, which types and appends each array from Python (a fit
+    makes about ten lists: 0.2-0.3 ms per fit call, as much as 20 planar
+    iterations). Arrays of mixed types fall back to the constructor, which
+    says what does not match."""
+    arrays = tuple(arrays)
+    first = arrays[0] if arrays else None
+    if not (isinstance(first, np.ndarray) and all(
+            type(a) is np.ndarray and a.dtype == first.dtype and a.ndim == first.ndim
+            and a.flags.c_contiguous and a.flags.writeable for a in arrays)):
+        import numba.typed
+        return numba.typed.List(arrays)
+    global _list_builder
+    if _list_builder is None:
+        import numba
+        from numba.typed import List
+
+        def list_from_tuple(items):
+            out = List()
+            for x in items:  # a homogeneous tuple: one item type
+                out.append(x)
+            return out
+        _list_builder = numba.njit(cache=True)(list_from_tuple)
+    return _list_builder(arrays)
+
+
+_list_builder = None
 
 
 def get_program(ops):

@@ -172,3 +172,47 @@ def test_parallel_code_loaded_from_cache_in_a_fresh_process():
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
         assert expected in out.stdout
+
+
+@pytest.mark.parametrize("backend", ("numpy",) + CPU_BACKENDS)
+def test_read_only_data_trains_like_writable_data(planar, backend):
+    """A read-only X or Y (np.load(..., mmap_mode="r"), np.broadcast_to, a
+    frozen array) is data like any other. The compiled programs keep X in one
+    typed list with the layers' outputs, so a read-only X once failed to type
+    there (a TypingError from deep inside the training loop)."""
+    X, Y = planar
+    Xr, Yr = np.array(X), np.array(Y)
+    Xr.setflags(write=False)
+    Yr.setflags(write=False)
+    for make in (planar_net, logistic):
+        want = make(backend, "float64").fit(X, Y, iterations=5, learning_rate=0.5)
+        got = make(backend, "float64").fit(Xr, Yr, iterations=5, learning_rate=0.5)
+        np.testing.assert_array_equal(got.costs_, want.costs_)
+        for key, value in want.parameters.items():
+            np.testing.assert_array_equal(got.parameters[key], value)
+        np.testing.assert_array_equal(got.predict(Xr), want.predict(X))
+        assert not Xr.flags.writeable  # the caller's array is left as it was
+
+
+def test_compiled_lists_are_numba_typed_lists():
+    """Program.list builds numba.typed.List in compiled code (fit makes about
+    ten per call); the result is the constructor's: same item type, items,
+    and the arrays themselves (not copies)."""
+    import numba.typed
+
+    import kernels
+    from model.program import get_program
+
+    p = get_program(kernels.get_backend("numba"))
+    arrays = [np.arange(6.0).reshape(2, 3), np.ones((1, 3))]
+    got = p.list(arrays)
+    want = numba.typed.List(arrays)
+    assert isinstance(got, numba.typed.List)
+    assert got._numba_type_ == want._numba_type_
+    assert len(got) == 2
+    got[0][0, 0] = 42.0  # the same memory as the caller's array
+    assert arrays[0][0, 0] == 42.0
+    # arrays the fast path does not take (here: of two dtypes) go to the
+    # constructor, which raises its own error
+    with pytest.raises(Exception):
+        p.list([np.ones((2, 2)), np.ones((2, 2), dtype=np.float32)])
