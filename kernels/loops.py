@@ -47,6 +47,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from .approx import log_approx, sigmoid_approx, tanh_approx
+from .wide import prefer_wide_vectors
 
 # Activation codes: compiled loops branch on a small int, not on a string.
 SIGMOID = 0
@@ -247,6 +248,7 @@ def rows_update(C, X, B, r0, r1, q0, q1, j0, j1):
 
     C (R, M), X (R, Q) (may be a transposed view), B (Q, M).
     """
+    prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)
     r = r0
     while r + 4 <= r1:
         c0 = C[r, j0:j1]
@@ -332,6 +334,7 @@ def product_tiles(R, M):
 def dot4x4(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
     """S[sr + a, sc + c] (+)= sum_l P[pr + a, po + l] Q[qr + c, qo + l] for
     a, c < 4 and l < L: 16 dot products along contiguous rows of P and Q."""
+    prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)
     zero = S.dtype.type(0.0)
     a0 = P[pr, po:po + L]
     a1 = P[pr + 1, po:po + L]
@@ -372,6 +375,7 @@ def dot4x4(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
 @register_jitable(**HELPER_OPTIONS)
 def dot1x4(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
     """dot4x4 for one leftover row of P: S[sr, sc:sc+4]."""
+    prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)
     zero = S.dtype.type(0.0)
     a0 = P[pr, po:po + L]
     b0 = Q[qr, qo:qo + L]
@@ -390,6 +394,7 @@ def dot1x4(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
 @register_jitable(**HELPER_OPTIONS)
 def dot1x1(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
     """One dot product: S[sr, sc] (+)= P[pr, po:po+L] . Q[qr, qo:qo+L]."""
+    prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)
     a = P[pr, po:po + L]
     b = Q[qr, qo:qo + L]
     s = S.dtype.type(0.0)
@@ -404,19 +409,25 @@ def dot1x1(S, sr, sc, P, pr, po, Q, qr, qo, L, accumulate):
 def dots_tile(S, sr, sc, P, pr0, pr1, po, Q, qr0, qr1, qo, L, accumulate):
     """S[sr + (r - pr0), sc + (q - qr0)] (+)= P[r, po:po+L] . Q[q, qo:qo+L] for
     r in pr0:pr1 and q in qr0:qr1, 4 x 4 at a time (leftovers 1 x 4, 1 x 1).
-    The 4 rows of Q stay in L1 while the rows of P pass by. P, Q C-contiguous
-    (their row slices are then contiguous: SIMD)."""
-    q = qr0
-    while q + 4 <= qr1:
-        r = pr0
-        while r + 4 <= pr1:
+    The 4 rows of P stay in L1 while the rows of Q pass by (this order, with
+    wide vectors, measured 5-20% faster on the MNIST layer shapes than the
+    other: see kernels.wide). P, Q C-contiguous (their row slices are then
+    contiguous: SIMD)."""
+    r = pr0
+    while r + 4 <= pr1:
+        q = qr0
+        while q + 4 <= qr1:
             dot4x4(S, sr + r - pr0, sc + q - qr0, P, r, po, Q, q, qo, L, accumulate)
-            r += 4
-        while r < pr1:
+            q += 4
+        r += 4
+    while r < pr1:  # the last pr1 - pr0 mod 4 rows of P
+        q = qr0
+        while q + 4 <= qr1:
             dot1x4(S, sr + r - pr0, sc + q - qr0, P, r, po, Q, q, qo, L, accumulate)
-            r += 1
-        q += 4
-    while q < qr1:
+            q += 4
+        r += 1
+    q = qr0 + (qr1 - qr0) // 4 * 4
+    while q < qr1:  # the last qr1 - qr0 mod 4 rows of Q, against every row of P
         for r in range(pr0, pr1):
             dot1x1(S, sr + r - pr0, sc + q - qr0, P, r, po, Q, q, qo, L, accumulate)
         q += 1
@@ -477,6 +488,7 @@ def pack_transposed(T, X, p0, p1, j0, j1):
     """T[j, p - p0] = X[p, j0 + j]: the block X[p0:p1, j0:j1] transposed into
     the scratch panel T, so that its columns become contiguous rows (the
     dot-product form needs both factors contiguous along the reduction)."""
+    prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)
     nj = j1 - j0
     q = p0
     while q + 8 <= p1:  # 8 rows of X at a time: 8 sequential reads, 8 adjacent writes

@@ -135,6 +135,21 @@ def torch_version():
         return None
 
 
+def torch_cuda_device():
+    """The name of the GPU PyTorch would run on, or None (torch absent, built
+    without CUDA, or no device). The "torch-cuda" training contender, the
+    reference for the cuda backend's figures, runs only where this is set."""
+    if torch_version() is None:
+        return None
+    try:
+        import torch
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(0)
+    except Exception:
+        pass
+    return None
+
+
 def machine_info():
     """Everything the header line says: CPU, SIMD, versions, threads, BLAS."""
     import llvmlite
@@ -146,7 +161,20 @@ def machine_info():
         vector_bits=cpu["vector_bits"], ghz=_cpu_ghz(), caches=CACHES,
         numba=numba.__version__, numpy=np.__version__, llvmlite=llvmlite.__version__,
         python=sys.version.split()[0], numba_threading_layer=layer, numba_threads=nthreads,
-        blas=_blas_info(), torch=torch_version(), backends=list(kernels.available_backends()))
+        blas=_blas_info(), torch=torch_version(), backends=list(kernels.available_backends()),
+        gpu=_gpu_name())
+
+
+def _gpu_name():
+    """The GPU the cuda rows ran on (Numba's view, else PyTorch's), or None."""
+    if "cuda" in kernels.available_backends():
+        try:
+            from numba import cuda
+            name = cuda.get_current_device().name
+            return name.decode() if isinstance(name, bytes) else str(name)
+        except Exception:
+            pass
+    return torch_cuda_device()
 
 
 def compute_peak(itemsize, threads, info):
@@ -232,7 +260,7 @@ class Case:
     dtype: str = "float64"
     flops: Optional[float] = None
     nbytes: Optional[float] = None
-    bound: str = "compute"   # "compute" or "memory": which peak a row is set against
+    bound: str = "compute"   # "compute" or "memory": which CPU peak a row is set against; "gpu": none
     threads: int = 1         # threads the contender computes on (for the peak)
     blas_threads: Optional[int] = None  # BLAS limit while timing (None: as set)
     per_round: int = 1       # iterations per call (training); the table divides
@@ -241,7 +269,8 @@ class Case:
 
     @property
     def compiled(self):
-        return self.contender not in ("numpy", "python", "torch") and not self.contender.startswith("np.")
+        return (self.contender not in ("numpy", "python", "torch", "torch-cuda")
+                and not self.contender.startswith("np."))
 
 
 def _tol(dtype):
@@ -400,7 +429,7 @@ def ops_cases(sweep="default", backends=None, dtypes=("float64", "float32"), ops
                     cases.append(Case(
                         theme="ops", group=f"ops {op} {dtype} m={m} ({level})", contender=backend,
                         make=_op_make(op, backend, n, k, m, dtype, seed), size=m, dtype=dtype,
-                        flops=flops, nbytes=nbytes, bound=bound, threads=threads,
+                        flops=flops, nbytes=nbytes, bound=_bound(backend, bound), threads=threads,
                         blas_threads=1 if backend == "parallel" else None,
                         label=f"{op} (n,k)=({n},{k}) m={m} [{level}]",
                         id=f"{op}-{dtype}-m{m}-{backend}"))
@@ -429,6 +458,14 @@ def op_sizes(op, n, k, m, dtype):
     one = _op_problem(op, n, k, 1, dtype, _NoRng(dtype))[3:]
     two = _op_problem(op, n, k, 2, dtype, _NoRng(dtype))[3:]
     return tuple(a + (b - a) * (m - 1) for a, b in zip(one, two))
+
+
+GPU_CONTENDERS = ("cuda", "torch-cuda")
+
+
+def _bound(contender, bound):
+    """A row's bound: the CPU's peaks say nothing of a GPU's rows ("gpu": no % peak)."""
+    return "gpu" if contender in GPU_CONTENDERS else bound
 
 
 def default_backends():
@@ -503,8 +540,9 @@ def _training_make(name, contender, dtype, per_round):
 
     def make():
         X, Y = training_data(name, dtype)
-        if contender == "torch":
-            return _torch_training(name, X, Y, dtype, per_round)
+        if contender in ("torch", "torch-cuda"):
+            return _torch_training(name, X, Y, dtype, per_round,
+                                   device="cuda" if contender == "torch-cuda" else "cpu")
         net = _new_net(name, contender, dtype)
 
         def run():
@@ -529,10 +567,13 @@ def _training_make(name, contender, dtype, per_round):
     return make
 
 
-def _torch_training(name, X, Y, dtype, per_round):
-    """PyTorch on the CPU doing the same step: forward, binary cross-entropy,
-    autograd backward, in-place gradient step; parameters from the numpy
-    backend's initialization, so ``check`` compares against it."""
+def _torch_training(name, X, Y, dtype, per_round, device="cpu"):
+    """PyTorch doing the same step on ``device`` ("cpu", or "cuda": the GPU
+    reference for the cuda backend): forward, binary cross-entropy, autograd
+    backward, in-place gradient step; parameters from the numpy backend's
+    initialization, so ``check`` compares against it. On the GPU the data is
+    copied there once, before timing, as the cuda backend's fit does, and
+    each round ends with a synchronize (GPU work is queued)."""
     import torch
     import torch.nn.functional as F
 
@@ -544,10 +585,14 @@ def _torch_training(name, X, Y, dtype, per_round):
         init = {"W1": init["w"].T.copy(), "b1": np.full((1, 1), init["b"], dtype)}
     g = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "linear": lambda z: z,
          "leaky_relu": lambda z: F.leaky_relu(z, 0.01), None: torch.relu}[act]
-    tX, tY = torch.from_numpy(X), torch.from_numpy(Y)
+    tX, tY = torch.from_numpy(X).to(device), torch.from_numpy(Y).to(device)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
 
     def fresh():
-        return [torch.tensor(init[f"{w}{l}"], dtype=tdtype, requires_grad=True)
+        return [torch.tensor(init[f"{w}{l}"], dtype=tdtype, device=device, requires_grad=True)
                 for l in range(1, L + 1) for w in "Wb"]
 
     def step(params):
@@ -566,6 +611,7 @@ def _torch_training(name, X, Y, dtype, per_round):
     def run():
         for _ in range(per_round):
             step(params)
+        sync()
 
     run()
 
@@ -573,13 +619,14 @@ def _torch_training(name, X, Y, dtype, per_round):
         mine = fresh()
         for _ in range(per_round):
             step(mine)
+        sync()
         want = _new_net(name, "numpy", dtype).fit(X, Y, iterations=per_round, learning_rate=lr).parameters
         if "w" in want:
             want = {"W1": want["w"].T, "b1": np.full((1, 1), want["b"])}
         for l in range(1, L + 1):
             for j, w in enumerate("Wb"):
-                assert_close(f"training {name} torch {dtype} {w}{l}",
-                             mine[2 * (l - 1) + j].detach().numpy(), want[f"{w}{l}"], dtype,
+                assert_close(f"training {name} torch ({device}) {dtype} {w}{l}",
+                             mine[2 * (l - 1) + j].detach().cpu().numpy(), want[f"{w}{l}"], dtype,
                              scale=_params_scale(want))
     return run, check
 
@@ -587,10 +634,12 @@ def _torch_training(name, X, Y, dtype, per_round):
 def training_cases(sweep="default", backends=None, dtypes=("float64", "float32"), names=None,
                    with_torch=None):
     """The training theme: network x dtype x contender (the backends, and
-    torch where ``with_torch`` (default: where installed))."""
+    torch where ``with_torch`` (default: where installed): on the CPU, and
+    "torch-cuda" on the GPU where PyTorch sees one)."""
     backends = backends or default_backends()
     if with_torch is None:
         with_torch = torch_version() is not None
+    torch_contenders = ["torch"] + (["torch-cuda"] if torch_cuda_device() else []) if with_torch else []
     nthreads = _threads()
     cases = []
     for name in names or TRAINING:
@@ -598,7 +647,7 @@ def training_cases(sweep="default", backends=None, dtypes=("float64", "float32")
         if sweep not in sweeps:
             continue
         for dtype in dtypes:
-            contenders = list(backends) + (["torch"] if with_torch else [])
+            contenders = list(backends) + torch_contenders
             for c in contenders:
                 k = {"smoke": SMOKE_PER_ROUND, "quick": max(2, per_round // 5)}.get(sweep, per_round)
                 if c == "python":  # the interpreter: a tenth of the iterations, if under a second
@@ -611,7 +660,7 @@ def training_cases(sweep="default", backends=None, dtypes=("float64", "float32")
                     theme="training", group=f"training {name} {dims} m={m} {dtype} ({k} iterations/round)",
                     contender=c,
                     make=_training_make(name, c, dtype, per_round_c), size=m, dtype=dtype, flops=flops,
-                    bound="compute", threads=1 if c in ("python", "numba") else nthreads,
+                    bound=_bound(c, "compute"), threads=1 if c in ("python", "numba") else nthreads,
                     blas_threads=1 if c == "parallel" else None, per_round=per_round_c,
                     label=f"{name} {dims} m={m}", id=f"{name}-{dtype}-{c}"))
     return cases
@@ -953,6 +1002,8 @@ def header_lines(info, bandwidth=None, bandwidth_mb=None):
         f"{blas['threads']} threads), llvmlite {info['llvmlite']}, Python {info['python']}, "
         f"torch {info['torch'] or 'not installed'}",
     ]
+    if info.get("gpu"):
+        lines.append(f"GPU: {info['gpu']} (rows cuda and torch-cuda; no % peak: the peaks below are the CPU's)")
     bits = info["vector_bits"]
     lines.append(PEAK_FORMULA.format(fma=FMA_UNITS, bits=bits, l64=bits // 64, l32=bits // 32,
                                      mb=bandwidth_mb or 256))
@@ -1030,6 +1081,16 @@ def goal_ratios(results):
             if par and num:
                 rows.append((f"{name.split(' m=')[0].split(' [')[0]} {dtype}: parallel / numpy",
                              par[0] / num[0], par[1] / num[1], "<= 1.25"))
+    for name in ("planar", "mnist60k"):  # issue 4's goals, where a GPU ran
+        for dtype in ("float64", "float32"):
+            gpu, num, tgpu = (t(name, dtype, c, "training") for c in ("cuda", "numpy", "torch-cuda"))
+            short = name.split(" ")[0]
+            if gpu and num:
+                rows.append((f"{short} {dtype}: numpy / cuda", num[0] / gpu[0], num[1] / gpu[1],
+                             ">= 20" if name == "mnist60k" else "-"))
+            if gpu and tgpu:
+                rows.append((f"{short} {dtype}: cuda / torch-cuda", gpu[0] / tgpu[0], gpu[1] / tgpu[1],
+                             "<= 2" if name == "mnist60k" else "-"))
     for dtype in ("float64", "float32"):
         par, nd = t("dot", dtype, "parallel", "dot"), t("dot", dtype, "np.dot all threads", "dot")
         fm, nd1 = t("dot", dtype, "njit fastmath", "dot"), t("dot", dtype, "np.dot 1 thread", "dot")

@@ -100,3 +100,39 @@ def test_goal_ratios_from_results():
     assert ratios["planar float64: torch / best compiled"] == (20.0, 20.0)
     assert ratios["dot float64: parallel / np.dot"] == (0.5, 0.5)
     assert "ratio" in bench.goals_table(results)
+
+
+def test_torch_on_the_gpu_is_a_contender_only_where_torch_sees_one(monkeypatch):
+    """"torch-cuda" (PyTorch on the GPU, the cuda backend's reference) is
+    listed where PyTorch has a CUDA device, never elsewhere; its rows, like
+    the cuda backend's, carry no CPU peak."""
+    monkeypatch.setattr(bench, "torch_version", lambda: "2.x")
+    monkeypatch.setattr(bench, "torch_cuda_device", lambda: None)
+    names = {c.contender for c in bench.training_cases("smoke", backends=["numpy"])}
+    assert names == {"numpy", "torch"}
+    monkeypatch.setattr(bench, "torch_cuda_device", lambda: "Test GPU")
+    cases = bench.training_cases("smoke", backends=["numpy", "cuda"])
+    assert {c.contender for c in cases} == {"numpy", "cuda", "torch", "torch-cuda"}
+    for c in cases:
+        assert (c.bound == "gpu") == (c.contender in ("cuda", "torch-cuda")), c.id
+        assert not (c.contender == "torch-cuda" and c.compiled)
+    assert not {c.contender for c in bench.training_cases("smoke", backends=["numpy"], with_torch=False)} - {"numpy"}
+
+
+def test_gpu_rows_have_no_cpu_peak_and_the_header_names_the_gpu():
+    info = dict(cpu="test CPU", llvm_cpu="x", cores=2, simd=["avx2"], vector_bits=256, ghz=2.0,
+                caches={1: 32768}, numba="0", numpy="0", llvmlite="0", python="3", numba_threading_layer="omp",
+                numba_threads=2, blas=dict(name="openblas", threads=2), torch="2.x", backends=["numpy", "cuda"],
+                gpu="Test GPU")
+    rows = [dict(theme="training", label="mnist60k [784, 128, 64, 1] m=60000", dtype="float32", contender=c,
+                 time_s=t, per_round=1, flops=1e9, nbytes=None, bound=b, threads=2)
+            for c, t, b in (("numpy", 1.0, "compute"), ("cuda", 0.04, "gpu"), ("torch-cuda", 0.025, "gpu"))]
+    bench.add_metrics(rows, info, None)
+    by = {r["contender"]: r for r in rows}
+    assert by["numpy"]["peak_fraction"] is not None
+    assert by["cuda"]["peak_fraction"] is None and by["torch-cuda"]["peak_fraction"] is None
+    assert by["cuda"]["speedup_vs_numpy"] == pytest.approx(25.0)
+    assert any("GPU: Test GPU" in line for line in bench.header_lines(info))
+    ratios = {what: med for what, med, _, _ in bench.goal_ratios(rows)}
+    assert ratios["mnist60k float32: numpy / cuda"] == pytest.approx(25.0)
+    assert ratios["mnist60k float32: cuda / torch-cuda"] == pytest.approx(1.6)
