@@ -96,15 +96,24 @@ PARALLEL_ELEMENTS = 16384
 # stays in L2 while every 4-row block of the output walks over it.
 JB = 256
 QB = 128
-# Reduction block of weight_gradients: JR examples at a time keep 4 rows of
-# dZ and of A_prev in L1 while they are reused.
-JR = 2048
+# Reduction block of weight_gradients: JR_BYTES of each row (512 examples in
+# float64, 1024 in float32) at a time, so that the 4 rows of dZ a dot4x4 holds
+# and the 4 rows of A_prev passing by fit in L1 together (MNIST layer 1, m =
+# 1024, single-threaded against BLAS: float64 1.45-1.84x -> 1.38-1.59x its
+# time, float32 unchanged; 2048 bytes was slower in float32).
+JR_BYTES = 4096
 # linear_forward takes the dot-product form (packed panel, dot4x4) when the
-# reduction is at least DOT_FORM_K long, KC of it at a time: KC = 1024 takes
+# reduction is at least DOT_FORM_K long: each 4 x 4 block of Z ends in 16
+# horizontal sums of vector registers, which only a long reduction amortizes
+# (single-threaded against BLAS on one thread, interleaved runs: k = 32, m =
+# 2048 dot form 2.2x / 2.7x BLAS's time (float64 / float32), rows_update form
+# 1.1x / 1.0x; k = 128 (MNIST layer 2) 1.4-1.8x / 2.0x against 1.1-1.2x /
+# 1.4-1.7x; k = 784 (MNIST layer 1) dot form 1.7x / 1.3-1.7x against 2.0x /
+# 1.5-1.9x). It takes KC of the reduction at a time: KC = 1024 takes
 # the MNIST-like layer 1 (k = 784) in one pass, so every 4 x 4 block of Z is
 # reduced (horizontal sums, load and store) once instead of 4 times (float32
 # forward at (128, 784, 1024) 4.2 -> 3.2 ms single-threaded, float64 ~5%).
-DOT_FORM_K = 32
+DOT_FORM_K = 256
 KC = 1024
 
 # Options of the scalar/row helpers below when a compiled kernel calls them
@@ -649,12 +658,13 @@ def _weight_gradients_v1_row(dW, db, dZ, A_prev, i, inv_m):
 @register_jitable(**HELPER_OPTIONS)
 def _weight_gradients_block(dW, dZ, A_prev, p0, p1, inv_m):
     """Version 2: columns p0:p1 of dW, 4 x 4 dot products at a time, the
-    examples JR at a time (so 4 rows of A_prev stay in L1 while every row of
-    dZ passes by), then scaled by 1/m."""
+    examples JR_BYTES of a row at a time (so 4 rows of dZ stay in L1 while
+    the rows of A_prev pass by), then scaled by 1/m."""
     n, m = dZ.shape
-    for j0 in range(0, m, JR):
+    jr = JR_BYTES // dW.itemsize
+    for j0 in range(0, m, jr):
         # dW[i, p] (+)= dZ[i, j0:j1] . A_prev[p, j0:j1]
-        dots_tile(dW, 0, p0, dZ, 0, n, j0, A_prev, p0, p1, j0, min(JR, m - j0), j0 > 0)
+        dots_tile(dW, 0, p0, dZ, 0, n, j0, A_prev, p0, p1, j0, min(jr, m - j0), j0 > 0)
     for i in range(dW.shape[0]):
         row = dW[i, p0:p1]
         for p in range(row.shape[0]):

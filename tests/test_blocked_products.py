@@ -1,7 +1,7 @@
 """The register-blocked products (version 2) and their dispatch by shape agree
 with NumPy: shapes on both sides of every threshold (BLOCKED_WORK,
 PARALLEL_WORK), with leftover rows/columns (sizes not multiples of 4), more
-examples than one tile (JB) and one reduction block (QB, JR, KC), m = 1, n = 1,
+examples than one tile (JB) and one reduction block (QB, JR_BYTES, KC), m = 1, n = 1,
 k = 1, float32 and float64, on the "numba" and "parallel" backends."""
 
 import numpy as np
@@ -70,4 +70,7 @@ def test_dispatch_covers_every_path():
     assert any(loops.BLOCKED_WORK <= w < loops.PARALLEL_WORK for w in works)
     assert max(works) >= loops.PARALLEL_WORK
     assert any(m > loops.JB for _, _, m in SHAPES) and any(k > loops.QB for _, k, _ in SHAPES)
-    assert any(m > loops.JR for _, _, m in SHAPES) and any(k > loops.KC for _, k, _ in SHAPES)
+    assert any(m > loops.JR_BYTES // 4 for _, _, m in SHAPES) and any(k > loops.KC for _, k, _ in SHAPES)
+    blocked = [(n, k, m) for n, k, m in SHAPES if n * k * m >= loops.BLOCKED_WORK]
+    # both forms of the blocked forward: dot products (long k) and rows_update
+    assert any(k >= loops.DOT_FORM_K for _, k, _ in blocked) and any(k < loops.DOT_FORM_K for _, k, _ in blocked)

@@ -45,7 +45,7 @@ def test_products_use_512_bit_fmas_on_avx512(dtype):
     # compiled fresh: code loaded from Numba's cache cannot be inspected
     K = cpu.compile_loops("__widecheck", dict(cpu.SERIAL_OPTIONS, cache=False))
     rng = np.random.default_rng(0)
-    n, k, m = 8, 64, 32  # version 2, dot-product form (k >= DOT_FORM_K)
+    n, k, m = 8, 256, 32  # version 2, dot-product form (k >= DOT_FORM_K)
     A_prev = rng.random((k, m)).astype(dtype)
     W = rng.random((n, k)).astype(dtype)
     b = np.zeros((n, 1), dtype)
