@@ -136,3 +136,31 @@ def test_gpu_rows_have_no_cpu_peak_and_the_header_names_the_gpu():
     ratios = {what: med for what, med, _, _ in bench.goal_ratios(rows)}
     assert ratios["mnist60k float32: numpy / cuda"] == pytest.approx(25.0)
     assert ratios["mnist60k float32: cuda / torch-cuda"] == pytest.approx(1.6)
+
+
+def test_training_contenders_are_timed_in_turns(monkeypatch):
+    """The contenders of one training problem run in ROUNDS turns (A B A B
+    ...), so a slow drift of the machine lands on all of them alike; a
+    contender that cannot run is reported as skipped, the others still time."""
+    monkeypatch.setattr(bench, "BLAS_SETTLE_S", 0.0)
+    log = []
+
+    def make(name):
+        def build():
+            if name == "torch":
+                raise bench.Skip("torch: torch is not installed")
+            return (lambda: log.append(name)), (lambda: None)
+        return build
+
+    cases = [bench.Case(theme="training", group="training g", contender=c, make=make(c), size=1,
+                        label="g", id=f"g-{c}") for c in ("numpy", "numba", "torch")]
+    rows = bench.run_cases(cases, min_time=0.0, rounds=3)
+    assert [r["contender"] for r in rows] == ["numpy", "numba", "torch"]
+    assert log == ["numpy", "numba"] * 3  # one call a round each (min_time 0), in turns
+    assert "time_s" in rows[0] and "time_s" in rows[1] and rows[2]["skipped"].startswith("torch")
+    # another theme's contenders run one after the other
+    log.clear()
+    other = [bench.Case(theme="ops", group="ops g", contender=c, make=make(c), size=1, label="g", id=c)
+             for c in ("numpy", "numba")]
+    bench.run_cases(other, min_time=0.0, rounds=3)
+    assert log == ["numpy"] * 3 + ["numba"] * 3  # min_reps 3, no turns
