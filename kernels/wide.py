@@ -10,12 +10,12 @@ setting NUMBA_CPU_FEATURES would change every function in the process, so this
 call puts LLVM's own per-function attribute "prefer-vector-width"="512" on the
 function being compiled (LLVM's X86 back end honours it per function).
 
-Where it pays (measured on the 2-core AVX-512 development machine, MNIST
-layer shapes, medians of interleaved runs): the forward product (128, 784,
-1024) single-threaded about 10-20% faster in float64, dW in float32 10-20%,
-the MNIST training step on "parallel" 5% (float64) to 12% (float32). The
-elementwise kernels showed no difference and are left at LLVM's default. On a
-CPU without AVX-512 the attribute changes nothing (256 bits is the widest).
+Where it pays (measured on the 2-core AVX-512 development machine, one
+process timing both builds in turns): the MNIST-like training step on
+"parallel" 6-16% faster than with LLVM's default 256 bits, float64 and
+float32. The elementwise kernels showed no difference and keep LLVM's
+default. On a CPU without AVX-512 the attribute changes nothing (256 bits is
+the widest there).
 
 Interpreted (the "python" backend) it does nothing.
 """
