@@ -37,6 +37,16 @@ def eps(dtype):
     return float(np.finfo(dtype).eps)
 
 
+def act_tol(dtype):
+    """Elementwise activations: libm (or libdevice) vs NumPy each within a few ulp -> 8 eps relative."""
+    return 8 * eps(dtype)
+
+
+def act_bound(expected, dtype):
+    """Bound of an activation's error: act_tol relative, plus the smallest normal number near 0."""
+    return act_tol(dtype) * np.abs(expected) + np.finfo(dtype).tiny
+
+
 def matmul_bound(absW, absA, absb, k, dtype):
     """Allowed |difference| between two computations of W @ A + b (elementwise)."""
     return 2.0 * (k + 2) * eps(dtype) * (absW @ absA + absb) + np.finfo(dtype).tiny

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import kernels
 from kernels.loops import BLOCK
-from conftest import CPU_BACKENDS, DTYPES, assert_within, eps, matmul_bound
+from conftest import CPU_BACKENDS, DTYPES, act_bound, act_tol, assert_within, eps, matmul_bound
 
 ACTS = kernels.ACTIVATIONS
 
@@ -42,11 +42,6 @@ def wide_z(rng, shape, dtype):
     return Z.astype(dtype)
 
 
-def act_tol(dtype):
-    """Elementwise activations: libm vs NumPy each within a few ulp -> 8 eps relative."""
-    return 8 * eps(dtype)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @given(shape=st.data(), seed=st.integers(0, 2**32 - 1))
@@ -71,7 +66,7 @@ def test_activation_forward(backend, dtype, activation, ref, shape, seed):
     assert A.dtype == dtype
     assert np.all(np.isfinite(A)), "an activation overflowed"
     expected = ref.activation_forward(Z, activation)
-    assert_within(A, expected, act_tol(dtype) * np.abs(expected) + np.finfo(dtype).tiny,
+    assert_within(A, expected, act_bound(expected, dtype),
                   f"{backend} {activation}")
 
 
@@ -88,7 +83,7 @@ def test_linear_activation_forward(backend, dtype, activation, ref, shape, seed)
     assert_within(Z, ref.linear_forward(A_prev, W, b), bound, f"{backend} fused Z")
     # A is g of this backend's own Z: compare with the reference g of that same Z.
     expected = ref.activation_forward(Z, activation)
-    assert_within(A, expected, act_tol(dtype) * np.abs(expected) + np.finfo(dtype).tiny,
+    assert_within(A, expected, act_bound(expected, dtype),
                   f"{backend} fused A ({activation})")
 
 

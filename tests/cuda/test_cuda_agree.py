@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import kernels
-from conftest import DTYPES, assert_within, eps, matmul_bound
+from conftest import DTYPES, act_bound, act_tol, assert_within, eps, matmul_bound
 from cudatests import cuda_ops, is_device, layer, long_reduction, shapes
 
 ops = cuda_ops()
@@ -24,10 +24,6 @@ ODD = SHAPES[1]
 @pytest.fixture(scope="module")
 def ref():
     return kernels.get_backend("numpy")
-
-
-def act_tol(dtype):
-    return 8 * eps(dtype)
 
 
 def wide_z(rng, dtype):
@@ -58,7 +54,7 @@ def test_linear_activation_forward(ref, dtype, activation):
     bound = matmul_bound(np.abs(W), np.abs(A_prev), np.abs(b), k, dtype)
     assert_within(Z, ref.linear_forward(A_prev, W, b), bound, "cuda fused Z")
     expected = ref.activation_forward(Z, activation)  # g of this backend's own Z
-    assert_within(A, expected, act_tol(dtype) * np.abs(expected) + np.finfo(dtype).tiny,
+    assert_within(A, expected, act_bound(expected, dtype),
                   f"cuda fused A ({activation})")
 
 
@@ -69,7 +65,7 @@ def test_activation_forward(ref, dtype, activation):
     A = ops.activation_forward(Z, activation)
     assert A.dtype == dtype and np.all(np.isfinite(A)), "an activation overflowed"
     expected = ref.activation_forward(Z, activation)
-    assert_within(A, expected, act_tol(dtype) * np.abs(expected) + np.finfo(dtype).tiny,
+    assert_within(A, expected, act_bound(expected, dtype),
                   f"cuda {activation}")
 
 
