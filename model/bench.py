@@ -835,7 +835,7 @@ def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS):
         if progress:
             progress(i, len(cases), case)
         if len(group) > 1:
-            results += time_group(group, min_time, check, rounds)
+            results += time_group(group, min_time, check, rounds, previous)
             previous = group[-1].contender
         else:
             row = _row(case)
@@ -850,12 +850,13 @@ def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS):
     return results
 
 
-def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS):
+def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS, previous=None):
     """Result rows of the cases of one group, timed in turns: every contender
     is made (and warmed up: compiled) first, then each round times each
     contender for min_time / rounds (the pure-Python one: one call a round),
     with the same BLAS limits and settle pauses as time_case. Median and
-    minimum are over all the calls of all rounds."""
+    minimum are over all the calls of all rounds. ``previous``: the contender
+    timed just before the group (its workers may still spin)."""
     rows = [_row(c) for c in cases]
     prepared = {}
     for k, case in enumerate(cases):
@@ -864,8 +865,9 @@ def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS):
                 prepared[k] = prepare(case)
             except Skip as exc:
                 rows[k]["skipped"] = str(exc)
+    if prepared:  # its warm-up ran last
+        previous = cases[max(prepared)].contender
     times = {k: [] for k in prepared}
-    previous = None
     for _ in range(rounds):
         for k, (run, _) in prepared.items():
             case = cases[k]
