@@ -1,6 +1,12 @@
-"""prefer_wide_vectors(): a call that asks LLVM for the CPU's widest vectors
-in the compiled function that contains it.
+"""How the compiled loops steer LLVM's vectorizers, one function at a time.
 
+- ``prefer_wide_vectors()``: a call that asks LLVM for the CPU's widest
+  vectors in the compiled function that contains it.
+- ``SLPCompiler``: a compile pipeline with LLVM's SLP vectorizer on (and its
+  loop vectorizer off), for the packed products' micro-kernels.
+
+prefer_wide_vectors
+-------------------
 Why: LLVM tunes recent Intel cores (Skylake-SP onwards) with "prefer-256-bit":
 its loop vectorizer then uses 256-bit ymm registers even where AVX-512 offers
 512-bit zmm ones, to avoid the clock penalty that wide vectors once cost. For
@@ -20,7 +26,8 @@ the widest there).
 Interpreted (the "python" backend) it does nothing.
 """
 
-from numba.core import types
+from numba.core import config, types
+from numba.core.compiler import Compiler
 from numba.extending import lower_builtin, type_callable
 
 ATTRIBUTE = '"prefer-vector-width"="512"'
@@ -48,3 +55,33 @@ def _lower_prefer_wide_vectors(context, builder, sig, args):
     if isinstance(attributes, set):
         set.add(attributes, ATTRIBUTE)
     return context.get_dummy_value()
+
+
+class SLPCompiler(Compiler):
+    """Numba's compiler, with LLVM's SLP vectorizer on and its loop vectorizer
+    off for the function it compiles (``pipeline_class=SLPCompiler``).
+
+    Why: the packed products' micro-kernels (``kernels.loops``) hold a block
+    of output cells in named scalars across the reduction loop. Only the SLP
+    (straight-line) vectorizer turns those into vector registers, one FMA per
+    pair of registers, and Numba runs it only when NUMBA_SLP_VECTORIZE is set
+    for the whole process (it is off by default since Numba 0.57, after
+    miscompilations in other code: numba#8852). The loop vectorizer, left
+    on, vectorizes the float32 kernels' reduction loop instead (over the
+    reduction, with ordered sums and shuffles), about 20x slower.
+
+    Numba reads both switches when it optimizes a function, which happens in
+    the compile pipeline (``_compile_core``); the setting is scoped to that
+    and restored after, so other functions, callers included, keep Numba's
+    defaults. Every function compiled so is tested against NumPy in both
+    dtypes (tests/test_blocked_products.py), and its vector FMAs are checked
+    in the assembly (tests/test_wide_vectors.py).
+    """
+
+    def _compile_core(self):
+        saved = config.LOOP_VECTORIZE, config.SLP_VECTORIZE
+        config.LOOP_VECTORIZE, config.SLP_VECTORIZE = 0, 1
+        try:
+            return super()._compile_core()
+        finally:
+            config.LOOP_VECTORIZE, config.SLP_VECTORIZE = saved

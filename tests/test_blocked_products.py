@@ -1,8 +1,17 @@
-"""The register-blocked products (version 2) and their dispatch by shape agree
-with NumPy: shapes on both sides of every threshold (BLOCKED_WORK,
-PARALLEL_WORK), with leftover rows/columns (sizes not multiples of 4), more
-examples than one tile (JB) and one reduction block (QB, JR_BYTES, KC), m = 1, n = 1,
-k = 1, float32 and float64, on the "numba" and "parallel" backends."""
+"""The register-blocked products (version 2), the packed ones (version 4) and
+their dispatch by shape agree with NumPy: shapes on both sides of every
+threshold (BLOCKED_WORK, PARALLEL_WORK, MICRO_MIN_ROWS, MICRO_MIN_K), with
+leftover rows/columns (sizes not multiples of 4 or 8, partial panels), more
+examples than one tile (JB) and one reduction block (QB, JR_BYTES, KC,
+MICRO_KC), m = 1, n = 1, k = 1, float32 and float64, on the "numba" and
+"parallel" backends, and the packed path interpreted ("python").
+
+Tolerance: the sums run in another order than BLAS's (in order along the
+reduction in the packed kernels, in 4 or 16 lanes in version 2), so each
+cell differs by a few roundings of its partial sums: at most about
+sqrt(k) * eps * max|cell| for random signs, k the reduction length, well
+inside TOL * sqrt(k) * max(1, max|want|) with TOL = 1e-12 (float64, eps
+2.2e-16) and 2e-5 (float32, eps 1.2e-7)."""
 
 import numpy as np
 import pytest
@@ -12,6 +21,7 @@ from kernels import cpu, loops, vectorized
 SHAPES = [  # (n, k, m)
     (1, 1, 1), (4, 2, 400), (1, 4, 400), (3, 5, 7), (5, 7, 300), (7, 20, 209),
     (13, 11, 1), (1, 300, 9), (9, 1, 530), (20, 301, 209), (66, 129, 517), (6, 2100, 33), (5, 6, 4500),
+    (32, 16, 16), (40, 320, 64), (264, 40, 48),
 ]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -72,5 +82,37 @@ def test_dispatch_covers_every_path():
     assert any(m > loops.JB for _, _, m in SHAPES) and any(k > loops.QB for _, k, _ in SHAPES)
     assert any(m > loops.JR_BYTES // 4 for _, _, m in SHAPES) and any(k > loops.KC for _, k, _ in SHAPES)
     blocked = [(n, k, m) for n, k, m in SHAPES if n * k * m >= loops.BLOCKED_WORK]
+    # the packed path (version 4) of each product, with and without leftover
+    # rows (n mod 8), partial panels (m mod 16 or 32) and reductions longer
+    # than one MICRO_KC block; and the older forms beside it
+    R, K, KC = loops.MICRO_MIN_ROWS, loops.MICRO_MIN_K, loops.MICRO_KC
+    forward = [(n, k, m) for n, k, m in blocked if n >= R and k >= K]
+    dW = [(n, k, m) for n, k, m in blocked if n >= R and m >= K]
+    dA = [(n, k, m) for n, k, m in blocked if k >= R and n >= K]
+    for packed, rows, red, cols in ((forward, 0, 1, 2), (dW, 0, 2, 1), (dA, 1, 0, 2)):
+        assert any(s[rows] % 8 for s in packed) and any(s[rows] % 8 == 0 for s in packed)
+        assert any(s[red] > KC for s in packed) and any(s[cols] % 32 for s in packed)
+        assert any(s[cols] % 32 == 0 for s in packed)
+    assert len(forward) < len(blocked) and len(dW) < len(blocked) and len(dA) < len(blocked)
     # both forms of the blocked forward: dot products (long k) and rows_update
     assert any(k >= loops.DOT_FORM_K for _, k, _ in blocked) and any(k < loops.DOT_FORM_K for _, k, _ in blocked)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", [(33, 17, 20), (32, 16, 16)], ids=str)
+def test_packed_products_interpreted(shape, dtype):
+    """The packed path run by the interpreter (backend "python") gives what
+    NumPy gives: the micro-kernels are plain Python until Numba compiles them."""
+    n, k, m = shape
+    assert n >= loops.MICRO_MIN_ROWS and k >= loops.MICRO_MIN_ROWS
+    assert min(n, k, m) >= loops.MICRO_MIN_K
+    A, W, b, dZ = _inputs(n, k, m, dtype, seed=7)
+    Z = np.full((n, m), np.nan, dtype)
+    loops.linear_forward(Z, A, W, b)
+    _close(Z, (W @ A + b).astype(dtype), k, dtype)
+    dW, db = np.full((n, k), np.nan, dtype), np.full((n, 1), np.nan, dtype)
+    loops.weight_gradients(dW, db, dZ, A)
+    _close(dW, (dZ @ A.T / m).astype(dtype), m, dtype)
+    dA = np.full((k, m), np.nan, dtype)
+    loops.input_gradient(dA, dZ, W)
+    _close(dA, (W.T @ dZ).astype(dtype), n, dtype)

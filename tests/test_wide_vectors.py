@@ -1,10 +1,12 @@
-"""kernels.wide.prefer_wide_vectors: the per-function request for 512-bit
-vectors that the product helpers make (see kernels/wide.py for why)."""
+"""kernels.wide: prefer_wide_vectors, the per-function request for 512-bit
+vectors that the product helpers make, and SLPCompiler, the compile pipeline
+of the packed products' micro-kernels (see kernels/wide.py for why)."""
 
 import numpy as np
 import pytest
 from numba import njit
 
+from kernels import loops
 from kernels.wide import ATTRIBUTE, prefer_wide_vectors
 
 
@@ -45,7 +47,7 @@ def test_products_use_512_bit_fmas_on_avx512(dtype):
     # compiled fresh: code loaded from Numba's cache cannot be inspected
     K = cpu.compile_loops("__widecheck", dict(cpu.SERIAL_OPTIONS, cache=False))
     rng = np.random.default_rng(0)
-    n, k, m = 8, 256, 32  # version 2, dot-product form (k >= DOT_FORM_K)
+    n, k, m = 4, 256, 32  # version 2, dot-product form (n < MICRO_ROWS, k >= DOT_FORM_K)
     A_prev = rng.random((k, m)).astype(dtype)
     W = rng.random((n, k)).astype(dtype)
     b = np.zeros((n, 1), dtype)
@@ -56,3 +58,52 @@ def test_products_use_512_bit_fmas_on_avx512(dtype):
     asm = K.linear_forward.inspect_asm(sig)
     wide_fmas = [line for line in asm.splitlines() if "vfmadd" in line and "zmm" in line]
     assert wide_fmas, "no 512-bit FMA in the compiled forward product"
+
+
+def test_slp_compiler_leaves_numbas_settings_as_they_were():
+    from numba.core import config
+    before = config.LOOP_VECTORIZE, config.SLP_VECTORIZE
+    C = np.zeros((8, 16))
+
+    @njit
+    def call(C, A, P):
+        loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], False)
+
+    A = np.arange(8 * 5, dtype=np.float64).reshape(8, 5)
+    P = np.arange(5 * 16, dtype=np.float64).reshape(5, 16)
+    call(C, A, P)
+    np.testing.assert_array_equal(C, A @ P)  # small integers: exact
+    assert (config.LOOP_VECTORIZE, config.SLP_VECTORIZE) == before
+
+
+def _fmas(asm, packed):
+    """FMA instructions of ``asm``: packed (on vectors) or scalar ones."""
+    kind = ("pd", "ps") if packed else ("sd", "ss")
+    return [line for line in asm.splitlines()
+            if "vfmadd" in line and line.split()[0].endswith(kind)]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_micro_kernels_hold_their_block_in_vector_registers(dtype):
+    """The SLP vectorizer made each row of the 8 x NR block a pair of vector
+    registers: the micro-kernel's FMAs are all packed, at least 16 per q
+    (8 rows x 2 vectors), none scalar. Without SLPCompiler Numba leaves the
+    128 or 256 scalar FMAs as they are written (float64), or the loop
+    vectorizer takes the q loop (float32)."""
+    nr = loops.MICRO_BYTES // np.dtype(dtype).itemsize
+    name = f"micro_8x{nr}"
+
+    @njit(error_model="numpy")
+    def call(C, A, P):
+        loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], True)
+
+    rng = np.random.default_rng(1)
+    A = rng.random((8, 37)).astype(dtype)
+    P = rng.random((37, nr)).astype(dtype)
+    C = np.ones((8, nr), dtype)
+    call(C, A, P)
+    np.testing.assert_allclose(C, 1 + A.astype(np.float64) @ P, rtol=1e-5 if dtype == np.float32 else 1e-13)
+    asm = call.inspect_asm(call.signatures[0])
+    body = asm[asm.index(name):]  # the kernel's own function, linked into the caller's module
+    assert len(_fmas(body, packed=True)) >= 16
+    assert _fmas(body, packed=False) == []
