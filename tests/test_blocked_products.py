@@ -99,7 +99,7 @@ def test_dispatch_covers_every_path():
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", [(33, 17, 20), (32, 16, 16)], ids=str)
+@pytest.mark.parametrize("shape", [(33, 34, 20), (32, 32, 16)], ids=str)
 def test_packed_products_interpreted(shape, dtype):
     """The packed path run by the interpreter (backend "python") gives what
     NumPy gives: the micro-kernels are plain Python until Numba compiles them."""
