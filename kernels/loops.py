@@ -606,11 +606,18 @@ def pack_panels(P, B, q0, kc, j0, j1, transposed):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def packed_tile(C, A, B, transposed, j0, j1):
-    """C[:, j0:j1] += A op(B)[:, j0:j1]: op(B) = B (k, m), or B^T for B (m, k)
-    when ``transposed``; A (n, k). C, A and B C-contiguous. The tile's packed
+def packed_tile(C, A, B, transposed, j0, j1, zero_first):
+    """C[:, j0:j1] += A op(B)[:, j0:j1] (C[:, j0:j1] zeroed first when
+    ``zero_first``): op(B) = B (k, m), or B^T for B (m, k) when
+    ``transposed``; A (n, k). C, A and B C-contiguous. The tile's packed
     panels and scratch blocks are its own (no races under prange)."""
     n, k = A.shape
+    if zero_first:
+        zero = C.dtype.type(0.0)
+        for i in range(n):
+            c = C[i, j0:j1]
+            for j in range(c.shape[0]):
+                c[j] = zero
     nr = MICRO_BYTES // C.itemsize
     npan = (j1 - j0 + nr - 1) // nr
     kb = min(MICRO_KC, k)
@@ -775,7 +782,7 @@ def _forward_packed_tile(Z, A, A_prev, W, b, act, j0, j1):
         bi = b[i, 0]
         for j in range(z.shape[0]):
             z[j] = bi
-    packed_tile(Z, W, A_prev, False, j0, j1)
+    packed_tile(Z, W, A_prev, False, j0, j1, False)
     if act >= 0:
         for i in range(W.shape[0]):
             activate_row(A[i, j0:j1], Z[i, j0:j1], act)
@@ -962,12 +969,7 @@ def _bias_gradient(db, dZ, inv_m):
 def _weight_gradients_packed_tile(dW, dZ, A_prev, p0, p1, inv_m):
     """Version 4 tile: dW[:, p0:p1] = (1/m) dZ A_prev[p0:p1]^T (packed: A_prev's
     rows p0:p1 are packed transposed)."""
-    zero = dW.dtype.type(0.0)
-    for i in range(dW.shape[0]):
-        row = dW[i, p0:p1]
-        for p in range(row.shape[0]):
-            row[p] = zero
-    packed_tile(dW, dZ, A_prev, True, p0, p1)
+    packed_tile(dW, dZ, A_prev, True, p0, p1, True)
     for i in range(dW.shape[0]):
         row = dW[i, p0:p1]
         for p in range(row.shape[0]):
@@ -1013,12 +1015,7 @@ def input_gradient(dA_prev, dZ, W):
 @register_jitable(**HELPER_OPTIONS)
 def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
     """Version 4 tile: dA_prev[:, j0:j1] = W^T dZ[:, j0:j1] (packed)."""
-    zero = dA_prev.dtype.type(0.0)
-    for p in range(dA_prev.shape[0]):
-        da = dA_prev[p, j0:j1]
-        for j in range(da.shape[0]):
-            da[j] = zero
-    packed_tile(dA_prev, WT, dZ, False, j0, j1)
+    packed_tile(dA_prev, WT, dZ, False, j0, j1, True)
 
 
 @register_jitable(**HELPER_OPTIONS)
