@@ -67,7 +67,9 @@ def _cache_sizes():
         for entry in sorted(os.listdir(base)):
             if not entry.startswith("index"):
                 continue
-            read = lambda name: open(os.path.join(base, entry, name)).read().strip()
+            def read(name, entry=entry):
+                with open(os.path.join(base, entry, name)) as f:
+                    return f.read().strip()
             if read("type") == "Instruction":
                 continue
             text = read("size")

@@ -40,6 +40,11 @@ FILE_FORMAT = "jitloops-model-1"
 # Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
 # lands (see _deferred_interrupt) between chunks.
 CHUNK_SECONDS = 0.1
+# A fit keeps its buffers (and their typed lists) for the next fit with as
+# many examples when they take at most this many bytes: a small network's fit
+# call spent longer allocating them and building Numba's typed lists (~70 us)
+# than in 5 planar iterations. Larger buffers are freed when fit returns.
+KEEP_FIT_BUFFERS_BYTES = 4 << 20
 
 
 class DivergenceError(FloatingPointError):
@@ -284,6 +289,8 @@ class NeuralNetwork:
         self._ops = kernels.get_backend(backend)
         self.backend = self._ops.name
         self._program = None  # compiled (or bound) on first use
+        self._fit_buffers = None  # (key, buffers) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
+        self._chunk_hint = None  # (key, iterations per chunk) of the last fit
 
     @property
     def program(self):
@@ -485,7 +492,7 @@ class NeuralNetwork:
         n_costs = -(-iterations // cost_every)
         costs = np.full(n_costs, np.nan)
         chunk = self._chunk_runner(Xd, Yd, costs, cost_every, learning_rate)
-        done, status = self._drive(chunk, iterations, costs, cost_every, progress)
+        done, status = self._drive(chunk, iterations, costs, cost_every, progress, Xd.shape[1])
         recorded = -(-done // cost_every)
         self.costs_ = np.concatenate([self.costs_, costs[:recorded]])
         self.cost_iterations_ = np.concatenate(
@@ -501,12 +508,16 @@ class NeuralNetwork:
             raise status
         return self
 
-    def _drive(self, chunk, iterations, costs, cost_every, progress):
+    def _drive(self, chunk, iterations, costs, cost_every, progress, m):
         """Run ``chunk(start, count) -> (done, status)`` until ``iterations`` are
         done, in chunks of about CHUNK_SECONDS. Returns (done, status), status
         DIVERGED, 0, or a KeyboardInterrupt to raise once the history is saved."""
         bar = Progress(iterations, desc=f"fit [{self.backend}]", enabled=progress)
-        start, count, status = 0, 1, 0  # the first chunk is one iteration (and any compilation)
+        # The first chunk is one iteration (and any compilation), unless the
+        # last fit, with as many examples, measured the chunk size.
+        key = (self.backend, m)
+        count = self._chunk_hint[1] if self._chunk_hint is not None and self._chunk_hint[0] == key else 1
+        start, status = 0, 0
         try:
             # NumPy's overflow warnings are moot here: divergence is detected and raised
             with _deferred_interrupt() as interrupted, _blas_limited(self.backend), \
@@ -527,20 +538,17 @@ class NeuralNetwork:
                         break
                     per_iteration = elapsed / max(done, 1)
                     count = max(1, min(int(CHUNK_SECONDS / per_iteration) if per_iteration > 0 else 10**6, 10**6))
+                    self._chunk_hint = (key, count)
         finally:
             bar.close()
         return start, status
 
     def _chunk_runner(self, X, Y, costs, cost_every, learning_rate):
-        """Allocate every buffer of the fit once; return chunk(start, count)."""
+        """Allocate every buffer of the fit once (or take those the last fit
+        kept); return chunk(start, count)."""
         p, dt = self.program, self.dtype
-        buf = {k: p.list(v) for k, v in self._buffers(X, backward=True).items()}
         W, b = p.list(self._W), p.list(self._b)
-        W_next = p.list([self._ops.empty(w.shape, dt) for w in self._W])
-        b_next = p.list([self._ops.empty(v.shape, dt) for v in self._b])
-        biggest = max(w.size for w in list(self._W) + list(self._b))
-        zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
-        codes = p.codes(self._codes())
+        buf, W_next, b_next, zeros, codes = self._fit_scratch(X)
         eps = self._eps()
         ops = self._ops
         optimistic = ops.syncs_are_costly
@@ -580,10 +588,34 @@ class NeuralNetwork:
                     raise
                 restore()
                 return run(p.fit_chunk, start, count)
-            finally:  # the lists may have swapped arrays: W, b hold the current parameters
-                self._W, self._b = list(W), list(b)
+            finally:  # the lists may have traded arrays: W, b hold the current parameters
+                self._W, self._b = p.unlist(W), p.unlist(b)
 
         return chunk
+
+    def _fit_scratch(self, X):
+        """fit's buffers for X (n_x, m) as program lists: (buf, W_next, b_next,
+        zeros, codes); buf as _buffers(X, backward=True), with A[0] = X.
+        Kept for the next fit with as many examples when they are small."""
+        p, dt = self.program, self.dtype
+        key = (self.backend, X.shape[1])
+        if self._fit_buffers is not None and self._fit_buffers[0] == key:
+            scratch = self._fit_buffers[1]
+            scratch[0]["A"][0] = X
+            return scratch
+        self._fit_buffers = None
+        raw = self._buffers(X, backward=True)
+        spare_W = [self._ops.empty(w.shape, dt) for w in self._W]
+        spare_b = [self._ops.empty(v.shape, dt) for v in self._b]
+        biggest = max(w.size for w in list(self._W) + list(self._b))
+        zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
+        scratch = ({k: p.list(v) for k, v in raw.items()}, p.list(spare_W), p.list(spare_b),
+                   zeros, p.codes(self._codes()))
+        nbytes = sum(a.nbytes for arrays in raw.values() for a in arrays[1:] if hasattr(a, "nbytes"))
+        nbytes += X.nbytes + 2 * sum(a.nbytes for a in spare_W + spare_b)
+        if nbytes <= KEEP_FIT_BUFFERS_BYTES:
+            self._fit_buffers = (key, scratch)
+        return scratch
 
     # ------------------------------------------------------------- save / load
     def _architecture(self):

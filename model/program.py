@@ -42,7 +42,7 @@ from . import training
 # options) and those that only call kernels (compiled serially: they have no
 # loop of their own to parallelize). Callees come before callers.
 PARALLEL_LOOPS = ("activation_backward_from_output", "logistic_pass")
-DRIVERS = ("forward", "backward", "all_finite", "parameters_finite", "update", "fit_chunk",
+DRIVERS = ("forward", "backward", "all_finite", "parameters_finite", "update", "swap_items", "fit_chunk",
            "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
 
@@ -132,6 +132,7 @@ class Program:
             setattr(self, name, getattr(loops, name, None) or getattr(drivers, name))
         self.fit_chunk_unguarded = self.fit_chunk
         self._typed_list = _typed_list
+        self._python_list = _python_list
 
     def _interpret(self, ops):
         namespace = dict(vars(training))
@@ -171,10 +172,15 @@ class Program:
             unguarded[name] = _rebind(getattr(training, name), unguarded)
         self.fit_chunk_unguarded = unguarded["fit_chunk"]
         self._typed_list = list
+        self._python_list = list
 
     def list(self, arrays):
         """A list of the backend's arrays in the form the program takes."""
         return self._typed_list(arrays)
+
+    def unlist(self, arrays):
+        """A Python list of the arrays of a list made by ``list``."""
+        return self._python_list(arrays)
 
     def codes(self, codes):
         """Activation codes in the form the program takes."""
@@ -211,6 +217,28 @@ def _typed_list(arrays):
 
 
 _list_builder = None
+
+
+def _python_list(typed):
+    """list(typed) for a numba.typed.List of arrays, in compiled code: one
+    call instead of one per item from Python (2 us instead of 6 for two
+    arrays; fit does this after every chunk)."""
+    global _list_reader
+    if _list_reader is None:
+        import numba
+
+        def python_list_of(items):
+            out = [items[0]]
+            for i in range(1, len(items)):
+                out.append(items[i])
+            return out
+        _list_reader = numba.njit(cache=True)(python_list_of)
+    if len(typed) == 0:
+        return []
+    return _list_reader(typed)
+
+
+_list_reader = None
 
 
 def get_program(ops):

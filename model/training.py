@@ -38,6 +38,7 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     backprop_row,
     cross_entropy,
     dot,
+    flat,
     gradient_step,
     input_gradient,
     linear_activation_forward,
@@ -76,10 +77,10 @@ def activation_backward_from_output(dZ, dA, Z, A, act):
     one iteration; below PARALLEL_ELEMENTS cells one serial pass (as the
     kernels do: starting threads would cost more than they save).
     """
-    dz = dZ.reshape(dZ.size)
-    da = dA.reshape(dA.size)
-    z = Z.reshape(Z.size)
-    a = A.reshape(A.size)
+    dz = flat(dZ)
+    da = flat(dA)
+    z = flat(Z)
+    a = flat(A)
     if dz.shape[0] < PARALLEL_ELEMENTS:
         _backprop_from_output_row(dz, da, z, a, act)
         return
@@ -120,9 +121,9 @@ def all_finite(x, zeros):
     at the first one (compiled, this costs far less than a parallel launch).
     ``zeros`` is unused here; the interpreted backends replace this function
     with ``dot_all_finite``, one reduction instead of a Python loop."""
-    flat = x.reshape(x.size)
-    for j in range(flat.shape[0]):
-        if not math.isfinite(flat[j]):
+    cells = flat(x)
+    for j in range(cells.shape[0]):
+        if not math.isfinite(cells[j]):
             return False
     return True
 
@@ -132,7 +133,7 @@ def dot_all_finite(x, zeros):
     soon as one x is NaN or inf (inf * 0 = NaN), exactly and on every backend
     (the kernels' fastmath flags allow no NaN/inf assumptions).
     zeros (>= x.size,) of x's dtype."""
-    return math.isfinite(dot(x.reshape(x.size), zeros[:x.size]))
+    return math.isfinite(dot(flat(x), zeros[:x.size]))
 
 
 def parameters_finite(W, b, zeros):
@@ -146,11 +147,11 @@ def parameters_finite(W, b, zeros):
 
 
 def update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
-    """One gradient-descent step, guarded: W_next = W - lr dW (and b), and only
-    if every new value is finite do the new parameters replace the old ones
-    (the lists swap their arrays, nothing is copied). Returns whether they did.
-    (In the unguarded binding of ``model.program``, all_finite is always true:
-    the step always swaps.)
+    """One gradient-descent step into the spare arrays: W_next = W - lr dW and
+    b_next = b - lr db for every layer; W and b are left as they were.
+    Returns whether every new value is finite (the guard): only then does the
+    caller (fit_chunk) take W_next, b_next as the current parameters. (In the
+    unguarded binding of ``model.program``, all_finite is always true.)
     """
     ok = True
     for l in range(len(W)):
@@ -158,11 +159,14 @@ def update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
         gradient_step(b_next[l], b[l], db[l], learning_rate)
         if not (all_finite(W_next[l], zeros) and all_finite(b_next[l], zeros)):
             ok = False
-    if ok:
-        for l in range(len(W)):
-            W[l], W_next[l] = W_next[l], W[l]
-            b[l], b_next[l] = b_next[l], b[l]
     return ok
+
+
+def swap_items(P, Q):
+    """P[l], Q[l] = Q[l], P[l] for every l: the lists trade their arrays
+    (nothing is copied)."""
+    for l in range(len(P)):
+        P[l], Q[l] = Q[l], P[l]
 
 
 def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
@@ -186,18 +190,35 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     finite), so the test at the end misses no divergence inside the chunk.
     """
     L = len(W)
+    # Wc, bc: the current parameters; Ws, bs: the spare arrays the next step
+    # is written into. A finite step makes the spare arrays current by
+    # trading two local names; trading the lists' items instead cost about
+    # 1 us an iteration (a typed list's setitem is a call into Numba's C
+    # runtime), an eighth of a planar iteration. On return W, b hold the
+    # current parameters again.
+    Wc, bc, Ws, bs = W, b, W_next, b_next
+    traded = False
+    done, status = count, FINISHED
     for t in range(count):
         i = start + t
-        forward(Z, A, W, b, acts)
+        forward(Z, A, Wc, bc, acts)
         if i % cost_every == 0:
             J = cross_entropy(A[L], Y, eps)
             costs[i // cost_every] = J
             if not math.isfinite(J):
-                return t, DIVERGED
-        backward(dW, db, dZ, dA, W, Z, A, Y, acts)
-        if not update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
-            return t, DIVERGED
-    return count, FINISHED
+                done, status = t, DIVERGED
+                break
+        backward(dW, db, dZ, dA, Wc, Z, A, Y, acts)
+        if not update(Ws, bs, Wc, bc, dW, db, zeros, learning_rate):
+            done, status = t, DIVERGED
+            break
+        Wc, Ws = Ws, Wc
+        bc, bs = bs, bc
+        traded = not traded
+    if traded:
+        swap_items(W, W_next)
+        swap_items(b, b_next)
+    return done, status
 
 
 # --------------------------------------------------------------------------

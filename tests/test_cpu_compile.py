@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import kernels
@@ -118,3 +119,40 @@ def test_exact_math_defaults():
     assert kernels.get_backend("numba", exact_math=True).exact_math
     assert get_program(kernels.get_backend("python")).codes([loops.TANH]) == [loops.TANH | loops.EXACT]
     assert get_program(kernels.get_backend("numpy")).codes([loops.TANH]) == [loops.TANH]
+
+
+def test_flat_is_a_view_of_every_cell():
+    """loops.flat, compiled: a C-contiguous array's 1-D view built without
+    Numba's reshape (same memory, writes land in the original, the array
+    kept alive by the view alone); any other layout is refused at compile
+    time with a message."""
+    import numba
+
+    @numba.njit
+    def fill_flat(x):
+        v = loops.flat(x)
+        for j in range(v.shape[0]):
+            v[j] = j
+        return v.shape[0], v.strides[0]
+
+    for dtype in (np.float32, np.float64):
+        x = np.zeros((3, 5), dtype)
+        assert fill_flat(x) == (15, x.itemsize)
+        np.testing.assert_array_equal(x, np.arange(15, dtype=dtype).reshape(3, 5))
+    x = np.zeros((4, 1, 2))
+    fill_flat(x)
+    np.testing.assert_array_equal(x.ravel(), np.arange(8))
+
+    @numba.njit
+    def flat_of_new():
+        v = loops.flat(np.ones((2, 3)))  # the only reference left is the view's
+        return v.sum(), v.shape[0]
+
+    assert flat_of_new() == (6.0, 6)
+
+    @numba.njit
+    def flat_of_slice(x):
+        return loops.flat(x[:, ::2]).shape[0]
+
+    with pytest.raises(numba.core.errors.TypingError, match="takes a C-contiguous array"):
+        flat_of_slice(np.zeros((3, 4)))

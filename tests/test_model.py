@@ -133,6 +133,80 @@ def test_fit_continues_from_current_parameters(planar):
         np.testing.assert_array_equal(other.parameters[k], v)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba", "parallel"])
+def test_fits_in_pieces_of_odd_length_equal_one_fit(planar, backend):
+    """Compiled, fit_chunk trades the current and the spare parameter lists by
+    local name and swaps the lists' items only at the end of a chunk with an
+    odd number of steps. Pieces of 1, 3 and 4 iterations (chunks of odd and
+    even length, after fit's chunk size was measured) end on the very
+    parameters of one fit of 8."""
+    X, Y = planar
+    once = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2).fit(X, Y, 8, 1.2)
+    pieces = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
+    for n in (1, 3, 4):
+        pieces.fit(X, Y, n, 1.2)
+    assert pieces.n_iter_ == 8
+    for k, v in once.parameters.items():
+        np.testing.assert_array_equal(pieces.parameters[k], v)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_kept_fit_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
+    """fit keeps its (small) buffers for the next fit with as many examples;
+    that fit must read its own X, and train exactly as with new buffers."""
+    X, Y = planar
+    X2, Y2 = X[::-1].copy(), 1 - Y  # other data, the same m
+
+    def train():
+        net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
+        net.fit(X, Y, 5, 1.2).fit(X2, Y2, 5, 1.2)
+        return net
+
+    kept = train()
+    assert kept._fit_buffers is not None
+    monkeypatch.setattr(network, "KEEP_FIT_BUFFERS_BYTES", 0)
+    fresh = train()
+    assert fresh._fit_buffers is None  # over the limit: freed after each fit
+    for k, v in fresh.parameters.items():
+        np.testing.assert_array_equal(kept.parameters[k], v)
+    np.testing.assert_array_equal(kept.costs_, fresh.costs_)
+
+
+@pytest.mark.parametrize("fail_at", [0, 1, 2, 3])
+def test_fit_chunk_keeps_the_last_finite_parameters_after_any_number_of_trades(fail_at):
+    """fit_chunk run by the interpreter (the source the compiled programs
+    share) with a step that reports non-finite values at call ``fail_at``:
+    it returns (fail_at, DIVERGED) and W, b hold the parameters after
+    fail_at steps, whether the local names were traded an odd or even number
+    of times."""
+    from model import program, training
+
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(3, 6)), (rng.random((1, 6)) > 0.5).astype(np.float64)
+    net = NeuralNetwork([3, 4, 1], activations="tanh", backend="numpy", seed=1)
+    good = NeuralNetwork([3, 4, 1], activations="tanh", backend="numpy", seed=1).fit(X, Y, fail_at, 0.5)
+    p = net.program
+    real_update = p.update
+    calls = []
+
+    def update(*args):
+        ok = real_update(*args)
+        calls.append(ok)
+        return ok and len(calls) <= fail_at
+
+    ns = dict(p.fit_chunk.__globals__, update=update)
+    fit_chunk = program._rebind(training.fit_chunk, ns)
+    buf, W_next, b_next, zeros, codes = net._fit_scratch(X)
+    W, b = list(net._W), list(net._b)
+    costs = np.full(1, np.nan)
+    done, status = fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
+                             buf["dW"], buf["db"], zeros, Y, codes, 0, 6, 100, 0.5, 1e-16)
+    assert (done, status) == (fail_at, training.DIVERGED)
+    for l in range(2):
+        np.testing.assert_array_equal(W[l], good.parameters[f"W{l + 1}"])
+        np.testing.assert_array_equal(b[l], good.parameters[f"b{l + 1}"])
+
+
 def test_zero_initialization_keeps_hidden_units_identical(planar):
     """The symmetry lesson: with zero weights every hidden unit of a layer gets
     the same gradient, so they stay identical however long we train."""
