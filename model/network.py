@@ -289,7 +289,7 @@ class NeuralNetwork:
         self._ops = kernels.get_backend(backend)
         self.backend = self._ops.name
         self._program = None  # compiled (or bound) on first use
-        self._fit_buffers = None  # (key, buffers) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
+        self._fit_buffers = None  # (key, A[1:], lists) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
         self._chunk_hint = None  # (key, iterations per chunk) of the last fit
 
     @property
@@ -600,22 +600,24 @@ class NeuralNetwork:
         p, dt = self.program, self.dtype
         key = (self.backend, X.shape[1])
         if self._fit_buffers is not None and self._fit_buffers[0] == key:
-            scratch = self._fit_buffers[1]
-            scratch[0]["A"][0] = X
-            return scratch
-        self._fit_buffers = None
-        raw = self._buffers(X, backward=True)
-        spare_W = [self._ops.empty(w.shape, dt) for w in self._W]
-        spare_b = [self._ops.empty(v.shape, dt) for v in self._b]
-        biggest = max(w.size for w in list(self._W) + list(self._b))
-        zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
-        scratch = ({k: p.list(v) for k, v in raw.items()}, p.list(spare_W), p.list(spare_b),
-                   zeros, p.codes(self._codes()))
-        nbytes = sum(a.nbytes for arrays in raw.values() for a in arrays[1:] if hasattr(a, "nbytes"))
-        nbytes += X.nbytes + 2 * sum(a.nbytes for a in spare_W + spare_b)
-        if nbytes <= KEEP_FIT_BUFFERS_BYTES:
-            self._fit_buffers = (key, scratch)
-        return scratch
+            A, (buf, *rest) = self._fit_buffers[1:]
+        else:
+            self._fit_buffers = None
+            raw = self._buffers(X, backward=True)
+            A = raw.pop("A")[1:]
+            spare_W = [self._ops.empty(w.shape, dt) for w in self._W]
+            spare_b = [self._ops.empty(v.shape, dt) for v in self._b]
+            biggest = max(w.size for w in list(self._W) + list(self._b))
+            zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
+            buf = {k: p.list(v) for k, v in raw.items()}
+            rest = [p.list(spare_W), p.list(spare_b), zeros, p.codes(self._codes())]
+            nbytes = sum(a.nbytes for arrays in [A] + list(raw.values()) for a in arrays)
+            nbytes += X.nbytes + 2 * sum(a.nbytes for a in spare_W + spare_b)
+            if nbytes <= KEEP_FIT_BUFFERS_BYTES:
+                self._fit_buffers = (key, A, (buf, *rest))
+        # A new list each fit, not A[0] = X: a typed list's setitem called
+        # from Python is compiled on its first use in every process (~0.1 s)
+        return (dict(buf, A=p.list([X] + A)), *rest)
 
     # ------------------------------------------------------------- save / load
     def _architecture(self):
