@@ -611,9 +611,8 @@ class NeuralNetwork:
             zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
             buf = {k: p.list(v) for k, v in raw.items()}
             rest = [p.list(spare_W), p.list(spare_b), zeros, p.codes(self._codes())]
-            nbytes = sum(a.nbytes for arrays in [A] + list(raw.values()) for a in arrays)
-            nbytes += X.nbytes + 2 * sum(a.nbytes for a in spare_W + spare_b)
-            if nbytes <= KEEP_FIT_BUFFERS_BYTES:
+            kept = [A, spare_W, spare_b, [zeros]] + list(raw.values())  # X is not kept
+            if sum(a.nbytes for arrays in kept for a in arrays) <= KEEP_FIT_BUFFERS_BYTES:
                 self._fit_buffers = (key, A, (buf, *rest))
         # A new list each fit, not A[0] = X: a typed list's setitem called
         # from Python is compiled on its first use in every process (~0.1 s)
