@@ -16,6 +16,8 @@ Importing this package compiles nothing; a backend's kernels are compiled (or
 loaded from Numba's cache) the first time they run for a dtype.
 """
 
+from . import target  # first: NUMBA_CPU_NAME alone means that CPU (see target.py)
+from . import threads  # chooses Numba's threading layer before anything starts its pool
 from .backend import Ops
 from .loops import ACTIVATION_CODES
 
@@ -56,13 +58,8 @@ def _make(name, exact_math=False):
         from . import cpu
         kernels = cpu.numba_kernels if name == "numba" else cpu.parallel_kernels
         if name == "parallel":
-            # A serial function calling parallel kernels (the composites, the
-            # model's training loop), loaded from Numba's cache, runs their
-            # parallel loops without Numba having started its thread pool
-            # (only a parallel function's own cache entry starts it) and
-            # segfaults. get_num_threads() starts the pool.
-            import numba
-            numba.get_num_threads()
+            threads.start_pool()
+            return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, ready=threads.check_fork_safe)
         return Ops(name, kernels, _DESCRIPTIONS[name], exact_math)
     # name == "cuda": numba-cuda and a GPU (or its simulator) are only looked for now
     from .cuda_support import unavailable_reason as cuda_unavailable_reason

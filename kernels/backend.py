@@ -32,8 +32,12 @@ class Ops:
     # once per iteration (see model.network, NeuralNetwork._chunk_runner).
     syncs_are_costly = False
 
-    def __init__(self, name, kernels, description="", exact_math=False):
+    def __init__(self, name, kernels, description="", exact_math=False, ready=None):
         self.name = name
+        # ready(): raises RuntimeError where the backend cannot run in this
+        # process (the parallel backend in a child forked after GNU OpenMP
+        # started: kernels.threads); every public op and the model call it.
+        self._ready = ready
         self.kernels = kernels
         self.description = description
         # exact_math (loop backends only): tanh, sigmoid and the cost's log from
@@ -73,7 +77,14 @@ class Ops:
         dtype (device to device on a device backend: nothing crosses to the host)."""
         np.copyto(dst, src)
 
+    def check_ready(self):
+        """Raise RuntimeError, saying why and how to fix it, if this backend
+        cannot run in this process; else do nothing."""
+        if self._ready is not None:
+            self._ready()
+
     def _array(self, x, name, ndim, shape_text):
+        self.check_ready()  # every public op checks its inputs here first
         return checks.float_array(x, name, ndim, shape_text)
 
     def _empty(self, shape, dtype):

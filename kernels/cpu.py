@@ -5,7 +5,7 @@ serially with ``@njit`` and in parallel with ``@njit(parallel=True)``, where
 ``prange`` becomes a parallel loop over all cores. Uncompiled, they are
 backend "python". One source, three speeds.
 
-Two details make this safe:
+Three details make this safe:
 
 - **Own cache entries.** Numba's on-disk cache names an entry after the
   function's qualified name and line, not after the compile options, so a
@@ -18,8 +18,22 @@ Two details make this safe:
   ``weight_gradients``) must call the compiled callee of its own variant, so
   each variant's functions see a copy of the module globals in which the
   callees are that variant's dispatchers.
+- **Cache entries true to all their source.** Numba's cache checks only the
+  file of the function it compiled (its timestamp and size), but a kernel
+  inlines callees from other modules (``kernels.approx``'s tanh, exp, log,
+  ``kernels.wide``), and the model's training loop inlines the kernels. So
+  the suffix also carries ``SOURCE_DIGEST``, a hash of every source file of
+  this package: after any edit the compiled functions have new names, hence
+  new cache entries, and the next process compiles them afresh. Entries of
+  other digests are deleted from the cache folder when a variant first
+  compiles, so the folder does not grow with every edit
+  (``tests/test_cache_source.py`` edits a copy of the package to prove it).
 """
 
+import hashlib
+import os
+import pathlib
+import re
 import types
 
 import numba
@@ -56,6 +70,48 @@ KERNEL_NAMES = (
 )
 
 
+def source_digest(*paths):
+    """A short hash of the ``.py`` files under ``paths`` (folders or files):
+    their names relative to the folder, and their bytes."""
+    h = hashlib.sha1()
+    for root in map(pathlib.Path, paths):
+        files = sorted(root.rglob("*.py")) if root.is_dir() else [root]
+        for f in files:
+            h.update(str(f.relative_to(root.parent)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
+SOURCE_DIGEST = source_digest(pathlib.Path(__file__).parent)
+
+# A compiled function's name ends in "__<variant>_<digest>" (see compile_loops).
+_DIGEST_NAME = re.compile(r"__[A-Za-z]+_([0-9a-f]{10})[-.]")
+_pruned = set()
+
+
+def _prune_stale(dispatcher, digest):
+    """Delete the cache files of other source digests from ``dispatcher``'s
+    cache folder (best effort: once per folder and digest, errors ignored)."""
+    try:
+        folder = dispatcher._cache._cache_path  # Numba's own choice of folder
+    except AttributeError:
+        return
+    if (folder, digest) in _pruned:
+        return
+    _pruned.add((folder, digest))
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        match = _DIGEST_NAME.search(name)
+        if match and match.group(1) != digest and name.endswith((".nbi", ".nbc")):
+            try:
+                os.remove(os.path.join(folder, name))
+            except OSError:
+                pass
+
+
 def _variant(func, suffix, namespace):
     """A new function object over ``func``'s very code, named ``name + suffix``
     and resolving globals in ``namespace``."""
@@ -67,8 +123,11 @@ def _variant(func, suffix, namespace):
     return g
 
 
-def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None):
+def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None, digest=SOURCE_DIGEST):
     """Compile ``module``'s kernels ``names`` with ``numba.njit(**options)``.
+
+    Each function is named ``<name><suffix>_<digest>``: ``digest`` hashes all
+    the source the compiled code may contain (see the module docstring).
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
     code object of ``module``'s function. ``extra`` (a dict) is laid over the
@@ -78,9 +137,12 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None)
     namespace = dict(vars(module))
     namespace.update(extra or {})
     compiled = {}
+    suffix = f"{suffix}_{digest}"
     for name in names:
         opts = dict(options, parallel=False) if name in COMPOSITES else options
         dispatcher = numba.njit(**opts)(_variant(getattr(module, name), suffix, namespace))
+        if opts.get("cache"):
+            _prune_stale(dispatcher, digest)
         namespace[name] = dispatcher  # later kernels call this variant
         compiled[name] = dispatcher
     return types.SimpleNamespace(**compiled)

@@ -24,6 +24,7 @@ Usage::
 """
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -126,6 +127,27 @@ def kernel_asm(dispatcher, signature=None):
             continue
         parts.append(asm[pos:end])
     return "".join(parts) if parts else asm
+
+
+_TO_OR_FROM_DOUBLE_RE = re.compile(r"^v?cvt\w*(2sd|2pd|sd2|pd2)\w*$")
+
+
+def float64_instructions(asm):
+    """The lines of x86 ``asm`` that compute in float64: double-precision
+    arithmetic (add, sub, mul, div, min, max, sqrt, FMA; packed or scalar) and
+    conversions to or from double. Moves, shuffles, permutes, broadcasts and
+    bitwise ops on "pd" registers (vpermpd, vmovapd, vbroadcastsd, vandpd)
+    are not computation and are not listed: LLVM uses them on any data."""
+    found = []
+    for line in asm.splitlines():
+        m = _INSN_RE.match(line)
+        if not m:
+            continue
+        op = m.group(1)
+        fp = _FP_ARITH_RE.match(op)
+        if (fp and fp.group(3) == "d") or _TO_OR_FROM_DOUBLE_RE.match(op):
+            found.append(line.strip())
+    return found
 
 
 def count_instructions(asm):
@@ -263,12 +285,13 @@ def _zmm_variant(min_time):
     'prefer-256-bit' tuning turned off (NUMBA_CPU_FEATURES = host features +
     '-prefer-256-bit'), so it may use 512-bit zmm registers. None where the CPU
     has no AVX-512 or the subprocess fails."""
+    from . import target
+    if not target.is_x86() or "avx512f" not in target.features():
+        return None
     try:
         import llvmlite.binding as llb
         features = llb.get_host_cpu_features().flatten()
     except Exception:
-        return None
-    if "+avx512f" not in features:
         return None
     env = dict(os.environ, NUMBA_CPU_FEATURES=features + ",-prefer-256-bit")
     try:
@@ -283,34 +306,27 @@ def _zmm_variant(min_time):
 
 
 def cpu_info():
-    """CPU model, logical cores and the SIMD extensions the CPU reports."""
+    """CPU model, logical cores, and the SIMD extensions and LLVM CPU name
+    that Numba compiles for (``kernels.target``: NUMBA_CPU_NAME can differ
+    from the host)."""
+    from . import target
     model = "unknown CPU"
-    flags = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name") and model == "unknown CPU":
+                if line.startswith("model name"):
                     model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags") and not flags:
-                    flags = set(line.split(":", 1)[1].split())
+                    break
     except OSError:
         pass
-    if not flags:  # not Linux: ask LLVM
-        try:
-            import llvmlite.binding as llb
-            flags = {f[1:].replace(".", "_") for f in llb.get_host_cpu_features().flatten().split(",")
-                     if f.startswith("+")}
-        except Exception:
-            pass
-    simd = [f for f in ("sse2", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
-                        "avx512_fp16", "avx512_bf16", "amx_tile") if f in flags]
-    try:
-        import llvmlite.binding as llb
-        llvm_cpu = llb.get_host_cpu_name()
-    except Exception:
-        llvm_cpu = "unknown"
-    return dict(model=model, cores=os.cpu_count(), simd=simd, llvm_cpu=llvm_cpu,
-                vector_bits=512 if "avx512f" in flags else 256 if "avx" in flags else 128)
+    if model == "unknown CPU":
+        model = platform.processor() or platform.machine() or model
+    feats = target.features()
+    simd = [name.replace(".", "_").replace("-", "_") for name in
+            ("sse2", "sse4.2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512vl",
+             "avx512fp16", "avx512bf16", "amx-tile", "neon", "sve") if name in feats]
+    return dict(model=model, cores=os.cpu_count(), simd=simd, llvm_cpu=target.cpu_name(),
+                vector_bits=target.vector_bits())
 
 
 LESSONS = {

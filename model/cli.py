@@ -25,13 +25,30 @@ def _version():
         return "unknown"
 
 
+class _VersionAction(argparse.Action):
+    """--version: the package's version, Numba's, the CPU Numba compiles for
+    and its threading layer (worked out only when asked: it starts Numba's pool)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0,
+                         help=help or "show the version, the compile target and the threading layer, then exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        import numba
+
+        from kernels import target, threads
+        print(f"jitloops {_version()}\nnumba {numba.__version__}: compiles for {target.describe()}\n"
+              f"threading layer: {threads.describe()}")
+        parser.exit()
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="jitloops",
         description="Neural-network math as explicit loops, vectorized NumPy, and the "
                     "same loops JIT-compiled by Numba: race the backends.",
     )
-    parser.add_argument("--version", action="version", version=f"jitloops {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         try:

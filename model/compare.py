@@ -73,6 +73,11 @@ def _machine():
     return f"{_cpu_name()}, {cores} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
+def numba_version():
+    import numba
+    return numba.__version__
+
+
 def _max_diff(a, b):
     return max(float(np.max(np.abs(a[k].astype(np.float64) - b[k].astype(np.float64)))) for k in a)
 
@@ -194,6 +199,8 @@ def run(args):
     print(f"Planar network [2, {args.hidden}, 1], tanh hidden layer, sigmoid output, m = {args.m}, "
           f"{args.iterations} iterations at learning rate {args.learning_rate:g}, {args.dtype}, seed {args.seed}")
     print(f"Machine: {_machine()}")
+    from kernels import target, threads
+    print(f"Numba {numba_version()}: compiles for {target.describe()}; threading layer {threads.describe()}")
     rows, skipped = race(args.iterations, args.python_iterations, args.learning_rate, args.hidden, args.m,
                          args.dtype, args.seed, names, progress, log)
     print()

@@ -28,6 +28,7 @@ import numpy as np
 import kernels
 from kernels.loops import ACTIVATION_CODES
 
+from . import _guard
 from ._progress import Progress
 from .program import get_program
 from .training import DIVERGED
@@ -236,6 +237,7 @@ class NeuralNetwork:
 
     def __init__(self, layer_dims, activations="relu", backend="numpy", init=None, seed=None,
                  dtype="float64"):
+        self._guard = _guard.Guard()
         self.layer_dims = self._check_layer_dims(layer_dims)
         self.activations = self._check_activations(activations, len(self.layer_dims) - 1)
         if init is None:
@@ -331,6 +333,7 @@ class NeuralNetwork:
 
     # --------------------------------------------------------------- parameters
     @property
+    @_guard.shared
     def parameters(self):
         """{"W1": ..., "b1": ..., ..., "WL": ..., "bL": ...}: NumPy copies."""
         out = {}
@@ -346,6 +349,7 @@ class NeuralNetwork:
             shapes[f"b{l}"] = (self.layer_dims[l], 1)
         return shapes
 
+    @_guard.exclusive
     def set_parameters(self, parameters):
         """Replace every parameter. ``parameters`` must have exactly the keys W1,
         b1, ..., WL, bL, each an array of its layer's shape and of the network's
@@ -387,6 +391,7 @@ class NeuralNetwork:
     # --------------------------------------------------------- data and buffers
     def _data(self, X, Y=None):
         """Checked X (and Y) as backend arrays."""
+        self._ops.check_ready()
         Xh = check_X(X, self.layer_dims[0], self.dtype)
         Xd = self._ops.asarray(Xh)
         if Y is None:
@@ -420,6 +425,7 @@ class NeuralNetwork:
         return float(np.finfo(self.dtype).eps)
 
     # ------------------------------------------------------------ propagation
+    @_guard.shared
     def forward(self, X):
         """Forward propagation, for teaching: returns (AL, caches), AL (1, m)
         and caches one dict per layer with its "A_prev", "W", "b", "Z" and "A"
@@ -434,26 +440,31 @@ class NeuralNetwork:
                            "A": np.array(host(buf["A"][l + 1]))})
         return caches[-1]["A"].copy(), caches
 
+    @_guard.shared
     def predict_proba(self, X):
         """P(y = 1 | x) for every column of X (n_x, m): an (1, m) array in (0, 1)."""
         buf = self._forward(self._data(X))
         return np.array(self._ops.to_host(buf["A"][self.n_layers]), copy=True)
 
+    @_guard.shared
     def predict(self, X):
         """Class labels (1, m) of 0/1 (int64): 1 where predict_proba(X) > 0.5."""
         return (self.predict_proba(X) > 0.5).astype(np.int64)
 
+    @_guard.shared
     def cost(self, X, Y):
         """The cross-entropy cost J of the current parameters on (X, Y), a float."""
         Xd, Yd = self._data(X, Y)
         buf = self._forward(Xd)
         return float(self._ops.kernels.cross_entropy(buf["A"][self.n_layers], Yd, self._eps()))
 
+    @_guard.shared
     def accuracy(self, X, Y):
         """The fraction of examples of X classified as in Y (a float in [0, 1])."""
         Yh = check_Y(Y, check_X(X, self.layer_dims[0], self.dtype).shape[1], np.int64)
         return float(np.mean(self.predict(X) == Yh))
 
+    @_guard.shared
     def gradients(self, X, Y):
         """{"dW1": ..., "db1": ..., ...}: the cost's gradients at the current
         parameters (one forward and one backward pass; no update)."""
@@ -471,6 +482,7 @@ class NeuralNetwork:
         return out
 
     # ------------------------------------------------------------------- fit
+    @_guard.exclusive
     def fit(self, X, Y, iterations, learning_rate, cost_every=100, progress=False):
         """Batch gradient descent, the course's: each iteration forward
         propagation, cost, backward propagation, update of every parameter.
@@ -624,6 +636,7 @@ class NeuralNetwork:
                     activations=np.array(self.activations), dtype=np.array(self.dtype.name),
                     format=np.array(FILE_FORMAT))
 
+    @_guard.shared
     def save(self, path):
         """Write the parameters and the architecture (layer sizes, activations,
         dtype) to the .npz file ``path`` (written as named, no suffix added).
@@ -691,6 +704,29 @@ class NeuralNetwork:
         net.set_parameters(self.parameters)
         return net
 
+    # ----------------------------------------------- pickle, copy.deepcopy
+    # What a process pool sends to and from its workers: the architecture,
+    # the parameters (as NumPy arrays), the history and the backend's name;
+    # the receiving process binds the backend anew (compiled code, device
+    # arrays and locks do not travel). Kept fit buffers are not sent.
+    _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_W", "_b")
+
+    def __getstate__(self):
+        with self._guard.shared():
+            state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
+            state["W_host"] = [np.array(self._ops.to_host(w), copy=True) for w in self._W]
+            state["b_host"] = [np.array(self._ops.to_host(v), copy=True) for v in self._b]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        W, b = state.pop("W_host"), state.pop("b_host")
+        self.__dict__.update(state)
+        self._guard = _guard.Guard()
+        self._set_backend(self.backend)
+        self._W = [self._ops.asarray(w) for w in W]
+        self._b = [self._ops.asarray(v) for v in b]
+
 
 class LogisticRegression(NeuralNetwork):
     """The course's logistic regression: y_hat = sigmoid(w^T x + b), w (n_x, 1)
@@ -721,11 +757,13 @@ class LogisticRegression(NeuralNetwork):
         return f"LogisticRegression({self.layer_dims[0]}, backend={self.backend!r}, dtype={self.dtype.name!r})"
 
     @property
+    @_guard.shared
     def parameters(self):
         """{"w": (n_x, 1) NumPy copy, "b": float}."""
         p = super().parameters
         return {"w": p["W1"].T.copy(), "b": float(p["b1"][0, 0])}
 
+    @_guard.exclusive
     def set_parameters(self, parameters):
         """Replace w (n_x, 1) and b (a scalar); keys, shape, dtype and finiteness checked."""
         n_x = self.layer_dims[0]
@@ -744,6 +782,7 @@ class LogisticRegression(NeuralNetwork):
         """w (n_x,) and b (1,) as views of the parameters (NumPy arrays on the loop backends)."""
         return self._W[0].reshape(self.layer_dims[0]), self._b[0].reshape(1)
 
+    @_guard.shared
     def gradients(self, X, Y):
         """{"dw": (n_x, 1), "db": float} at the current parameters."""
         if self.backend in self.LOOP_BACKENDS:

@@ -26,14 +26,13 @@ The arrays the model hands these functions come from the backend's hooks
 """
 
 import functools
-import hashlib
 import pathlib
 import types
 
 import numpy as np
 
 import kernels
-from kernels import loops
+from kernels import loops, threads
 from kernels.loops import EXACT, SIGMOID, TANH
 
 from . import training
@@ -51,19 +50,6 @@ KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient
                 "activation_backward", "cross_entropy", "gradient_step", "dot")
 
 _programs = {}
-
-
-def _kernels_digest():
-    """A short hash of the kernels' loop source. Numba's cache checks only the
-    caller's own file for changes, so a compiled training loop cached before
-    kernels/loops.py changed would keep the old kernels inlined; naming the
-    compiled functions after this digest gives every kernels version its own
-    cache entries."""
-    root = pathlib.Path(kernels.__file__).parent
-    h = hashlib.sha1()
-    for name in ("loops.py", "cpu.py", "approx.py", "wide.py"):
-        h.update((root / name).read_bytes())
-    return h.hexdigest()[:10]
 
 
 def _numpy_activation_backward_from_output(dZ, dA, Z, A, act):
@@ -117,17 +103,14 @@ class Program:
 
         self.compiled = True
         if options.get("parallel"):
-            # The drivers are compiled without parallel=True but call parallel
-            # kernels. Loaded from Numba's cache, such a caller runs the
-            # callees' parallel loops without Numba having started its thread
-            # pool (only a parallel function's own cache entry starts it), and
-            # segfaults. get_num_threads() starts the pool.
-            numba.get_num_threads()
-        suffix = f"{suffix}_{_kernels_digest()}"
+            threads.start_pool()
+        # The training loop inlines the kernels: its cache entries depend on
+        # the kernels' source as well as its own (see kernels.cpu).
+        digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, pathlib.Path(training.__file__))
         extra = dict(vars(variant_kernels))
-        loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra)
+        loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra, digest)
         extra.update(vars(loops))
-        drivers = cpu.compile_loops(suffix, dict(options, parallel=False), DRIVERS, training, extra)
+        drivers = cpu.compile_loops(suffix, dict(options, parallel=False), DRIVERS, training, extra, digest)
         for name in FUNCTIONS:
             setattr(self, name, getattr(loops, name, None) or getattr(drivers, name))
         self.fit_chunk_unguarded = self.fit_chunk

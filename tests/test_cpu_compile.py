@@ -32,8 +32,26 @@ def test_compiled_kernels_run_the_same_code_objects(variant, name):
     dispatcher = getattr(kernels.get_backend(variant).kernels, name)
     # A fresh function object (own name, own cache entry) over the very same code.
     assert dispatcher.py_func.__code__ is getattr(loops, name).__code__
-    assert dispatcher.py_func.__qualname__ == f"{name}__{variant}"
+    assert dispatcher.py_func.__qualname__ == f"{name}__{variant}_{cpu.SOURCE_DIGEST}"
     assert dispatcher.targetoptions.get("parallel", False) == (variant == "parallel" and name in PARALLEL_LEAVES)
+
+
+@pytest.mark.parametrize("variant", ["numba", "parallel"])
+def test_each_variant_calls_its_own_variants_callees(variant):
+    """A compiled kernel that calls another kernel (linear_backward calls
+    weight_gradients) resolves it to the dispatcher of its own variant, never
+    to the other variant's or to the interpreted function."""
+    own = kernels.get_backend(variant).kernels
+    other = kernels.get_backend("parallel" if variant == "numba" else "numba").kernels
+    checked = 0
+    for name in cpu.KERNEL_NAMES:
+        namespace = getattr(own, name).py_func.__globals__
+        for callee in cpu.KERNEL_NAMES:
+            if callee in getattr(loops, name).__code__.co_names:
+                assert namespace[callee] is getattr(own, callee), f"{variant} {name} -> {callee}"
+                assert namespace[callee] is not getattr(other, callee)
+                checked += 1
+    assert checked >= 4  # the composites call at least four kernels between them
 
 
 PROBE = textwrap.dedent("""

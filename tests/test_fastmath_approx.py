@@ -15,7 +15,7 @@ import numba
 import numpy as np
 import pytest
 
-from kernels import approx
+from kernels import approx, simd, target
 
 FUNCS = {
     "exp": approx.exp_approx,
@@ -162,30 +162,58 @@ def test_interpreted_matches_compiled(name, dtype):
     assert ulp_error(interpreted, ref, dtype).max() <= BOUNDS[name, dtype] + 1
 
 
+# These read x86-64 assembly (AT&T syntax, as LLVM prints it); what they
+# expect follows from what the compile target has (kernels.target), which
+# NUMBA_CPU_NAME can make different from the machine the tests run on.
+x86_only = pytest.mark.skipif(not target.is_x86(), reason="reads x86-64 assembly; this CPU is not x86-64")
+
+
+@x86_only
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(FUNCS))
 def test_vectorized_without_libm_calls(name, dtype):
-    """The loop over a row is SIMD (packed ymm/zmm arithmetic) and calls no
-    libm function: the reason these approximations exist."""
+    """The loop over a row is SIMD (packed arithmetic, in ymm or zmm registers
+    where the target has AVX) and calls no libm function: the reason these
+    approximations exist."""
     row = compiled_row(name)
     x = np.ones(8, dtype=dtype)
     row(np.empty_like(x), x)
     sig = [s for s in row.signatures if s[1].dtype == numba.from_dtype(np.dtype(dtype))][0]
     asm = row.inspect_asm(sig)
     suffix = "pd" if dtype == np.float64 else "ps"
-    assert re.search(rf"v(mul|fmadd\w*|add){suffix}\s+%[yz]mm", asm), "loop not vectorized"
+    registers = "[yz]mm" if "avx" in target.features() else "xmm"
+    assert re.search(rf"\bv?(mul|fmadd\w*|add){suffix}\s+.*%{registers}", asm), \
+        f"loop not vectorized: no packed {suffix} arithmetic on %{registers} ({target.describe()})"
     assert not re.search(r"call\w*\s+.*\b(exp|expf|tanh|tanhf|log|logf)\b", asm)
 
 
+@x86_only
 def test_float32_stays_float32():
-    """No float64 arithmetic in the float32 versions (a float64 constant would promote them)."""
+    """No float64 computation in the float32 versions (a float64 constant
+    would promote them): no double-precision arithmetic and no conversion to
+    or from double (simd.float64_instructions; shuffles such as vpermpd move
+    bits, they do not compute in float64)."""
     for name in FUNCS:
         row = compiled_row(name)
         x = np.ones(8, dtype=np.float32)
         row(np.empty_like(x), x)
         sig = [s for s in row.signatures if s[1].dtype == numba.float32][0]
-        asm = row.inspect_asm(sig)
-        assert not re.search(r"cvtps2pd|cvtss2sd|\w+pd\s", asm), name
+        asm = simd.kernel_asm(row, sig)
+        assert simd.float64_instructions(asm) == [], name
+
+
+def test_float64_detector_reads_meaning_not_suffixes():
+    """The detector above flags double arithmetic and conversions, and not the
+    lane permutes, moves and broadcasts that LLVM emits for float32 data on
+    AVX2 targets (vpermpd failed the old pattern on an AMD EPYC)."""
+    moves = "\n".join("\t" + line for line in (
+        "vpermpd $78, %ymm0, %ymm1", "vmovapd %ymm0, %ymm1", "vmovsd (%rax), %xmm0",
+        "vbroadcastsd (%rax), %ymm0", "vandpd %ymm0, %ymm1, %ymm2", "vshufpd $1, %xmm0, %xmm0, %xmm1",
+        "vaddps %ymm1, %ymm2, %ymm3", "vcvtsi2ss %rax, %xmm0, %xmm0"))
+    assert simd.float64_instructions(moves) == []
+    for line in ("vaddpd %ymm1, %ymm2, %ymm3", "vfmadd231sd %xmm1, %xmm2, %xmm3", "vcvtss2sd %xmm0, %xmm0, %xmm0",
+                 "vcvtps2pd %xmm0, %ymm0", "vcvtpd2ps %ymm0, %xmm0", "vdivsd %xmm0, %xmm1, %xmm1", "mulpd %xmm0, %xmm1"):
+        assert simd.float64_instructions("\t" + line) == [line], line
 
 
 if __name__ == "__main__":  # the table in kernels/approx.py

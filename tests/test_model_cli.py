@@ -11,7 +11,7 @@ def test_compare_races_the_backends(capsys):
                "python,numpy,numba,cuda", "--no-progress"])
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "Planar network [2, 4, 1]" in out and "Machine:" in out
+    assert "Planar network [2, 4, 1]" in out and "Machine:" in out and "threading layer" in out
     lines = {line.split()[0]: line for line in out.splitlines() if line.split()[:1]}
     for name in ("python*", "numpy", "numba"):
         assert name in lines, out
@@ -47,3 +47,16 @@ def test_train_divergence_and_bad_arguments(capsys):
     assert "diverged at iteration" in capsys.readouterr().err
     assert main(["train", "--hidden", "4,x"]) == 2
     assert "--hidden must be comma-separated ints" in capsys.readouterr().err
+
+
+def test_version_names_the_compile_target_and_threading_layer(capsys):
+    import pytest
+
+    from kernels import target, threads
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("jitloops ")
+    assert f"compiles for {target.cpu_name()}" in out
+    assert f"threading layer: {threads.layer()}" in out
