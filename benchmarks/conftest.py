@@ -1,7 +1,7 @@
 """Shared machinery of the pytest-benchmark suites.
 
 The cases themselves (problems, contenders, the numpy reference each result is
-checked against) live in ``model.bench``, which ``jitloops bench`` runs too;
+checked against) live in ``jitloops.bench``, which ``jitloops bench`` runs too;
 each suite here parametrizes its test over one theme's cases.
 
 Sweeps (``JITLOOPS_BENCH_SWEEP``): ``smoke`` (the smallest size of each
@@ -12,7 +12,7 @@ MNIST-like m = 60000).
 
     python3 -m pytest benchmarks --benchmark-disable            # smoke test
     python3 -m pytest benchmarks                                 # default sweep
-    JITLOOPS_BENCH_SWEEP=full python3 -m pytest benchmarks/bench_training.py
+    JITLOOPS_BENCH_SWEEP=full python3 -m pytest benchmarks/test_training_benchmarks.py
 """
 
 import os
@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from model import bench
+from jitloops import bench
 
 
 def sweep(config):
@@ -46,7 +46,7 @@ _previous = {"contender": None}  # the contender benchmarked last in this sessio
 
 @pytest.fixture
 def run_case(benchmark):
-    """Benchmark one ``model.bench.Case``: warm-up outside the timing (in
+    """Benchmark one ``jitloops.bench.Case``: warm-up outside the timing (in
     ``make``), BLAS limited as the case says, a pause for BLAS threads to sleep
     before compiled code, results checked against NumPy after the timing."""
 

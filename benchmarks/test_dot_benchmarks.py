@@ -1,9 +1,9 @@
-"""pytest-benchmark suite: the dot theme (cases from ``model.bench.dot_cases``).
+"""pytest-benchmark suite: the dot theme (cases from ``jitloops.bench.dot_cases``).
 
 Groups are per problem and size, so a report reads contender against contender.
 """
 
-from model import bench
+from jitloops import bench
 
 
 def cases(sweep):

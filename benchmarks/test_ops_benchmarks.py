@@ -1,9 +1,9 @@
-"""pytest-benchmark suite: the ops theme (cases from ``model.bench.ops_cases``).
+"""pytest-benchmark suite: the ops theme (cases from ``jitloops.bench.ops_cases``).
 
 Groups are per problem and size, so a report reads contender against contender.
 """
 
-from model import bench
+from jitloops import bench
 
 
 def cases(sweep):

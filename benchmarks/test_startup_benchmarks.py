@@ -16,9 +16,9 @@ import sys
 
 import pytest
 
-from model import bench
+from jitloops import bench
 
-pytestmark = pytest.mark.skipif(not bench._model_available(), reason="the model layer is not available")
+pytestmark = pytest.mark.skipif(not bench.model_available(), reason="the model layer is not available")
 
 
 @pytest.mark.parametrize("backend", ["numba", "parallel"])
@@ -28,7 +28,7 @@ def test_fresh_process_first_fit(benchmark, backend, request):
     if smoke and backend == "parallel":
         pytest.skip("the smoke run starts one fresh process (numba) only")
     benchmark.group = "startup: fresh process, warm cache, first planar fit iteration"
-    argv = [sys.executable, "-c", bench._STARTUP_SCRIPT, backend, "fit"]
+    argv = [sys.executable, "-c", bench.STARTUP_SCRIPT, backend, "fit"]
     if not smoke:
         subprocess.run(argv, check=True, capture_output=True)  # fills the cache if it was cold
     out = {}

@@ -1,9 +1,9 @@
-"""pytest-benchmark suite: the training theme (cases from ``model.bench.training_cases``).
+"""pytest-benchmark suite: the training theme (cases from ``jitloops.bench.training_cases``).
 
 Groups are per problem and size, so a report reads contender against contender.
 """
 
-from model import bench
+from jitloops import bench
 
 
 def cases(sweep):

@@ -50,7 +50,7 @@ LOOP_BACKENDS = ("python", "numba", "parallel")
 def _make(name, exact_math=False):
     if name == "python":
         from . import loops
-        return Ops(name, loops, _DESCRIPTIONS[name], exact_math)
+        return Ops(name, loops, _DESCRIPTIONS[name], exact_math, loops=True)
     if name == "numpy":
         from . import vectorized
         return Ops(name, vectorized, _DESCRIPTIONS[name])
@@ -59,8 +59,9 @@ def _make(name, exact_math=False):
         kernels = cpu.numba_kernels if name == "numba" else cpu.parallel_kernels
         if name == "parallel":
             threads.start_pool()
-            return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, ready=threads.check_fork_safe)
-        return Ops(name, kernels, _DESCRIPTIONS[name], exact_math)
+            return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, ready=threads.check_fork_safe,
+                       loops=True, parallel=True)
+        return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, loops=True)
     # name == "cuda": numba-cuda and a GPU (or its simulator) are only looked for now
     from .cuda_support import unavailable_reason as cuda_unavailable_reason
     reason = cuda_unavailable_reason()

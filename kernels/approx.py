@@ -1,8 +1,8 @@
 """Vectorizable exp, expm1-based tanh, sigmoid and log, written as plain loop code.
 
 Why: compiled loops that call ``math.exp``/``math.tanh``/``math.log`` call the
-C math library one element at a time (tanh about 25-35 ns an element here),
-while NumPy's ufuncs are SIMD (2-4 ns). LLVM cannot vectorize a libm call
+C math library one element at a time, while NumPy's ufuncs are SIMD (several
+elements per instruction: the README's results). LLVM cannot vectorize a libm call
 (no vector math library with current llvmlite), but it vectorizes arithmetic,
 compares/selects and bit casts. So each function here is branch-free
 arithmetic: a range reduction, a polynomial, and a rescaling by 2^n built from
@@ -49,7 +49,7 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic, overload, register_jitable
 
-APPROX_OPTIONS = dict(error_model="numpy", fastmath={"contract"})
+from .options import APPROX_OPTIONS
 
 # --------------------------------------------------------------------------
 # Bit casts: float <-> its IEEE-754 bit pattern as an integer.

@@ -32,8 +32,14 @@ class Ops:
     # once per iteration (see model.network, NeuralNetwork._chunk_runner).
     syncs_are_costly = False
 
-    def __init__(self, name, kernels, description="", exact_math=False, ready=None):
+    def __init__(self, name, kernels, description="", exact_math=False, ready=None, loops=False,
+                 parallel=False):
         self.name = name
+        # loops: the kernels are the explicit-loop formulation (kernels.loops,
+        # interpreted or compiled); parallel: they run on all cores (the model
+        # keeps NumPy's BLAS to one thread meanwhile, so the two do not compete).
+        self.loops = bool(loops)
+        self.parallel = bool(parallel)
         # ready(): raises RuntimeError where the backend cannot run in this
         # process (the parallel backend in a child forked after GNU OpenMP
         # started: kernels.threads); every public op and the model call it.
@@ -44,14 +50,15 @@ class Ops:
         # the C math library instead of the vectorizable approximations of
         # kernels.approx (see kernels.loops.EXACT).
         self.exact_math = bool(exact_math)
-        self._act_bits = EXACT if exact_math else 0
+        # OR-ed into the activation codes handed to the raw kernels
+        self.act_bits = EXACT if exact_math else 0
 
     def __repr__(self):
         exact = ", exact math" if self.exact_math else ""
         return f"<jitloops backend {self.name!r}: {self.description}{exact}>"
 
     def _activation(self, activation):
-        return checks.activation_code(activation) | self._act_bits
+        return checks.activation_code(activation) | self.act_bits
 
     # Array hooks: a device backend (CUDA) overrides these so the model can
     # keep its arrays where the backend's kernels read them.
@@ -246,10 +253,7 @@ class Ops:
         shape (), and returns ``out``.
         """
         AL, Y, eps = self._cost_inputs("cross_entropy", AL, Y)
-        if self.exact_math:
-            J = self.kernels.cross_entropy(AL, Y, eps, True)
-        else:
-            J = self.kernels.cross_entropy(AL, Y, eps)
+        J = self.kernels.cross_entropy(AL, Y, eps, self.exact_math)
         return float(J) if out is None else self._scalar_out(out, float(J), np.dtype(np.float64))
 
     def cross_entropy_backward(self, AL, Y, *, out=None):

@@ -80,9 +80,13 @@ def shape_rule(ok, message):
         raise ValueError(message)
 
 
-def learning_rate(lr):
+def learning_rate(lr, positive=False):
+    """``lr`` as a float: a finite real number, and > 0 where ``positive``
+    (training: model.network; the op gradient_step takes any finite step)."""
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         raise TypeError(f"learning_rate must be a real number, got {type(lr).__name__} {lr!r}")
+    if positive and not (math.isfinite(float(lr)) and lr > 0):
+        raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
     if not math.isfinite(float(lr)):
         raise ValueError(f"learning_rate must be finite, got {lr!r}")
     return float(lr)

@@ -38,36 +38,20 @@ import types
 
 import numba
 
-from . import loops
+from . import loops, options
 
-# 'reassoc' lets LLVM reorder the sums of the reductions (dW, db, dot, cost)
-# into SIMD lanes, and 'contract' lets it fuse a*b+c into one FMA. Both change
-# results only by rounding. No 'nnan'/'ninf': NaN must survive so that
-# training can detect divergence.
-FASTMATH = {"reassoc", "contract"}
+# The compile options are kernels.options' (one home for every flag).
+SERIAL_OPTIONS = options.SERIAL_OPTIONS
+PARALLEL_OPTIONS = options.PARALLEL_OPTIONS
 
-SERIAL_OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath=FASTMATH)
-PARALLEL_OPTIONS = dict(SERIAL_OPTIONS, parallel=True)
-
-# Kernels that only call other kernels (each callee runs its own parallel
-# loops); compiled without parallel=True, which they would have nothing to apply to.
-COMPOSITES = frozenset({"linear_backward", "linear_activation_backward"})
+# Kernels compiled without parallel=True in both variants, having no loop of
+# their own to run in parallel: the composites only call other kernels (each
+# callee runs its own parallel loops), and all_finite stops at the first
+# non-finite value.
+SERIAL_KERNELS = frozenset({"linear_backward", "linear_activation_backward", "all_finite"})
 
 # Compiled in this order: a kernel's callees come before it.
-KERNEL_NAMES = (
-    "linear_forward",
-    "linear_activation_forward",
-    "activation_forward",
-    "activation_backward",
-    "weight_gradients",
-    "input_gradient",
-    "linear_backward",
-    "linear_activation_backward",
-    "cross_entropy",
-    "cross_entropy_backward",
-    "gradient_step",
-    "dot",
-)
+KERNEL_NAMES = loops.KERNEL_NAMES
 
 
 def source_digest(*paths):
@@ -112,11 +96,16 @@ def _prune_stale(dispatcher, digest):
                 pass
 
 
-def _variant(func, suffix, namespace):
+def rebind(func, namespace=None, suffix=""):
     """A new function object over ``func``'s very code, named ``name + suffix``
-    and resolving globals in ``namespace``."""
-    g = types.FunctionType(func.__code__, namespace, func.__name__ + suffix,
-                           func.__defaults__, func.__closure__)
+    and resolving its globals in ``namespace`` (a copy of its own by default).
+
+    The one home of this trick: a compiled variant is its own dispatcher with
+    its own cache entry (the suffix), calling what its namespace says (the
+    variant's callees, or a backend's kernels for the interpreted training
+    loop)."""
+    g = types.FunctionType(func.__code__, dict(func.__globals__) if namespace is None else namespace,
+                           func.__name__ + suffix, func.__defaults__, func.__closure__)
     g.__qualname__ = func.__qualname__ + suffix
     g.__module__ = func.__module__
     g.__doc__ = func.__doc__
@@ -130,21 +119,29 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     the source the compiled code may contain (see the module docstring).
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
-    code object of ``module``'s function. ``extra`` (a dict) is laid over the
-    module's globals: loop code outside this package (the model's training
-    loop) passes ``vars(numba_kernels)`` so that it calls that variant's kernels.
+    code object of ``module``'s function. Each function resolves its globals
+    in a copy of its own defining module's (``kernels.loops`` is a package:
+    forward.py's kernels see forward.py's helpers), with the variant's
+    dispatchers compiled so far laid over them, so a kernel calls its own
+    variant's callees. ``extra`` (a dict) is laid over them too: loop code
+    outside this package (the model's training loop) passes
+    ``vars(numba_kernels)`` so that it calls that variant's kernels.
     """
-    namespace = dict(vars(module))
-    namespace.update(extra or {})
+    namespaces = {}  # defining module -> the globals its variants see
     compiled = {}
     suffix = f"{suffix}_{digest}"
     for name in names:
-        opts = dict(options, parallel=False) if name in COMPOSITES else options
-        dispatcher = numba.njit(**opts)(_variant(getattr(module, name), suffix, namespace))
+        func = getattr(module, name)
+        namespace = namespaces.get(func.__module__)
+        if namespace is None:
+            namespace = namespaces[func.__module__] = {**func.__globals__, **(extra or {}), **compiled}
+        opts = dict(options, parallel=False) if name in SERIAL_KERNELS else options
+        dispatcher = numba.njit(**opts)(rebind(func, namespace, suffix))
         if opts.get("cache"):
             _prune_stale(dispatcher, digest)
-        namespace[name] = dispatcher  # later kernels call this variant
         compiled[name] = dispatcher
+        for ns in namespaces.values():  # later kernels, in any module, call this variant
+            ns[name] = dispatcher
     return types.SimpleNamespace(**compiled)
 
 

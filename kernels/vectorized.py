@@ -95,8 +95,9 @@ def linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act):
     linear_backward(dA_prev, dW, db, dZ, A_prev, W)
 
 
-def cross_entropy(AL, Y, eps):
-    """J = -(1/m) sum(Y log AL + (1 - Y) log(1 - AL)), AL clipped to [eps, 1 - eps]."""
+def cross_entropy(AL, Y, eps, exact=True):
+    """J = -(1/m) sum(Y log AL + (1 - Y) log(1 - AL)), AL clipped to [eps, 1 - eps].
+    NumPy's log is always the exact one (``exact`` is the loop kernels' switch)."""
     a = np.clip(AL, eps, 1 - eps)
     return float(-np.sum(Y * np.log(a) + (1 - Y) * np.log(1 - a)) / AL.shape[1])
 
@@ -115,3 +116,19 @@ def gradient_step(out, param, grad, learning_rate):
 
 def dot(a, b):
     return np.dot(a, b)
+
+
+def activation_backward_from_output(dZ, dA, Z, A, act):
+    """dZ = dA * g'(Z), g' read from A = g(Z) for tanh (1 - A^2) and sigmoid
+    (A (1 - A)); the other activations read Z. The training loop's backward."""
+    if act == TANH:
+        np.multiply(dA, 1 - A * A, out=dZ)
+    elif act == SIGMOID:
+        np.multiply(dA, A * (1 - A), out=dZ)
+    else:
+        activation_backward(dZ, dA, Z, act)
+
+
+def all_finite(x, zeros):
+    """True if no element of x is NaN or +-inf (``zeros`` unused here)."""
+    return bool(np.isfinite(x).all())

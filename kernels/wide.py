@@ -16,12 +16,10 @@ setting NUMBA_CPU_FEATURES would change every function in the process, so this
 call puts LLVM's own per-function attribute "prefer-vector-width"="512" on the
 function being compiled (LLVM's X86 back end honours it per function).
 
-Where it pays (measured on the 2-core AVX-512 development machine, one
-process timing both builds in turns): the MNIST-like training step on
-"parallel" 6-16% faster than with LLVM's default 256 bits, float64 and
-float32. The elementwise kernels showed no difference and keep LLVM's
-default. On a CPU without AVX-512 the attribute changes nothing (256 bits is
-the widest there).
+Where it pays: the products' inner loops, whose working set sits in L1 (the
+MNIST-like training step: the README's results). The elementwise kernels
+gained nothing and keep LLVM's default. On a CPU without AVX-512 the
+attribute changes nothing (256 bits is the widest there).
 
 Interpreted (the "python" backend) it does nothing.
 """
@@ -68,7 +66,7 @@ class SLPCompiler(Compiler):
     for the whole process (it is off by default since Numba 0.57, after
     miscompilations in other code: numba#8852). The loop vectorizer, left
     on, vectorizes the float32 kernels' reduction loop instead (over the
-    reduction, with ordered sums and shuffles), about 20x slower.
+    reduction, with ordered sums and shuffles), many times slower.
 
     Numba reads both switches when it optimizes a function, which happens in
     the compile pipeline (``_compile_core``); the setting is scoped to that

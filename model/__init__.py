@@ -6,12 +6,16 @@
     net.fit(X, Y, iterations=10_000, learning_rate=1.2)
     net.accuracy(X, Y)
 
-See DESIGN.md ("model") and ``model.network``.
+Modules: network.py (the API), checks.py (input checks), fit.py (the fit
+driver), training.py (the training loop, written once over the kernels),
+program.py (that loop bound to a backend), logistic.py, gradcheck.py,
+datasets.py.
 """
 
 from . import datasets
 from .gradcheck import gradient_check
-from .network import INITIALIZATIONS, DivergenceError, LogisticRegression, NeuralNetwork
+from .logistic import LogisticRegression
+from .network import INITIALIZATIONS, DivergenceError, NeuralNetwork
 
 __all__ = ["NeuralNetwork", "LogisticRegression", "DivergenceError", "gradient_check", "datasets",
            "INITIALIZATIONS"]

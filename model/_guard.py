@@ -2,8 +2,8 @@
 
 Why: fit trains the network's own parameter arrays in place and keeps its
 scratch buffers for the next fit, so two fits of one network at once would
-write the same arrays (measured: parameters 38 away from two sequential
-fits, and no error). The rule:
+write the same arrays and end far from two sequential fits, with no error.
+The rule:
 
 - ``fit`` and ``set_parameters`` (writers) run one at a time per network: a
   second writer while one runs in another thread raises RuntimeError at once

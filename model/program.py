@@ -2,18 +2,15 @@
 
 ``get_program(ops)`` returns a ``Program``: the functions of ``model.training``
 (``forward``, ``backward``, ``fit_chunk``, ``logistic_fit_chunk``, ...) whose bare
-kernel names resolve to that backend's raw kernels.
+kernel names resolve to that backend's raw kernels (``KERNEL_NAMES``: every
+backend supplies them, ``activation_backward_from_output`` and ``all_finite``
+included, and may supply its own ``parameters_finite``).
 
 - "numba" / "parallel": compiled with ``kernels.cpu.compile_loops`` against the
   variant's kernels, so ``fit_chunk`` runs whole chunks of iterations in compiled
   code. Lists are ``numba.typed.List``.
 - every other backend ("python", "numpy", "cuda", ...): the same functions
-  interpreted, calling ``ops.kernels``; lists are Python lists. A backend's
-  kernels may provide their own ``activation_backward_from_output`` (dZ, dA, Z,
-  A, act); otherwise "numpy" gets a vectorized one and any other backend falls
-  back to its ``activation_backward`` (dZ, dA, Z, act). Likewise
-  ``all_finite`` (x, zeros) -> bool, the default one ``dot`` with zeros, and
-  ``parameters_finite`` (W, b, zeros) -> bool, the default all_finite on each.
+  interpreted, calling ``ops.kernels``; lists are Python lists.
 
 ``Program.fit_chunk_unguarded`` is ``fit_chunk`` with the per-iteration test of
 the parameters switched off (bound with an ``all_finite`` that is always true):
@@ -21,46 +18,34 @@ a device backend runs its chunks so and tests once per chunk (``model.network``)
 Compiled programs keep the guard (there it is a cheap loop in compiled code):
 their ``fit_chunk_unguarded`` is ``fit_chunk``.
 
+A program is the same for a backend with and without exact math: the caller
+passes the activation codes with ``ops.act_bits`` and ``exact=ops.exact_math``.
 The arrays the model hands these functions come from the backend's hooks
 (``ops.empty``, ``ops.asarray``), so a device backend keeps them on its device.
 """
 
-import functools
 import pathlib
-import types
 
 import numpy as np
 
 import kernels
-from kernels import loops, threads
-from kernels.loops import EXACT, SIGMOID, TANH
+from kernels import cpu, threads
 
 from . import training
 
 # Functions of model.training with prange loops (compiled with the variant's
 # options) and those that only call kernels (compiled serially: they have no
 # loop of their own to parallelize). Callees come before callers.
-PARALLEL_LOOPS = ("activation_backward_from_output", "logistic_pass")
-DRIVERS = ("forward", "backward", "all_finite", "parameters_finite", "update", "swap_items", "fit_chunk",
+PARALLEL_LOOPS = ("logistic_pass",)
+DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk",
            "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
 
-# The kernel names model.training calls.
+# The kernels model.training calls, by their bare names.
 KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient",
-                "activation_backward", "cross_entropy", "gradient_step", "dot")
+                "activation_backward_from_output", "cross_entropy", "gradient_step", "all_finite")
 
 _programs = {}
-
-
-def _numpy_activation_backward_from_output(dZ, dA, Z, A, act):
-    """Vectorized twin of training.activation_backward_from_output."""
-    if act == TANH:
-        np.multiply(dA, 1 - A * A, out=dZ)
-    elif act == SIGMOID:
-        np.multiply(dA, A * (1 - A), out=dZ)
-    else:
-        from kernels import vectorized
-        vectorized.activation_backward(dZ, dA, Z, act)
 
 
 def _always_finite(x, zeros):
@@ -68,39 +53,20 @@ def _always_finite(x, zeros):
     return True
 
 
-def _rebind(func, namespace):
-    """``func``'s code with its globals looked up in ``namespace``."""
-    g = types.FunctionType(func.__code__, namespace, func.__name__,
-                           func.__defaults__, func.__closure__)
-    g.__qualname__ = func.__qualname__
-    g.__doc__ = func.__doc__
-    return g
-
-
 class Program:
     """``model.training``'s functions bound to the kernels of ``ops``."""
-
-    _act_bits = 0  # OR-ed into activation codes (EXACT: the C math library)
 
     def __init__(self, ops):
         self.ops = ops
         self.name = ops.name
-        self.compiled = False
-        try:
-            from kernels import cpu
-            variant = cpu.VARIANTS.get(ops.name)
-            if variant is not None and variant[2] is not ops.kernels:
-                variant = None  # an Ops over other kernels that happens to share the name
-        except ImportError:  # pragma: no cover - numba is a dependency
-            variant = None
+        # compiled when the backend's kernels are one of kernels.cpu's variants
+        variant = next((v for v in cpu.VARIANTS.values() if v[2] is ops.kernels), None)
         if variant is not None:
-            self._compile(cpu, *variant)
+            self._compile(*variant)
         else:
             self._interpret(ops)
 
-    def _compile(self, cpu, suffix, options, variant_kernels):
-        import numba
-
+    def _compile(self, suffix, options, variant_kernels):
         self.compiled = True
         if options.get("parallel"):
             threads.start_pool()
@@ -118,33 +84,13 @@ class Program:
         self._python_list = _python_list
 
     def _interpret(self, ops):
+        self.compiled = False
         namespace = dict(vars(training))
         for name in KERNEL_NAMES:
-            if hasattr(ops.kernels, name):
-                namespace[name] = getattr(ops.kernels, name)
-        if ops.kernels is loops and ops.exact_math:
-            # The interpreted loops with the C math library (the python
-            # backend's default): the EXACT bit on every code (see codes())
-            # and the cost's exact log.
-            self._act_bits = EXACT
-            namespace["cross_entropy"] = functools.partial(loops.cross_entropy, exact=True)
-        own = getattr(ops.kernels, "activation_backward_from_output", None)
-        if own is not None:
-            namespace["activation_backward_from_output"] = own
-        elif ops.name == "numpy":
-            namespace["activation_backward_from_output"] = _numpy_activation_backward_from_output
-        elif ops.name != "python":
-            def activation_backward_from_output(dZ, dA, Z, A, act):
-                namespace["activation_backward"](dZ, dA, Z, act)
-            namespace["activation_backward_from_output"] = activation_backward_from_output
+            namespace[name] = getattr(ops.kernels, name)
         for name in FUNCTIONS:
-            if not (name == "activation_backward_from_output" and ops.name != "python"):
-                namespace[name] = _rebind(getattr(training, name), namespace)
-        # one kernel call instead of a Python loop over every parameter (a
-        # backend may bring its own all_finite(x, zeros) -> bool)
-        own = getattr(ops.kernels, "all_finite", None)
-        namespace["all_finite"] = own if own is not None else _rebind(training.dot_all_finite, namespace)
-        own = getattr(ops.kernels, "parameters_finite", None)
+            namespace[name] = cpu.rebind(getattr(training, name), namespace)
+        own = getattr(ops.kernels, "parameters_finite", None)  # e.g. one host sync in all
         if own is not None:
             namespace["parameters_finite"] = own
         for name in FUNCTIONS:
@@ -152,7 +98,7 @@ class Program:
         # the same loop without the per-iteration test: every step swaps in its parameters
         unguarded = dict(namespace, all_finite=_always_finite)
         for name in ("update", "fit_chunk"):
-            unguarded[name] = _rebind(getattr(training, name), unguarded)
+            unguarded[name] = cpu.rebind(getattr(training, name), unguarded)
         self.fit_chunk_unguarded = unguarded["fit_chunk"]
         self._typed_list = list
         self._python_list = list
@@ -166,16 +112,16 @@ class Program:
         return self._python_list(arrays)
 
     def codes(self, codes):
-        """Activation codes in the form the program takes."""
+        """Activation codes (with the backend's ``act_bits``) in the form the program takes."""
         if self.compiled:
             return np.asarray(codes, dtype=np.int64)
-        return [int(c) | self._act_bits for c in codes]
+        return [int(c) for c in codes]
 
 
 def _typed_list(arrays):
-    """numba.typed.List(arrays), built in compiled code: 4-8x faster than
-    the constructor, which types and appends each array from Python (a fit
-    makes about ten lists: 0.2-0.3 ms per fit call, as much as 20 planar
+    """numba.typed.List(arrays), built in compiled code: several times faster
+    than the constructor, which types and appends each array from Python (a
+    fit makes about ten lists, which took as long as many planar
     iterations). Arrays of mixed types fall back to the constructor, which
     says what does not match."""
     arrays = tuple(arrays)
@@ -204,8 +150,7 @@ _list_builder = None
 
 def _python_list(typed):
     """list(typed) for a numba.typed.List of arrays, in compiled code: one
-    call instead of one per item from Python (2 us instead of 6 for two
-    arrays; fit does this after every chunk)."""
+    call instead of one per item from Python (fit does this after every chunk)."""
     global _list_reader
     if _list_reader is None:
         import numba

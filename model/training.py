@@ -26,18 +26,10 @@ import math
 
 from numba import prange
 
-from numba.extending import register_jitable
-
 from kernels.loops import (  # uncompiled defaults: backend "python"
-    BLOCK,
-    EXACT,
-    HELPER_OPTIONS,
-    PARALLEL_ELEMENTS,
-    SIGMOID,
-    TANH,
-    backprop_row,
+    activation_backward_from_output,
+    all_finite,
     cross_entropy,
-    dot,
     flat,
     gradient_step,
     input_gradient,
@@ -49,46 +41,6 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
 # Status codes of fit_chunk (its second return value).
 FINISHED = 0
 DIVERGED = 1
-
-
-@register_jitable(**HELPER_OPTIONS)
-def _backprop_from_output_row(dz, da, z, a, act):
-    """dz[j] = da[j] * g'(z[j]) over 1-D rows, g' read from a = g(z) for tanh
-    and sigmoid. Rows indexed from 0, so each loop vectorizes."""
-    one = dz.dtype.type(1.0)
-    base = act & ~EXACT  # A is g(Z) however g was computed
-    if base == TANH:
-        for j in range(dz.shape[0]):
-            dz[j] = da[j] * (one - a[j] * a[j])
-    elif base == SIGMOID:
-        for j in range(dz.shape[0]):
-            dz[j] = da[j] * (a[j] * (one - a[j]))
-    else:
-        backprop_row(dz, da, z, act)
-
-
-def activation_backward_from_output(dZ, dA, Z, A, act):
-    """dZ = dA * g'(Z), reading g' from the layer's output A where it can:
-    tanh' = 1 - A^2 and sigmoid' = A (1 - A) reuse the forward pass's A instead
-    of evaluating tanh/exp again (the same values: A is g(Z)). relu and leaky
-    relu read Z (their g'(0) = 1 convention cannot be read from A = 0).
-
-    dZ, dA, Z, A (n, m); dZ out. Parallel over blocks of cells, each owned by
-    one iteration; below PARALLEL_ELEMENTS cells one serial pass (as the
-    kernels do: starting threads would cost more than they save).
-    """
-    dz = flat(dZ)
-    da = flat(dA)
-    z = flat(Z)
-    a = flat(A)
-    if dz.shape[0] < PARALLEL_ELEMENTS:
-        _backprop_from_output_row(dz, da, z, a, act)
-        return
-    nblocks = (dz.shape[0] + BLOCK - 1) // BLOCK
-    for t in prange(nblocks):
-        j0 = t * BLOCK
-        j1 = min(j0 + BLOCK, dz.shape[0])
-        _backprop_from_output_row(dz[j0:j1], da[j0:j1], z[j0:j1], a[j0:j1], act)
 
 
 def forward(Z, A, W, b, acts):
@@ -114,26 +66,6 @@ def backward(dW, db, dZ, dA, W, Z, A, Y, acts):
         if l > 0:  # dA of the input layer (dX) is never needed
             input_gradient(dA[l - 1], dZ[l], W[l])
             activation_backward_from_output(dZ[l - 1], dA[l - 1], Z[l - 1], A[l], acts[l - 1])
-
-
-def all_finite(x, zeros):
-    """True if no element of ``x`` is NaN or +-inf: a serial loop that stops
-    at the first one (compiled, this costs far less than a parallel launch).
-    ``zeros`` is unused here; the interpreted backends replace this function
-    with ``dot_all_finite``, one reduction instead of a Python loop."""
-    cells = flat(x)
-    for j in range(cells.shape[0]):
-        if not math.isfinite(cells[j]):
-            return False
-    return True
-
-
-def dot_all_finite(x, zeros):
-    """all_finite with one kernel call: dot(x, 0) is 0 for finite x and NaN as
-    soon as one x is NaN or inf (inf * 0 = NaN), exactly and on every backend
-    (the kernels' fastmath flags allow no NaN/inf assumptions).
-    zeros (>= x.size,) of x's dtype."""
-    return math.isfinite(dot(flat(x), zeros[:x.size]))
 
 
 def parameters_finite(W, b, zeros):
@@ -170,13 +102,14 @@ def swap_items(P, Q):
 
 
 def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
-              start, count, cost_every, learning_rate, eps):
+              start, count, cost_every, learning_rate, eps, exact):
     """Iterations start, ..., start + count - 1 of batch gradient descent (the
     course's: forward, cost, backward, update), on the parameters W, b in place.
 
     costs (ceil(iterations / cost_every),) float64: at an iteration i that is a
     multiple of cost_every, costs[i // cost_every] = the cost of i's forward
-    pass (before i's update). Returns (done, status): ``done`` iterations
+    pass (before i's update; its log from the C math library when ``exact``).
+    Returns (done, status): ``done`` iterations
     completed; status DIVERGED if iteration start + done produced a NaN/inf
     cost or parameter, in which case W, b are still those of the last finite
     iteration.
@@ -192,10 +125,9 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     L = len(W)
     # Wc, bc: the current parameters; Ws, bs: the spare arrays the next step
     # is written into. A finite step makes the spare arrays current by
-    # trading two local names; trading the lists' items instead cost about
-    # 1 us an iteration (a typed list's setitem is a call into Numba's C
-    # runtime), an eighth of a planar iteration. On return W, b hold the
-    # current parameters again.
+    # trading two local names, not the lists' items (a typed list's setitem
+    # is a call into Numba's C runtime, a large part of a small network's
+    # iteration). On return W, b hold the current parameters again.
     Wc, bc, Ws, bs = W, b, W_next, b_next
     traded = False
     done, status = count, FINISHED
@@ -203,7 +135,7 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
         i = start + t
         forward(Z, A, Wc, bc, acts)
         if i % cost_every == 0:
-            J = cross_entropy(A[L], Y, eps)
+            J = cross_entropy(A[L], Y, eps, exact)
             costs[i // cost_every] = J
             if not math.isfinite(J):
                 done, status = t, DIVERGED

@@ -47,6 +47,16 @@ def act_bound(expected, dtype):
     return act_tol(dtype) * np.abs(expected) + np.finfo(dtype).tiny
 
 
+def layer_arrays(n, k, m, dtype, seed):
+    """Random A_prev (k, m), W (n, k), b (n, 1) and a gradient dZ (n, m) of ``dtype``."""
+    rng = np.random.default_rng(seed)
+    A_prev = rng.standard_normal((k, m)).astype(dtype)
+    W = rng.standard_normal((n, k)).astype(dtype)
+    b = rng.standard_normal((n, 1)).astype(dtype)
+    dZ = rng.standard_normal((n, m)).astype(dtype)
+    return A_prev, W, b, dZ
+
+
 def matmul_bound(absW, absA, absb, k, dtype):
     """Allowed |difference| between two computations of W @ A + b (elementwise)."""
     return 2.0 * (k + 2) * eps(dtype) * (absW @ absA + absb) + np.finfo(dtype).tiny

@@ -6,8 +6,9 @@ import sys
 import numpy as np
 import pytest
 
-from model import bench
-from model.cli import main
+from jitloops import bench
+from jitloops.bench import runner, training
+from jitloops.cli import main
 
 
 def test_training_cases_cover_the_performance_goals():
@@ -106,11 +107,11 @@ def test_torch_on_the_gpu_is_a_contender_only_where_torch_sees_one(monkeypatch):
     """"torch-cuda" (PyTorch on the GPU, the cuda backend's reference) is
     listed where PyTorch has a CUDA device, never elsewhere; its rows, like
     the cuda backend's, carry no CPU peak."""
-    monkeypatch.setattr(bench, "torch_version", lambda: "2.x")
-    monkeypatch.setattr(bench, "torch_cuda_device", lambda: None)
+    monkeypatch.setattr(training, "torch_version", lambda: "2.x")  # where training_cases looks them up
+    monkeypatch.setattr(training, "torch_cuda_device", lambda: None)
     names = {c.contender for c in bench.training_cases("smoke", backends=["numpy"])}
     assert names == {"numpy", "torch"}
-    monkeypatch.setattr(bench, "torch_cuda_device", lambda: "Test GPU")
+    monkeypatch.setattr(training, "torch_cuda_device", lambda: "Test GPU")
     cases = bench.training_cases("smoke", backends=["numpy", "cuda"])
     assert {c.contender for c in cases} == {"numpy", "cuda", "torch", "torch-cuda"}
     for c in cases:
@@ -142,7 +143,7 @@ def test_training_contenders_are_timed_in_turns(monkeypatch):
     """The contenders of one training problem run in ROUNDS turns (A B A B
     ...), so a slow drift of the machine lands on all of them alike; a
     contender that cannot run is reported as skipped, the others still time."""
-    monkeypatch.setattr(bench, "BLAS_SETTLE_S", 0.0)
+    monkeypatch.setattr(runner, "BLAS_SETTLE_S", 0.0)  # where the runner reads it
     log = []
 
     def make(name):

@@ -15,6 +15,7 @@ inside TOL * sqrt(k) * max(1, max|want|) with TOL = 1e-12 (float64, eps
 
 import numpy as np
 import pytest
+from conftest import layer_arrays
 
 from kernels import cpu, loops, vectorized
 
@@ -24,15 +25,6 @@ SHAPES = [  # (n, k, m)
     (32, 16, 16), (40, 320, 64), (264, 40, 48),
 ]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
-
-
-def _inputs(n, k, m, dtype, seed):
-    rng = np.random.default_rng(seed)
-    A = rng.standard_normal((k, m)).astype(dtype)
-    W = rng.standard_normal((n, k)).astype(dtype)
-    b = rng.standard_normal((n, 1)).astype(dtype)
-    dZ = rng.standard_normal((n, m)).astype(dtype)
-    return A, W, b, dZ
 
 
 def _close(got, want, k, dtype):
@@ -46,7 +38,7 @@ def _close(got, want, k, dtype):
 def test_products_match_numpy(shape, dtype, variant):
     n, k, m = shape
     K = cpu.numba_kernels if variant == "numba" else cpu.parallel_kernels
-    A, W, b, dZ = _inputs(n, k, m, dtype, seed=n * 1000 + k + m)
+    A, W, b, dZ = layer_arrays(n, k, m, dtype, seed=n * 1000 + k + m)
     Z = np.full((n, m), np.nan, dtype)
     K.linear_forward(Z, A, W, b)
     Zr = np.empty_like(Z)
@@ -106,7 +98,7 @@ def test_packed_products_interpreted(shape, dtype):
     n, k, m = shape
     assert n >= loops.MICRO_MIN_ROWS and k >= loops.MICRO_MIN_ROWS
     assert min(n, k, m) >= loops.MICRO_MIN_K
-    A, W, b, dZ = _inputs(n, k, m, dtype, seed=7)
+    A, W, b, dZ = layer_arrays(n, k, m, dtype, seed=7)
     Z = np.full((n, m), np.nan, dtype)
     loops.linear_forward(Z, A, W, b)
     _close(Z, (W @ A + b).astype(dtype), k, dtype)

@@ -18,8 +18,8 @@ from kernels import cpu, loops
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Kernels with a prange of their own (the composites only call them).
-PARALLEL_LEAVES = [n for n in cpu.KERNEL_NAMES if n not in cpu.COMPOSITES]
+# Kernels with a prange of their own (kernels.cpu compiles the others serially).
+PARALLEL_LEAVES = [n for n in cpu.KERNEL_NAMES if n not in cpu.SERIAL_KERNELS]
 
 
 def test_python_backend_is_the_loop_module():
@@ -75,6 +75,7 @@ PROBE = textwrap.dedent("""
         "cross_entropy_backward": (dAL, AL, Y, 1e-16),
         "gradient_step": (W, W, dW, 0.1),
         "dot": (A_prev[0], A_prev[1]),
+        "activation_backward_from_output": (dZ, A, Z, A, 1),
     }
     report = {}
     # Serial first: with a shared cache entry it would then serve "parallel" too.
@@ -127,16 +128,19 @@ def test_exact_math_defaults():
     """Interpreted, the vectorizable approximations only cost time (their
     polynomial runs slower in the interpreter than the C library's call), so
     "python" defaults to exact math and the compiled backends to the
-    approximations; both are selectable. The model's interpreted trainer
-    carries the choice into its raw kernel calls."""
-    from model.program import get_program
+    approximations; both are selectable. The model carries the choice (the
+    backend's act_bits) into its raw kernel calls, compiled or not."""
+    from model import NeuralNetwork
     assert kernels.get_backend("python").exact_math
     assert not kernels.get_backend("numba").exact_math
     assert not kernels.get_backend("parallel").exact_math
     assert not kernels.get_backend("python", exact_math=False).exact_math
     assert kernels.get_backend("numba", exact_math=True).exact_math
-    assert get_program(kernels.get_backend("python")).codes([loops.TANH]) == [loops.TANH | loops.EXACT]
-    assert get_program(kernels.get_backend("numpy")).codes([loops.TANH]) == [loops.TANH]
+    assert kernels.get_backend("numpy").act_bits == 0 and kernels.get_backend("numba").act_bits == 0
+    assert kernels.get_backend("python").act_bits == loops.EXACT
+    assert NeuralNetwork([2, 3, 1], activations="tanh", backend="python")._codes() == [
+        loops.TANH | loops.EXACT, loops.SIGMOID | loops.EXACT]
+    assert NeuralNetwork([2, 3, 1], activations="tanh", backend="numpy")._codes() == [loops.TANH, loops.SIGMOID]
 
 
 def test_flat_is_a_view_of_every_cell():

@@ -11,7 +11,7 @@ import pytest
 
 import kernels
 from model import DivergenceError, LogisticRegression, NeuralNetwork, datasets, gradient_check
-from model import network
+from model import fit, network
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "linear")
 
@@ -164,7 +164,7 @@ def test_kept_fit_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
 
     kept = train()
     assert kept._fit_buffers is not None
-    monkeypatch.setattr(network, "KEEP_FIT_BUFFERS_BYTES", 0)
+    monkeypatch.setattr(fit, "KEEP_FIT_BUFFERS_BYTES", 0)
     fresh = train()
     assert fresh._fit_buffers is None  # over the limit: freed after each fit
     for k, v in fresh.parameters.items():
@@ -204,7 +204,8 @@ def test_fit_chunk_keeps_the_last_finite_parameters_after_any_number_of_trades(f
     it returns (fail_at, DIVERGED) and W, b hold the parameters after
     fail_at steps, whether the local names were traded an odd or even number
     of times."""
-    from model import program, training
+    from kernels import cpu
+    from model import training
 
     rng = np.random.default_rng(0)
     X, Y = rng.normal(size=(3, 6)), (rng.random((1, 6)) > 0.5).astype(np.float64)
@@ -220,12 +221,12 @@ def test_fit_chunk_keeps_the_last_finite_parameters_after_any_number_of_trades(f
         return ok and len(calls) <= fail_at
 
     ns = dict(p.fit_chunk.__globals__, update=update)
-    fit_chunk = program._rebind(training.fit_chunk, ns)
+    fit_chunk = cpu.rebind(training.fit_chunk, ns)
     buf, W_next, b_next, zeros, codes = net._fit_scratch(X)
     W, b = list(net._W), list(net._b)
     costs = np.full(1, np.nan)
     done, status = fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
-                             buf["dW"], buf["db"], zeros, Y, codes, 0, 6, 100, 0.5, 1e-16)
+                             buf["dW"], buf["db"], zeros, Y, codes, 0, 6, 100, 0.5, 1e-16, False)
     assert (done, status) == (fail_at, training.DIVERGED)
     for l in range(2):
         np.testing.assert_array_equal(W[l], good.parameters[f"W{l + 1}"])
@@ -517,7 +518,7 @@ def test_device_style_chunks_stop_at_the_same_iteration(planar, monkeypatch):
         syncs_are_costly = True
 
     X, Y = planar
-    monkeypatch.setattr(network, "CHUNK_SECONDS", 1e9)  # two chunks: iteration 0, then the rest
+    monkeypatch.setattr(fit, "CHUNK_SECONDS", 1e9)  # two chunks: iteration 0, then the rest
     nets, messages = {}, {}
     for kind in ("guarded", "device-like"):
         net = NeuralNetwork([2, 4, 1], activations="relu", backend="numpy", seed=2)
@@ -607,3 +608,32 @@ def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
     monkeypatch.setattr(NeuralNetwork, "_chunk_runner", spy)
     NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(X, Y, 3, 1.2)
     assert seen and all(n == 1 for threads in seen for n in threads)
+
+
+def test_cost_uses_the_backends_exact_math_like_fit(planar):
+    """On "python" (exact math by default) cost() and the costs fit records
+    use the same log: the cost before a fit equals that fit's first recorded
+    cost to the last bit (cost() once called the approximate log there)."""
+    X, Y = planar
+    for backend in ("python", "numba"):
+        net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
+        before = net.cost(X, Y)
+        net.fit(X, Y, 1, 1.2)
+        assert net.costs_[0] == before, backend
+
+
+def test_exact_math_reaches_the_compiled_training_loop(planar):
+    """A compiled backend asked for exact math trains with it: its costs equal
+    the interpreted exact backend's within a few ulp of the cost, and differ
+    from the approximate default at least somewhere."""
+    import kernels
+    from model import network as network_module
+
+    X, Y = planar
+    exact = NeuralNetwork([2, 4, 1], activations="tanh", backend="numba", seed=2)
+    exact._ops = kernels.get_backend("numba", exact_math=True)
+    exact._program = None
+    exact.fit(X, Y, 50, 1.2, cost_every=1)
+    python = NeuralNetwork([2, 4, 1], activations="tanh", backend="python", seed=2).fit(X, Y, 50, 1.2, cost_every=1)
+    np.testing.assert_allclose(exact.costs_, python.costs_, rtol=1e-12)
+    assert network_module.NeuralNetwork is NeuralNetwork

@@ -3,7 +3,7 @@
 import numpy as np
 
 from model import NeuralNetwork, datasets
-from model.cli import main
+from jitloops.cli import main
 
 
 def test_compare_races_the_backends(capsys):

@@ -5,6 +5,7 @@ import platform
 import numpy as np
 import pytest
 
+from jitloops import simd as lesson
 from kernels import loops, simd
 
 # The instruction and register names read here are x86-64's (SSE/AVX).
@@ -34,9 +35,9 @@ def test_plain_dot_is_scalar(dot_counts):
 def test_fastmath_dot_is_packed_fma(dot_counts):
     c = dot_counts[True]
     assert c["packed"] > 0
-    if "fma" in simd.cpu_info()["simd"]:
+    if "fma" in lesson.cpu_info()["simd"]:
         assert c["packed_fma"] > 0
-    if "avx" in simd.cpu_info()["simd"]:
+    if "avx" in lesson.cpu_info()["simd"]:
         assert c["widest"] in ("ymm", "zmm") and c["ymm"] + c["zmm"] > 0
 
 
@@ -56,7 +57,7 @@ def test_count_instructions_on_known_text():
 
 
 def test_report_structure():
-    rep = simd.report(min_time=0.0, zmm=False)
+    rep = lesson.report(min_time=0.0, zmm=False)
     assert set(rep) == {"cpu", "dot", "linear_forward", "zmm", "findings", "lessons"}
     assert len(rep["dot"]) == 4 and len(rep["linear_forward"]) == 8
     for row in rep["dot"] + rep["linear_forward"]:
@@ -66,5 +67,5 @@ def test_report_structure():
     f = rep["findings"]
     if platform.machine().lower() in ("x86_64", "amd64"):
         assert f["plain_dot_is_scalar"] and f["fastmath_dot_is_packed"]
-    text = simd.format_report(rep)
+    text = lesson.format_report(rep)
     assert "fastmath" in text and "prefer-256-bit" in text

@@ -3,7 +3,7 @@ arrays stay on the device for the whole fit, nothing comes back to the host per
 iteration but the recorded costs, and its divergence guard stops exactly where
 the numpy backend's does.
 
-The model runs a cuda fit in chunks (model.network): each chunk without the
+The model runs a cuda fit in chunks (model.fit): each chunk without the
 per-iteration finiteness test, the parameters tested once at its end, and a
 chunk that diverged run again, guarded, from its starting parameters. The tests
 set CHUNK_SECONDS high so that a fit is two chunks, the first iteration (the
@@ -22,7 +22,7 @@ model = pytest.importorskip("model")
 if not hasattr(model, "NeuralNetwork"):
     pytest.skip("model.NeuralNetwork is not there yet", allow_module_level=True)
 
-from model import DivergenceError, NeuralNetwork, network
+from model import DivergenceError, NeuralNetwork, fit
 from model.training import DIVERGED, FINISHED
 
 ITERATIONS = 6
@@ -31,7 +31,7 @@ ITERATIONS = 6
 @pytest.fixture
 def two_chunks(monkeypatch):
     """Every fit runs as two chunks: iteration 0, then all the others."""
-    monkeypatch.setattr(network, "CHUNK_SECONDS", 1e9)
+    monkeypatch.setattr(fit, "CHUNK_SECONDS", 1e9)
 
 
 def spy_chunks(monkeypatch, net):

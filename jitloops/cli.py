@@ -10,10 +10,11 @@ import sys
 
 # name -> (module, one-line help)
 SUBCOMMANDS = {
-    "compare": ("model.compare", "train the course's planar network on every backend and compare them (the main job)"),
-    "train": ("model.train_cli", "train a network on a built-in dataset and report cost and accuracy"),
-    "bench": ("model.bench", "benchmark ops and training steps across backends"),
-    "simd": ("kernels.simd", "the SIMD lesson, read from this machine's compiled code"),
+    "compare": ("jitloops.compare",
+                "train the course's planar network on every backend and compare them (the main job)"),
+    "train": ("jitloops.train", "train a network on a built-in dataset and report cost and accuracy"),
+    "bench": ("jitloops.bench", "benchmark ops and training steps across backends"),
+    "simd": ("jitloops.simd", "the SIMD lesson, read from this machine's compiled code"),
 }
 
 

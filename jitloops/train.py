@@ -6,9 +6,7 @@ import time
 import numpy as np
 
 import kernels
-
-from . import datasets
-from .network import INITIALIZATIONS, DivergenceError, NeuralNetwork
+from model import INITIALIZATIONS, DivergenceError, NeuralNetwork, datasets
 
 DATASETS = {"planar": datasets.planar, "circles": datasets.circles, "moons": datasets.moons}
 

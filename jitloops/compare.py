@@ -11,6 +11,7 @@ and its time per iteration is extrapolated to the full run. ``race`` and
 ``table`` are the pieces, for use from Python.
 """
 
+import os
 import platform
 import sys
 import time
@@ -18,10 +19,10 @@ import time
 import numpy as np
 
 import kernels
+from model import NeuralNetwork, datasets
+from model._progress import Progress
 
-from . import datasets
-from ._progress import Progress
-from .network import NeuralNetwork
+from .bench.machine import cpu_model
 
 # Agreement. The backends sum in different orders (BLAS vs loops, threads'
 # partial sums, libm's tanh vs NumPy's), which changes results at rounding
@@ -56,21 +57,9 @@ def add_arguments(parser):
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _cpu_name():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _machine():
-    import os
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{_cpu_name()}, {cores} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    return f"{cpu_model()}, {cores} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def numba_version():

@@ -1,0 +1,222 @@
+"""What ``jitloops bench`` prints and writes: the header, the tables, the goals, JSON, a plot.
+
+Every function here takes measured rows (``runner.run_cases`` after
+``runner.add_metrics``, ``startup.startup_times``, ``startup.fit_memory``) or
+the whole report dict that ``command.run`` assembles, and measures nothing.
+"""
+
+import json
+
+from jitloops.timing import format_seconds
+
+from .machine import FMA_UNITS, PEAK_FORMULA, compute_peak
+from .ops import OPS_LAYER
+
+
+def format_table(headers, rows, left=2):
+    """``rows`` (lists of cells, as text) under ``headers``, columns padded to
+    their widest cell: the first ``left`` columns left-aligned (the names), the
+    rest right-aligned (the numbers)."""
+    if not rows:
+        return "(nothing ran)"
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    fmt = lambda cells: "  ".join(c.ljust(w) if i < left else c.rjust(w)
+                                  for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows])
+
+
+def _fmt(x, spec):
+    return "-" if x is None else format(x, spec)
+
+
+def header_lines(info, bandwidth=None, bandwidth_mb=None):
+    blas = info["blas"]
+    lines = [
+        f"CPU: {info['cpu']} (LLVM: {info['llvm_cpu']}), {info['cores']} cores, "
+        f"{_fmt(info['ghz'], '.2f')} GHz, SIMD: {' '.join(info['simd'])}; caches: "
+        + ", ".join(f"L{l} {s // 1024} KiB" for l, s in sorted(info["caches"].items())),
+        f"numba {info['numba']} (threading layer {info['numba_threading_layer']}, "
+        f"{info['numba_threads']} threads), numpy {info['numpy']} (BLAS {blas['name']}, "
+        f"{blas['threads']} threads), llvmlite {info['llvmlite']}, Python {info['python']}, "
+        f"torch {info['torch'] or 'not installed'}",
+    ]
+    if info.get("gpu"):
+        lines.append(f"GPU: {info['gpu']} (rows cuda and torch-cuda; no % peak: the peaks below are the CPU's)")
+    bits = info["vector_bits"]
+    lines.append(PEAK_FORMULA.format(fma=FMA_UNITS, bits=bits, l64=bits // 64, l32=bits // 32,
+                                     mb=bandwidth_mb or 256))
+    p64 = compute_peak(8, 1, info)
+    if p64:
+        lines.append(f"  = {p64:.1f} GFLOP/s float64 and {compute_peak(4, 1, info):.1f} float32 per thread; "
+                     f"measured copy bandwidth {_fmt(bandwidth, '.1f')} GB/s")
+    return lines
+
+
+def theme_table(results, theme):
+    """One theme's rows as a table: a problem's name on its first contender's row only."""
+    rows = []
+    prev = None
+    for r in results:
+        if r["theme"] != theme:
+            continue
+        first = (r["label"], r["dtype"]) != prev
+        prev = (r["label"], r["dtype"])
+        name = (f"{r['label']} {r['dtype']}" if first else "")
+        if "time_s" not in r:
+            rows.append([name, r["contender"], "skipped", "", "", "", "", ""])
+            continue
+        rows.append([name, r["contender"], format_seconds(r["per_iteration_s"]),
+                     format_seconds(r.get("per_iteration_min_s")), _fmt(r["speedup_vs_numpy"], ".2f"),
+                     _fmt(r["gflops"], ".2f"), _fmt(r["gbs"], ".2f"),
+                     "-" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"])
+    what = "per iteration" if theme == "training" else "per call"
+    return format_table(["problem", "contender", f"median {what}", "min", "x numpy", "GFLOP/s", "GB/s", "% peak"],
+                        rows)
+
+
+def startup_table(rows):
+    """``startup.startup_times`` rows as a table."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["backend"], r["phase"], "error", "", "", r["error"][:60]])
+            continue
+        out.append([r["backend"], r["phase"], format_seconds(r["import_s"]), format_seconds(r["ops_s"]),
+                    format_seconds(r["fit_s"]), format_seconds(r["wall_s"])])
+    return format_table(["backend", "phase", "import", "first call of every op",
+                         "first planar fit iteration", "whole process"], out)
+
+
+def memory_table(rows):
+    """``startup.fit_memory`` rows as a table."""
+    out = []
+    for r in rows:
+        if "error" in r:
+            out.append([r["backend"], str(r["iterations"]), "error", r["error"][:60]])
+            continue
+        out.append([r["backend"], f"{r['iterations']:,}", f"{r['traced_peak_bytes'] / 1024:.1f} KiB",
+                    f"{r['maxrss_growth_kib']} KiB"])
+    return format_table(["backend", "fit iterations", "traced peak (tracemalloc)", "max RSS growth"], out)
+
+
+def goal_ratios(results):
+    """The ratios the performance goals (issue 6) are stated in, from one
+    run's results: (what, ratio from medians, ratio from minima, goal text)."""
+    def t(label_start, dtype, contender, theme):
+        for r in results:
+            if (r["theme"] == theme and r["label"].startswith(label_start) and r["dtype"] == dtype
+                    and r["contender"] == contender and "time_s" in r):
+                return r["per_iteration_s"], r.get("per_iteration_min_s", r["per_iteration_s"])
+        return None
+
+    rows = []
+    for dtype in ("float64", "float32"):
+        numpy_t, torch_t = t("planar", dtype, "numpy", "training"), t("planar", dtype, "torch", "training")
+        compiled = [x for x in (t("planar", dtype, c, "training") for c in ("numba", "parallel")) if x]
+        if compiled and numpy_t:
+            best = (min(x[0] for x in compiled), min(x[1] for x in compiled))
+            rows.append((f"planar {dtype}: numpy / best compiled", numpy_t[0] / best[0], numpy_t[1] / best[1], ">= 4"))
+            if torch_t:
+                rows.append((f"planar {dtype}: torch / best compiled", torch_t[0] / best[0], torch_t[1] / best[1],
+                             ">= 10"))
+    for name in ("deep", "mnist [784, 128, 64, 1] m=1024", "mnist60k"):
+        for dtype in ("float64", "float32"):
+            par, num = t(name, dtype, "parallel", "training"), t(name, dtype, "numpy", "training")
+            if par and num:
+                rows.append((f"{name.split(' m=')[0].split(' [')[0]} {dtype}: parallel / numpy",
+                             par[0] / num[0], par[1] / num[1], "<= 1.25"))
+    for name in ("planar", "mnist60k"):  # issue 4's goals, where a GPU ran
+        for dtype in ("float64", "float32"):
+            gpu, num, tgpu = (t(name, dtype, c, "training") for c in ("cuda", "numpy", "torch-cuda"))
+            short = name.split(" ")[0]
+            if gpu and num:
+                rows.append((f"{short} {dtype}: numpy / cuda", num[0] / gpu[0], num[1] / gpu[1],
+                             ">= 20" if name == "mnist60k" else "-"))
+            if gpu and tgpu:
+                rows.append((f"{short} {dtype}: cuda / torch-cuda", gpu[0] / tgpu[0], gpu[1] / tgpu[1],
+                             "<= 2" if name == "mnist60k" else "-"))
+    for dtype in ("float64", "float32"):
+        par, nd = t("dot", dtype, "parallel", "dot"), t("dot", dtype, "np.dot all threads", "dot")
+        fm, nd1 = t("dot", dtype, "njit fastmath", "dot"), t("dot", dtype, "np.dot 1 thread", "dot")
+        if par and nd:
+            rows.append((f"dot {dtype}: parallel / np.dot", par[0] / nd[0], par[1] / nd[1], "<= 1"))
+        if fm and nd1:
+            rows.append((f"dot {dtype}: fastmath serial / np.dot 1 thread", fm[0] / nd1[0], fm[1] / nd1[1], "<= 1.3"))
+    return rows
+
+
+def goals_table(results):
+    """``goal_ratios`` as a table; "" where no goal's contenders ran."""
+    rows = [[what, f"{med:.2f}", f"{mn:.2f}", goal] for what, med, mn, goal in goal_ratios(results)]
+    return format_table(["ratio", "from medians", "from minima", "goal"], rows) if rows else ""
+
+
+def format_report(report):
+    """The whole report as text: header, one table a theme, goals, start-up, memory."""
+    out = header_lines(report["machine"], report.get("bandwidth_gbs"), report.get("bandwidth_mb"))
+    out.append(f"sweep '{report['sweep']}': median and minimum of calls after a warm-up call (compilation "
+               f"never timed); x numpy = numpy's median / this median (dot: np.dot on all threads); "
+               f"GFLOP/s, GB/s and % peak from the median")
+    titles = {"ops": "ops (raw kernels, outputs preallocated; layer (n, k) = "
+                     f"{OPS_LAYER}; [level] = the cache the working set fits)",
+              "training": "training (fit iterations; GFLOP/s counts the matrix products, "
+                          "2 x 3 x sum n[l] n[l-1] m per iteration)",
+              "dot": "dot product (the course's demo)"}
+    for theme in report["themes"]:
+        out += ["", titles[theme], theme_table(report["results"], theme)]
+    goals = goals_table(report["results"])
+    if goals:
+        out += ["", "the performance goals' ratios (issue 6), from this run", goals]
+    if report.get("startup"):
+        out += ["", "start-up, fresh processes (NUMBA_CACHE_DIR empty, then warm): compile vs cache-load time",
+                startup_table(report["startup"])]
+    if report.get("memory"):
+        out += ["", "fit's memory vs iterations (planar [2, 4, 1], fresh processes, after a warm-up fit)",
+                memory_table(report["memory"])]
+    return "\n".join(out)
+
+
+def plot(report, path):
+    """Log-log time vs size per backend, one panel per op (ops theme; float64
+    solid, float32 dashed). Needs matplotlib (the ``plot`` extra)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [r for r in report["results"] if r["theme"] == "ops" and "time_s" in r]
+    names = list(dict.fromkeys(r["label"].split(" ")[0] for r in rows))
+    if not names:
+        rows = [r for r in report["results"] if "time_s" in r]
+        names = ["all"]
+    palette = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colors = {c: palette[i % len(palette)]
+              for i, c in enumerate(dict.fromkeys(r["contender"] for r in rows))}  # one colour per backend
+    cols = min(3, len(names))
+    nrows = (len(names) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.6 * nrows), squeeze=False)
+    for ax, name in zip(axes.flat, names):
+        sel = [r for r in rows if name == "all" or r["label"].split(" ")[0] == name]
+        for contender in dict.fromkeys(r["contender"] for r in sel):
+            for dtype, style in (("float64", "-"), ("float32", "--")):
+                pts = sorted((r["size"], r["time_s"]) for r in sel
+                             if r["contender"] == contender and r["dtype"] == dtype)
+                if pts:
+                    ax.loglog(*zip(*pts), style, marker="o", color=colors[contender],
+                              label=f"{contender} {dtype}")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("m (examples)")
+        ax.set_ylabel("seconds per call")
+        ax.grid(True, which="both", alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle(f"jitloops ops: time vs size ({report['machine']['cpu']}, {report['machine']['cores']} cores)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+
+def write_json(report, path):
+    """Everything measured, as JSON (what ``--json`` writes)."""
+    with open(path, "w") as f:
+        json.dump(report, f, indent=1, default=str)

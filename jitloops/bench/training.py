@@ -1,0 +1,196 @@
+"""The training theme: fit iterations of the course's networks, backend by backend.
+
+Planar [2, 4, 1] m = 400, logistic regression [12288, 1] m = 209, deep
+[12288, 20, 7, 5, 1] m = 209, MNIST-like [784, 128, 64, 1] m = 1024 (and
+m = 60000 in the full sweep). PyTorch races too where it is installed: on
+the CPU ("torch", autograd), and on the GPU ("torch-cuda", the reference for
+the cuda backend) where it sees one. Every contender's parameters are checked
+against the numpy backend's after the same iterations from the same seed.
+"""
+
+import numpy as np
+
+import kernels
+
+from .cases import PY_MAX_ROUND_S, PY_SECONDS_PER_ITER, SWEEPS, Case, assert_close, bound_of, default_backends
+from .machine import numba_threads, torch_cuda_device, torch_version
+
+# name -> (layer dims, hidden activation, m, learning rate, iterations per round, sweeps).
+# A round is one fit(iterations=K) call, K large enough that fit's own per-call
+# work (checking X, allocating its buffers) is small next to K iterations; the
+# tables divide by K. The smoke sweep runs 2 per round (it checks, not times).
+TRAINING = {
+    "planar": ([2, 4, 1], "tanh", 400, 1.2, 100, SWEEPS),
+    "logistic": ([12288, 1], None, 209, 0.005, 10, SWEEPS),
+    "deep": ([12288, 20, 7, 5, 1], "relu", 209, 0.0075, 10, SWEEPS),
+    "mnist": ([784, 128, 64, 1], "relu", 1024, 0.1, 5, SWEEPS),
+    "mnist60k": ([784, 128, 64, 1], "relu", 60000, 0.1, 2, ("full",)),
+}
+SMOKE_PER_ROUND = 2
+
+
+def training_data(name, dtype, seed=1):
+    dims, _, m, *_ = TRAINING[name]
+    if name == "planar":
+        try:
+            from model import datasets
+            X, Y = datasets.planar()
+            return np.ascontiguousarray(X, dtype=dtype), np.ascontiguousarray(Y, dtype=dtype)
+        except Exception:
+            pass
+    rng = np.random.default_rng(seed)
+    X = rng.random((dims[0], m)).astype(dtype)          # pixel-like, in [0, 1)
+    w = rng.standard_normal(dims[0])
+    Y = ((w @ (X - 0.5)) > 0).astype(dtype).reshape(1, m)  # learnable labels
+    return X, Y
+
+
+def training_flops(dims, m):
+    """Multiply-adds x 2 of forward (W A), backward (dW and dA_prev) and the update."""
+    mac = sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
+    return 2 * 3 * mac * m
+
+
+def _new_net(name, backend, dtype, seed=3):
+    import model
+    dims, act, *_ = TRAINING[name]
+    if act is None:  # starts at zero: no seed
+        return model.LogisticRegression(dims[0], backend=backend, dtype=dtype)
+    return model.NeuralNetwork(dims, activations=act or "relu", backend=backend, seed=seed, dtype=dtype)
+
+
+def _params_scale(params):
+    """The largest parameter magnitude of a network: errors of parameters
+    that are still tiny (biases after a few steps) are measured against it."""
+    return max(float(np.max(np.abs(np.asarray(v)))) for v in params.values()) or 1.0
+
+
+def _training_make(name, contender, dtype, per_round):
+    dims, act, m, lr, _, _ = TRAINING[name]
+
+    def make():
+        X, Y = training_data(name, dtype)
+        if contender in ("torch", "torch-cuda"):
+            return _torch_training(name, X, Y, dtype, per_round,
+                                   device="cuda" if contender == "torch-cuda" else "cpu")
+        net = _new_net(name, contender, dtype)
+
+        def run():
+            net.fit(X, Y, iterations=per_round, learning_rate=lr)
+            kernels.get_backend(contender).synchronize()
+
+        run()  # compile / load from cache
+
+        def check():
+            if contender == "numpy":
+                assert np.isfinite(net.cost(X, Y))  # the reference itself
+                return
+            # fresh nets from one seed, the same iterations: they agree with numpy's
+            got = _new_net(name, contender, dtype).fit(X, Y, iterations=per_round, learning_rate=lr)
+            want = _new_net(name, "numpy", dtype).fit(X, Y, iterations=per_round, learning_rate=lr)
+            gp, wp = got.parameters, want.parameters
+            assert set(gp) == set(wp)
+            for key in wp:
+                assert_close(f"training {name} {contender} {dtype} {key}", gp[key], wp[key], dtype,
+                             scale=_params_scale(wp))
+        return run, check
+    return make
+
+
+def _torch_training(name, X, Y, dtype, per_round, device="cpu"):
+    """PyTorch doing the same step on ``device`` ("cpu", or "cuda": the GPU
+    reference for the cuda backend): forward, binary cross-entropy, autograd
+    backward, in-place gradient step; parameters from the numpy backend's
+    initialization, so ``check`` compares against it. On the GPU the data is
+    copied there once, before timing, as the cuda backend's fit does, and
+    each round ends with a synchronize (GPU work is queued)."""
+    import torch
+    import torch.nn.functional as F
+
+    dims, act, m, lr, _, _ = TRAINING[name]
+    L = len(dims) - 1
+    tdtype = torch.float64 if np.dtype(dtype) == np.float64 else torch.float32
+    init = _new_net(name, "numpy", dtype).parameters
+    if "w" in init:  # LogisticRegression's {"w": (n_x, 1), "b": float}
+        init = {"W1": init["w"].T.copy(), "b1": np.full((1, 1), init["b"], dtype)}
+    g = {"tanh": torch.tanh, "relu": torch.relu, "sigmoid": torch.sigmoid, "linear": lambda z: z,
+         "leaky_relu": lambda z: F.leaky_relu(z, 0.01), None: torch.relu}[act]
+    tX, tY = torch.from_numpy(X).to(device), torch.from_numpy(Y).to(device)
+
+    def sync():
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+    def fresh():
+        return [torch.tensor(init[f"{w}{l}"], dtype=tdtype, device=device, requires_grad=True)
+                for l in range(1, L + 1) for w in "Wb"]
+
+    def step(params):
+        A = tX
+        for l in range(L):
+            Z = params[2 * l] @ A + params[2 * l + 1]
+            A = torch.sigmoid(Z) if l == L - 1 else g(Z)
+        cost = F.binary_cross_entropy(A, tY)   # -(1/m) sum(Y log A + (1-Y) log(1-A))
+        grads = torch.autograd.grad(cost, params)
+        with torch.no_grad():
+            for p, dp in zip(params, grads):
+                p -= lr * dp
+
+    params = fresh()
+
+    def run():
+        for _ in range(per_round):
+            step(params)
+        sync()
+
+    run()
+
+    def check():
+        mine = fresh()
+        for _ in range(per_round):
+            step(mine)
+        sync()
+        want = _new_net(name, "numpy", dtype).fit(X, Y, iterations=per_round, learning_rate=lr).parameters
+        if "w" in want:
+            want = {"W1": want["w"].T, "b1": np.full((1, 1), want["b"])}
+        for l in range(1, L + 1):
+            for j, w in enumerate("Wb"):
+                assert_close(f"training {name} torch ({device}) {dtype} {w}{l}",
+                             mine[2 * (l - 1) + j].detach().cpu().numpy(), want[f"{w}{l}"], dtype,
+                             scale=_params_scale(want))
+    return run, check
+
+
+def training_cases(sweep="default", backends=None, dtypes=("float64", "float32"), names=None,
+                   with_torch=None):
+    """The training theme: network x dtype x contender (the backends, and
+    torch where ``with_torch`` (default: where installed): on the CPU, and
+    "torch-cuda" on the GPU where PyTorch sees one)."""
+    backends = backends or default_backends()
+    if with_torch is None:
+        with_torch = torch_version() is not None
+    torch_contenders = ["torch"] + (["torch-cuda"] if torch_cuda_device() else []) if with_torch else []
+    nthreads = numba_threads()
+    cases = []
+    for name in names or TRAINING:
+        dims, act, m, lr, per_round, sweeps = TRAINING[name]
+        if sweep not in sweeps:
+            continue
+        for dtype in dtypes:
+            contenders = list(backends) + torch_contenders
+            for c in contenders:
+                k = {"smoke": SMOKE_PER_ROUND, "quick": max(2, per_round // 5)}.get(sweep, per_round)
+                if c == "python":  # the interpreter: a tenth of the iterations, if under a second
+                    k = max(1, k // 10)
+                    if training_flops(dims, m) * k / 2 * PY_SECONDS_PER_ITER > PY_MAX_ROUND_S:
+                        continue
+                flops = training_flops(dims, m) * k
+                per_round_c = k
+                cases.append(Case(
+                    theme="training", group=f"training {name} {dims} m={m} {dtype} ({k} iterations/round)",
+                    contender=c,
+                    make=_training_make(name, c, dtype, per_round_c), size=m, dtype=dtype, flops=flops,
+                    bound=bound_of(c, "compute"), threads=1 if c in ("python", "numba") else nthreads,
+                    blas_threads=1 if c == "parallel" else None, per_round=per_round_c,
+                    label=f"{name} {dims} m={m}", id=f"{name}-{dtype}-{c}"))
+    return cases

@@ -1,0 +1,224 @@
+"""Backward propagation: dW, db and dA_prev from dZ, as two separate loops
+that are each race-free under prange (llm.c's rule): dW over blocks of its
+columns (iteration t owns dW[:, p0:p1]; columns, because output layers have
+a single unit), dA_prev over tiles of its cells.
+
+Shapes: dA_prev, A_prev (k, m); dW, W (n, k); db (n, 1); dZ, dA, Z (n, m).
+"""
+
+import numpy as np
+from numba import prange
+from numba.extending import register_jitable
+
+from ..options import BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, PARALLEL_WORK
+from . import course
+from .activations import activation_backward
+from .plans import COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
+from .products.blocked import dots_tile, product_tile, product_tiles
+from .products.packed import packed_tile, packed_width
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _weight_gradients_simple_row(dW, db, dZ, A_prev, i, inv_m):
+    """SIMPLE: row i of dW and db[i], one dot product at a time."""
+    m = dZ.shape[1]
+    zero = dW.dtype.type(0.0)
+    dz = dZ[i]
+    s = zero
+    for j in range(m):  # reduction: vectorizes because fastmath allows reassociation
+        s += dz[j]
+    db[i, 0] = s * inv_m
+    for p in range(A_prev.shape[0]):
+        a = A_prev[p]
+        acc = zero
+        for j in range(m):
+            acc += dz[j] * a[j]
+        dW[i, p] = acc * inv_m
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _weight_gradients_block(dW, dZ, A_prev, p0, p1, inv_m):
+    """BLOCKED_DOT: columns p0:p1 of dW, 4 x 4 dot products at a time, the
+    examples JR_BYTES of a row at a time (so 4 rows of dZ stay in L1 while
+    the rows of A_prev pass by), then scaled by 1/m."""
+    n, m = dZ.shape
+    jr = JR_BYTES // dW.itemsize
+    for j0 in range(0, m, jr):
+        # dW[i, p] (+)= dZ[i, j0:j1] . A_prev[p, j0:j1]
+        dots_tile(dW, 0, p0, dZ, 0, n, j0, A_prev, p0, p1, j0, min(jr, m - j0), j0 > 0)
+    for i in range(dW.shape[0]):
+        row = dW[i, p0:p1]
+        for p in range(row.shape[0]):
+            row[p] *= inv_m
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _weight_gradients_packed_tile(dW, dZ, A_prev, p0, p1, inv_m):
+    """PACKED tile: dW[:, p0:p1] = (1/m) dZ A_prev[p0:p1]^T (A_prev's rows
+    p0:p1 are packed transposed)."""
+    packed_tile(dW, dZ, A_prev, True, p0, p1, True)
+    for i in range(dW.shape[0]):
+        row = dW[i, p0:p1]
+        for p in range(row.shape[0]):
+            row[p] *= inv_m
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _bias_gradient(db, dZ, inv_m):
+    """db = (1/m) sum_j dZ[:, j]."""
+    zero = db.dtype.type(0.0)
+    for i in range(dZ.shape[0]):
+        dz = dZ[i]
+        s = zero
+        for j in range(dz.shape[0]):  # reduction: vectorizes because fastmath allows reassociation
+            s += dz[j]
+        db[i, 0] = s * inv_m
+
+
+def weight_gradients(dW, db, dZ, A_prev):
+    """dW = (1/m) dZ A_prev^T and db = (1/m) sum_j dZ (plans.weight_gradients_plan).
+
+    SIMPLE is parallel over output units (iteration i owns row dW[i] and
+    db[i]); PACKED and BLOCKED_DOT over blocks of columns of dW (iteration t
+    owns dW[:, p0:p1]), then db over units.
+
+    dW (n, k) out; db (n, 1) out; dZ (n, m); A_prev (k, m).
+    """
+    n, m = dZ.shape
+    k = A_prev.shape[0]
+    inv_m = dW.dtype.type(1.0) / dW.dtype.type(m)
+    work = n * k * m
+    plan = weight_gradients_plan(n, k, m)
+    if plan == COURSE:
+        course.weight_gradients(dW, db, dZ, A_prev)
+        return
+    if plan == SIMPLE:
+        for i in range(n):
+            _weight_gradients_simple_row(dW, db, dZ, A_prev, i, inv_m)
+        return
+    if plan == PACKED:  # tiles of columns of dW
+        width = packed_width(k, MICRO_BYTES // dW.itemsize)
+        if work < PARALLEL_WORK:
+            for t in range((k + width - 1) // width):
+                _weight_gradients_packed_tile(dW, dZ, A_prev, t * width, min(t * width + width, k), inv_m)
+        else:
+            for t in prange((k + width - 1) // width):
+                _weight_gradients_packed_tile(dW, dZ, A_prev, t * width, min(t * width + width, k), inv_m)
+        _bias_gradient(db, dZ, inv_m)
+        return
+    # BLOCKED_DOT, column blocks: whole groups of 4 columns, at most 16 groups
+    # a block, the number of blocks a multiple of 8 (when k allows) and the
+    # groups spread evenly over them, so that 2, 4 or 8 threads get equal work
+    groups = (k + 3) // 4
+    nb = (groups + 15) // 16
+    nb = min((nb + 7) // 8 * 8, groups)
+    if work < PARALLEL_WORK:
+        for t in range(nb):
+            _weight_gradients_block(dW, dZ, A_prev, min(4 * (t * groups // nb), k),
+                                    min(4 * ((t + 1) * groups // nb), k), inv_m)
+    else:
+        for t in prange(nb):
+            _weight_gradients_block(dW, dZ, A_prev, min(4 * (t * groups // nb), k),
+                                    min(4 * ((t + 1) * groups // nb), k), inv_m)
+    _bias_gradient(db, dZ, inv_m)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _input_gradient_simple_tile(dA_prev, dZ, W, t):
+    """SIMPLE tile t: dA_prev[p, j0:j1] = sum_i W[i, p] dZ[i, j0:j1]."""
+    n, k = W.shape
+    m = dZ.shape[1]
+    jb = t // k
+    p = t - jb * k
+    j0 = jb * BLOCK
+    j1 = min(j0 + BLOCK, m)
+    zero = dA_prev.dtype.type(0.0)
+    da = dA_prev[p, j0:j1]
+    for j in range(da.shape[0]):
+        da[j] = zero
+    for i in range(n):
+        w = W[i, p]
+        dz = dZ[i, j0:j1]
+        for j in range(da.shape[0]):
+            da[j] += w * dz[j]
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows):
+    """BLOCKED_ROWS tile t: dA_prev[p0:p1, j0:j1] = W^T[p0:p1, :] dZ[:, j0:j1]."""
+    k, m = dA_prev.shape
+    jb = t // ngroups
+    g = t - jb * ngroups
+    p0 = g * rows
+    p1 = min(p0 + rows, k)
+    j0 = jb * JB
+    j1 = min(j0 + JB, m)
+    zero = dA_prev.dtype.type(0.0)
+    for p in range(p0, p1):
+        da = dA_prev[p, j0:j1]
+        for j in range(da.shape[0]):
+            da[j] = zero
+    product_tile(dA_prev, WT, dZ, p0, p1, j0, j1)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
+    """PACKED tile: dA_prev[:, j0:j1] = W^T dZ[:, j0:j1]."""
+    packed_tile(dA_prev, WT, dZ, False, j0, j1, True)
+
+
+def input_gradient(dA_prev, dZ, W):
+    """dA_prev = W^T dZ (plans.input_gradient_plan), tiled over (examples,
+    input units); every tile owns its cells of dA_prev. Serial below
+    PARALLEL_WORK multiply-adds.
+
+    dA_prev (k, m) out; dZ (n, m); W (n, k).
+    """
+    n, k = W.shape
+    m = dZ.shape[1]
+    work = n * k * m
+    plan = input_gradient_plan(n, k, m)
+    if plan == COURSE:
+        course.input_gradient(dA_prev, dZ, W)
+        return
+    if plan == SIMPLE:
+        nblocks = (m + BLOCK - 1) // BLOCK
+        for t in range(nblocks * k):
+            _input_gradient_simple_tile(dA_prev, dZ, W, t)
+        return
+    if plan == PACKED:  # tiles of examples
+        WT = np.ascontiguousarray(W.T)  # k x n: rows of the micro-kernels' A
+        width = packed_width(m, MICRO_BYTES // dA_prev.itemsize)
+        if work < PARALLEL_WORK:
+            for t in range((m + width - 1) // width):
+                _input_gradient_packed_tile(dA_prev, dZ, WT, t * width, min(t * width + width, m))
+        else:
+            for t in prange((m + width - 1) // width):
+                _input_gradient_packed_tile(dA_prev, dZ, WT, t * width, min(t * width + width, m))
+        return
+    WT = W.T
+    njb, ngroups, rows = product_tiles(k, m)
+    if work < PARALLEL_WORK:
+        for t in range(njb * ngroups):
+            _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows)
+        return
+    for t in prange(njb * ngroups):
+        _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows)
+
+
+def linear_backward(dA_prev, dW, db, dZ, A_prev, W):
+    """dW, db and dA_prev from dZ: two separate parallel loops, each race-free.
+
+    dA_prev (k, m), dW (n, k), db (n, 1) out; dZ (n, m); A_prev (k, m); W (n, k).
+    """
+    weight_gradients(dW, db, dZ, A_prev)
+    input_gradient(dA_prev, dZ, W)
+
+
+def linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act):
+    """dZ = dA * g'(Z), then linear_backward. dZ (n, m) is written too (it is
+    the layer's dZ, and the working memory the fused op needs).
+    """
+    activation_backward(dZ, dA, Z, act)
+    weight_gradients(dW, db, dZ, A_prev)
+    input_gradient(dA_prev, dZ, W)

@@ -1,0 +1,6 @@
+"""The engine behind the loop kernels: the BLAS way, still plain loops.
+
+    blocked.py  register-blocked products (plans BLOCKED_ROWS, BLOCKED_DOT)
+    packed.py   packed panels (plan PACKED)
+    micro.py    the micro-kernels PACKED runs, holding their block in vector registers
+"""

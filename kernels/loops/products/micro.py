@@ -1,0 +1,80 @@
+"""The packed products' micro-kernels: C[i0:i0+8, c0:c0+NR] (+)= A[i0:i0+8,
+q0:q0+kc] P[0:kc, 0:NR], with the 8 x NR block of C held in vector
+registers across the whole reduction (NR = MICRO_BYTES / itemsize: 16
+float64, 32 float32).
+
+The rows x cols cells of C are named scalars (c{r}_{c}): written out, not an
+array, so that LLVM keeps them in registers across the q loop, and in
+straight lines that its SLP vectorizer packs into vectors (the cols scalars
+of one row of C become cols / lanes vector registers, the loads of one panel
+row become vector loads, A's value a broadcast). 128 to 256 near-identical
+lines would say less than the short generator below, so the kernels are
+generated from it; ``MICRO_SOURCES[name]`` holds each one's text, and
+``micro_8x16`` / ``micro_8x32`` are ordinary module attributes.
+
+One kernel per dtype keeps Numba's compile time down (each takes seconds to
+compile); the last n mod 8 rows of C go through the same kernel from a
+zero-padded copy of their rows of A (see packed.panel_rows).
+"""
+
+from numba.extending import overload, register_jitable
+
+from ...options import HELPER_OPTIONS, MICRO_OPTIONS
+from ...wide import prefer_wide_vectors
+
+# (rows, columns) of the micro-kernels: 16 columns for float64, 32 for float32.
+MICRO_SHAPES = ((8, 16), (8, 32))
+
+
+def micro_kernel_source(rows, cols):
+    """Python source of micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate)."""
+    ind = "    "
+    out = [f"def micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate):",
+           ind + "prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)",
+           ind + "zero = C.dtype.type(0.0)"]
+    out += [ind + f"a{r} = A[i0 + {r}, q0:q0 + kc]" for r in range(rows)]
+    out += [ind + "; ".join(f"c{r}_{c} = zero" for c in range(cols)) for r in range(rows)]
+    out.append(ind + "for q in range(kc):  # range from 0: no wraparound checks")
+    out.append(2 * ind + "p = P[q]")
+    out.append(2 * ind + "; ".join(f"p{c} = p[{c}]" for c in range(cols)))
+    for r in range(rows):
+        out.append(2 * ind + f"u = a{r}[q]")
+        out.append(2 * ind + "; ".join(f"c{r}_{c} += u * p{c}" for c in range(cols)))
+    for op, flag in (("+=", "if accumulate:"), ("=", "else:")):
+        out.append(ind + flag)
+        for r in range(rows):
+            out.append(2 * ind + f"o = C[i0 + {r}, c0:c0 + {cols}]")
+            out.append(2 * ind + "; ".join(f"o[{c}] {op} c{r}_{c}" for c in range(cols)))
+    return "\n".join(out) + "\n"
+
+
+def _micro_kernel(rows, cols):
+    """The generated micro_{rows}x{cols}, compiled with MICRO_OPTIONS where compiled code calls it."""
+    name = f"micro_{rows}x{cols}"
+    namespace = {"prefer_wide_vectors": prefer_wide_vectors}
+    exec(compile(MICRO_SOURCES[name], f"<kernels.loops.products.micro {name}>", "exec"), namespace)
+    return register_jitable(**MICRO_OPTIONS)(namespace[name])
+
+
+MICRO_SOURCES = {f"micro_{r}x{c}": micro_kernel_source(r, c) for r, c in MICRO_SHAPES}
+micro_8x16 = _micro_kernel(8, 16)  # float64
+micro_8x32 = _micro_kernel(8, 32)  # float32
+
+
+def micro_block(C, i0, c0, A, q0, P, kc, accumulate):
+    """C[i0:i0+8, c0:c0+NR] (+)= A[i0:i0+8, q0:q0+kc] P[0:kc]: the dtype's
+    micro-kernel (NR = P.shape[1]: 16 float64, 32 float32). Compiled, the
+    choice is made at typing time, so only that kernel is compiled."""
+    if P.shape[1] == 16:
+        micro_8x16(C, i0, c0, A, q0, P, kc, accumulate)
+    else:
+        micro_8x32(C, i0, c0, A, q0, P, kc, accumulate)
+
+
+@overload(micro_block, jit_options=HELPER_OPTIONS)
+def _micro_block_compiled(C, i0, c0, A, q0, P, kc, accumulate):
+    kernel = micro_8x16 if C.dtype.bitwidth == 64 else micro_8x32
+
+    def impl(C, i0, c0, A, q0, P, kc, accumulate):
+        kernel(C, i0, c0, A, q0, P, kc, accumulate)
+    return impl

@@ -1,0 +1,129 @@
+"""Packed products (plan PACKED): the BLAS way, as explicit loops.
+
+C[i, j] += sum_q A[i, q] B[q, j] is cut into blocks of MICRO_KC along the
+reduction and panels of NR = MICRO_BYTES / itemsize columns (16 float64, 32
+float32: two 512-bit vectors). Each block of B is first copied ("packed")
+into contiguous panels P[panel, q, c], so the micro-kernel reads one panel
+row after another and the whole panel (MICRO_KC x 128 bytes = 32 KiB) stays
+in L1 while every 8 rows of A pass over it. The micro-kernel (micro.py)
+keeps its 8 x NR block of C in vector registers across the whole reduction:
+per q it loads one panel row, broadcasts 8 values of A and does 8 x NR
+multiply-adds as vector FMAs; C is loaded and stored once per block, not
+once per q as in rows_update.
+"""
+
+import numpy as np
+from numba.extending import register_jitable
+
+from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS
+from .micro import micro_block
+
+
+@register_jitable(**HELPER_OPTIONS)
+def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S):
+    """C[:, c0:c0+NR] (+)= A[:, q0:q0+kc] P[0:kc] for one packed panel P
+    (kc, NR), 8 rows of C at a time. The last n mod 8 rows: from R, their
+    rows of A already copied there (zero-padded to 8 rows), into the scratch
+    block S (8, NR), then into C."""
+    n = C.shape[0]
+    i = 0
+    while i + MICRO_ROWS <= n:
+        micro_block(C, i, c0, A, q0, P, kc, accumulate)
+        i += MICRO_ROWS
+    if i < n:
+        micro_block(S, 0, 0, R, 0, P, kc, False)
+        for r in range(n - i):
+            c = C[i + r, c0:c0 + S.shape[1]]
+            s = S[r]
+            if accumulate:
+                for j in range(s.shape[0]):
+                    c[j] += s[j]
+            else:
+                for j in range(s.shape[0]):
+                    c[j] = s[j]
+
+
+@register_jitable(**HELPER_OPTIONS)
+def pack_panels(P, B, q0, kc, j0, j1, transposed):
+    """P[jr, q, c] = op(B)[q0 + q, j0 + jr NR + c], zero past column j1, where
+    op(B) is B (its rows are read along c) or, transposed, B^T (its rows are
+    read along q). Both read B a contiguous row at a time."""
+    zero = P.dtype.type(0.0)
+    nr = P.shape[2]
+    if not transposed:
+        for q in range(kc):
+            row = B[q0 + q, j0:j1]
+            for jr in range((j1 - j0 + nr - 1) // nr):
+                dst = P[jr, q]
+                if (jr + 1) * nr <= row.shape[0]:
+                    src = row[jr * nr:(jr + 1) * nr]
+                    for c in range(nr):
+                        dst[c] = src[c]
+                else:  # the last, partial panel
+                    for c in range(nr):
+                        dst[c] = row[jr * nr + c] if jr * nr + c < row.shape[0] else zero
+    else:
+        for j in range(j1 - j0):
+            row = B[j0 + j, q0:q0 + kc]
+            jr = j // nr
+            c = j - jr * nr
+            dst = P[jr]
+            for q in range(kc):
+                dst[q, c] = row[q]
+        for j in range(j1 - j0, (j1 - j0 + nr - 1) // nr * nr):
+            jr = j // nr
+            c = j - jr * nr
+            dst = P[jr]
+            for q in range(kc):
+                dst[q, c] = zero
+
+
+@register_jitable(**HELPER_OPTIONS)
+def packed_tile(C, A, B, transposed, j0, j1, zero_first):
+    """C[:, j0:j1] += A op(B)[:, j0:j1] (C[:, j0:j1] zeroed first when
+    ``zero_first``): op(B) = B (k, m), or B^T for B (m, k) when
+    ``transposed``; A (n, k). C, A and B C-contiguous. The tile's packed
+    panels and scratch blocks are its own (no races under prange)."""
+    n, k = A.shape
+    if zero_first:
+        zero = C.dtype.type(0.0)
+        for i in range(n):
+            c = C[i, j0:j1]
+            for j in range(c.shape[0]):
+                c[j] = zero
+    nr = MICRO_BYTES // C.itemsize
+    npan = (j1 - j0 + nr - 1) // nr
+    kb = min(MICRO_KC, k)
+    P = np.empty((npan, kb, nr), dtype=C.dtype)
+    S = np.empty((n, nr), dtype=C.dtype)  # the last, partial panel's columns
+    R = np.zeros((MICRO_ROWS, kb), dtype=C.dtype)  # the last n mod 8 rows of A
+    S8 = np.empty((MICRO_ROWS, nr), dtype=C.dtype)
+    i_left = n - n % MICRO_ROWS
+    for q0 in range(0, k, MICRO_KC):
+        kc = min(MICRO_KC, k - q0)
+        pack_panels(P, B, q0, kc, j0, j1, transposed)
+        for r in range(n - i_left):
+            src = A[i_left + r, q0:q0 + kc]
+            dst = R[r]
+            for q in range(kc):
+                dst[q] = src[q]
+        for jr in range(npan):
+            c0 = j0 + jr * nr
+            if c0 + nr <= j1:
+                panel_rows(C, A, q0, P[jr], kc, c0, True, R, S8)
+            else:  # partial panel: into S, then its valid columns into C
+                panel_rows(S, A, q0, P[jr], kc, 0, False, R, S8)
+                for i in range(n):
+                    c = C[i, c0:j1]
+                    s = S[i]
+                    for j in range(c.shape[0]):
+                        c[j] += s[j]
+
+
+@register_jitable(**HELPER_OPTIONS)
+def packed_width(m, nr):
+    """Columns per tile of a packed product with m output columns: a multiple
+    of nr, at most 256 unless that leaves fewer than 8 tiles, so the
+    cores share the work."""
+    nt = max((m + 255) // 256, min(8, (m + nr - 1) // nr))
+    return ((m + nt - 1) // nt + nr - 1) // nr * nr

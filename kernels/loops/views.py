@@ -1,0 +1,44 @@
+"""``flat``: the 1-D view of a C-contiguous array that the elementwise loops walk."""
+
+from numba import types
+from numba.core.errors import TypingError
+from numba.core.imputils import impl_ret_borrowed
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array, populate_array
+
+from ..options import HELPER_OPTIONS
+
+
+def flat(x):
+    """``x`` (C-contiguous, any shape) as a 1-D view of its ``x.size`` cells,
+    for the elementwise loops. Interpreted: ``x.reshape(x.size)``."""
+    return x.reshape(x.size)
+
+
+@intrinsic
+def _flat_view(typingctx, x):
+    """The 1-D view of a C-contiguous array, built directly: same data,
+    meminfo and parent, shape (size,), stride itemsize. Numba's own reshape
+    calls a C helper to work out strides for any layout, a cost the small
+    networks' elementwise loops would pay many times an iteration."""
+    if not (isinstance(x, types.Array) and x.layout == "C"):
+        return None
+    retty = x.copy(ndim=1, layout="C")
+
+    def codegen(context, builder, signature, args):
+        ary = make_array(signature.args[0])(context, builder, args[0])
+        out = make_array(retty)(context, builder)
+        populate_array(out, data=ary.data, shape=[ary.nitems], strides=[ary.itemsize],
+                       itemsize=ary.itemsize, meminfo=ary.meminfo, parent=ary.parent)
+        return impl_ret_borrowed(context, builder, retty, out._getvalue())
+
+    return retty(x), codegen
+
+
+@overload(flat, jit_options=HELPER_OPTIONS)
+def _flat_compiled(x):
+    if isinstance(x, types.Array) and x.layout == "C":
+        return lambda x: _flat_view(x)
+    raise TypingError(f"flat() takes a C-contiguous array, got {x}: pass the kernels "
+                      f"np.ascontiguousarray(...) (kernels.backend's ops do)")
+

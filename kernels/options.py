@@ -1,0 +1,91 @@
+"""One home for the settings every compiled loop shares: compile flags,
+activation codes, and the engine's thresholds and block sizes.
+
+Measured figures behind the thresholds are in the README's results; the
+comments here say what each one trades.
+"""
+
+from .wide import SLPCompiler
+
+# ---------------------------------------------------------------- compile flags
+# 'reassoc' lets LLVM reorder the sums of the reductions (dW, db, dot, cost)
+# into SIMD lanes, and 'contract' lets it fuse a*b+c into one FMA. Both change
+# results only by rounding. No 'nnan'/'ninf': NaN must survive so that
+# training can detect divergence.
+FASTMATH = {"reassoc", "contract"}
+# numpy's error model: a division carries no zero check (which would block SIMD).
+ERROR_MODEL = "numpy"
+
+# The public kernels, compiled by kernels.cpu (nogil: threads run them at once).
+SERIAL_OPTIONS = dict(cache=True, nogil=True, error_model=ERROR_MODEL, fastmath=FASTMATH)
+PARALLEL_OPTIONS = dict(SERIAL_OPTIONS, parallel=True)
+# The helpers the kernels call (register_jitable: compiled on their own, not
+# with the caller's flags). Interpreted, they are plain Python functions.
+HELPER_OPTIONS = dict(error_model=ERROR_MODEL, fastmath=FASTMATH)
+# kernels.approx: 'contract' only. 'reassoc' would let LLVM fold the
+# Cody-Waite range reduction x - n*ln2_hi - n*ln2_lo into x - n*ln2 and lose
+# the accuracy; flags are per instruction, so inlining keeps them.
+APPROX_OPTIONS = dict(error_model=ERROR_MODEL, fastmath={"contract"})
+# The packed products' micro-kernels: sums in order along the reduction (no
+# reassoc: nothing for the loop vectorizer to take over), a*b+c fused, and
+# LLVM's SLP vectorizer on for them alone (kernels.wide.SLPCompiler).
+MICRO_OPTIONS = dict(pipeline_class=SLPCompiler, error_model=ERROR_MODEL, fastmath={"contract"})
+
+# ----------------------------------------------------------- activation codes
+# Compiled loops branch on a small int, not on a string.
+SIGMOID = 0
+TANH = 1
+RELU = 2
+LEAKY_RELU = 3
+LINEAR = 4
+ACTIVATION_CODES = {
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "linear": LINEAR,
+}
+LEAKY_SLOPE = 0.01
+# Added to a code (``TANH | EXACT``): tanh, sigmoid and the cost's log call the
+# C math library instead of the vectorizable approximations of kernels.approx
+# (within 2.5 ulp; many times faster once LLVM vectorizes them). The scalar
+# helpers (activation_scalar, ...) and course.py always use the C library.
+EXACT = 8
+
+# ------------------------------------------------------------------ thresholds
+# Elementwise kernels, the cost and dot: blocks of BLOCK cells under prange,
+# and one serial pass below PARALLEL_ELEMENTS cells (starting threads would
+# cost more than the loop).
+BLOCK = 256
+PARALLEL_ELEMENTS = 16384
+# The products (see kernels/loops/plans.py for the plans these choose between):
+# the course's loops up to COURSE_WORK multiply-adds, the SIMPLE plan up to
+# BLOCKED_WORK, a serial loop over tiles below PARALLEL_WORK (thread start-up
+# costs more than it saves there), a parallel one above.
+COURSE_WORK = 256
+BLOCKED_WORK = 2048
+PARALLEL_WORK = 65536
+# BLOCKED_ROWS: tiles of JB examples by all rows, the reduction QB at a time,
+# so the QB x JB panel of the right-hand factor stays in L2 while every 4-row
+# block of the output walks over it.
+JB = 256
+QB = 128
+# weight_gradients (BLOCKED_DOT): JR_BYTES of each row at a time, so the 4
+# rows of dZ a dot4x4 holds and the 4 rows of A_prev passing by share L1.
+JR_BYTES = 4096
+# linear_forward takes BLOCKED_DOT when the reduction is at least DOT_FORM_K
+# long: each 4 x 4 block of Z ends in 16 horizontal sums of vector registers,
+# which only a long reduction amortizes. It takes KC of the reduction at a
+# time (one pass for an MNIST-sized first layer, k = 784).
+DOT_FORM_K = 256
+KC = 1024
+# PACKED: micro-kernels of MICRO_ROWS rows by MICRO_BYTES of columns (16
+# float64, 32 float32), the reduction MICRO_KC at a time (a 32 KiB panel in
+# L1); used when the output has at least MICRO_MIN_ROWS rows (packing costs
+# about as much as 2-3 row blocks' work, so fewer rows do not repay it) and
+# the reduction is at least MICRO_MIN_K long.
+MICRO_ROWS = 8
+MICRO_BYTES = 128
+MICRO_KC = 256
+MICRO_MIN_ROWS = 32
+MICRO_MIN_K = 16

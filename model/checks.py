@@ -1,0 +1,181 @@
+"""The model's input checks: done once, at the public boundary, each error
+saying what was expected, what arrived and how to fix it.
+
+Shapes (the course's): X (n_x, m), examples as columns; Y (1, m) of 0/1;
+W[l] (n[l], n[l-1]), b[l] (n[l], 1).
+"""
+
+import numbers
+
+import numpy as np
+
+from kernels import checks as kernel_checks
+from kernels.loops import ACTIVATION_CODES
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return dt
+
+
+def check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_learning_rate(value):
+    """A finite learning rate > 0 (the kernels' check, which the op
+    gradient_step uses without the sign requirement)."""
+    return kernel_checks.learning_rate(value, positive=True)
+
+
+def _numeric(x, name, shape_text):
+    """``x`` as a NumPy array of a bool/int/float dtype, or a TypeError."""
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be an array of shape {shape_text}, got {type(x).__name__}: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers (float, int or bool), got dtype {arr.dtype}; "
+            f"{name} must be an array of shape {shape_text}")
+    return arr
+
+
+def check_X(X, n_x, dtype):
+    """X as a C-contiguous (n_x, m) array of ``dtype``, or an error that says how to fix it."""
+    X = _numeric(X, "X", "(n_x, m)")
+    if X.ndim != 2:
+        hint = (f"; one example is a column: X.reshape({n_x}, 1), m examples of one feature: X.reshape(1, -1)"
+                if X.ndim == 1 else "")
+        raise ValueError(f"X must be a 2-D array of shape (n_x, m) = ({n_x}, m), got a {X.ndim}-D array "
+                         f"of shape {X.shape}{hint}")
+    if X.shape[0] != n_x:
+        if X.shape[1] == n_x:
+            raise ValueError(
+                f"X has shape {X.shape} but the network expects n_x = {n_x} rows; "
+                f"examples are columns, did you mean X.T?")
+        raise ValueError(f"X has shape {X.shape} but the network expects n_x = {n_x} rows "
+                         f"(X must be (n_x, m), one example per column)")
+    if X.shape[1] < 1:
+        raise ValueError("X has no examples (shape (n_x, 0)); it needs at least one column")
+    if X.dtype.kind == "f" and not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinity; remove or impute those values first")
+    with np.errstate(over="ignore"):
+        X = np.ascontiguousarray(X, dtype=dtype)
+    if not np.isfinite(X).all():  # finite in float64 but out of float32's range
+        raise ValueError(f"X has values too large for {dtype} (they become infinity); scale X first")
+    return _writable(X)
+
+
+def _writable(x):
+    """``x``, or a copy where it is read-only (np.load(..., mmap_mode="r"),
+    np.broadcast_to, a frozen array). The compiled programs are typed for
+    writable arrays: X sits in one typed list with the layers' outputs, so a
+    read-only X could not be typed there, and a read-only Y would cost a second
+    compilation of the whole training loop. A copy is cheap beside a fit."""
+    return x if x.flags.writeable else x.copy()
+
+
+def check_Y(Y, m, dtype):
+    """Y as a C-contiguous (1, m) array of 0/1 in ``dtype``, or an error."""
+    Y = _numeric(Y, "Y", "(1, m)")
+    if Y.ndim == 1:
+        raise ValueError(f"Y must be a 2-D array of shape (1, m), got a 1-D array of shape {Y.shape}; "
+                         f"reshape it: Y.reshape(1, -1)")
+    if Y.ndim != 2:
+        raise ValueError(f"Y must be a 2-D array of shape (1, m), got a {Y.ndim}-D array of shape {Y.shape}")
+    if Y.shape[0] != 1:
+        hint = "; labels are one row, did you mean Y.T?" if Y.shape[1] == 1 else ""
+        raise ValueError(f"Y has shape {Y.shape} but must be (1, m): one row of 0/1 labels{hint}")
+    if Y.shape[1] != m:
+        raise ValueError(f"X has m = {m} examples (columns) but Y has {Y.shape[1]}; "
+                         f"X (n_x, m) and Y (1, m) need the same m")
+    bad = ~((Y == 0) | (Y == 1))
+    if bad.any():
+        raise ValueError(f"Y must hold labels 0 and 1 only (bool and int accepted), got e.g. "
+                         f"{Y[bad].ravel()[0]!r} at column {int(np.flatnonzero(bad.ravel())[0])}; "
+                         f"for other labels map them first, e.g. Y = (labels == positive_class)")
+    return _writable(np.ascontiguousarray(Y, dtype=dtype))
+
+
+def check_layer_dims(layer_dims):
+    """layer_dims as a tuple of positive ints [n_x, ..., 1]."""
+    try:
+        dims = list(layer_dims)
+    except TypeError:
+        raise TypeError(f"layer_dims must be a sequence of ints [n_x, n[1], ..., 1], got {layer_dims!r}") from None
+    if len(dims) < 2 or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in dims):
+        raise ValueError(f"layer_dims must be at least two positive ints [n_x, ..., 1], got {layer_dims!r}")
+    if dims[-1] != 1:
+        raise ValueError(f"the output layer has one sigmoid unit (binary classification), so layer_dims "
+                         f"must end in 1, got {layer_dims!r}")
+    return tuple(int(n) for n in dims)
+
+
+def check_activations(activations, L):
+    """One hidden activation name per hidden layer, plus "sigmoid" for the output."""
+    valid = ", ".join(ACTIVATION_CODES)
+    if isinstance(activations, str):
+        names = [activations] * (L - 1)
+    else:
+        try:
+            names = list(activations)
+        except TypeError:
+            raise TypeError(f"activations must be a name or a sequence of names ({valid}), "
+                            f"got {activations!r}") from None
+        if len(names) == L and L > 0 and names[-1] == "sigmoid":
+            names = names[:-1]
+        if len(names) != L - 1:
+            raise ValueError(f"activations has {len(names)} names but the network has {L - 1} hidden "
+                             f"layers; give one name, one per hidden layer ({L - 1}), or one per layer "
+                             f"({L}, the last 'sigmoid')")
+    for name in names:
+        if name not in ACTIVATION_CODES:
+            raise ValueError(f"unknown activation {name!r}; valid names: {valid}")
+    return tuple(names) + ("sigmoid",)
+
+
+def check_parameters(parameters, shapes, dtype):
+    """A dict with exactly the keys of ``shapes``, each an array of that
+    shape and of ``dtype``, all finite; returns C-contiguous copies."""
+    if not hasattr(parameters, "keys"):
+        raise TypeError(f"parameters must be a dict with keys {', '.join(shapes)}, got {type(parameters).__name__}")
+    missing = [k for k in shapes if k not in parameters]
+    extra = [k for k in parameters if k not in shapes]
+    if missing or extra:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(map(str, missing))}")
+        if extra:
+            parts.append(f"unexpected {', '.join(map(repr, extra))}")
+        raise ValueError(f"parameters must have exactly the keys {', '.join(shapes)}: {'; '.join(parts)}")
+    checked = {}
+    for key, shape in shapes.items():
+        value = parameters[key]
+        arr = np.asarray(value) if not isinstance(value, np.ndarray) else value
+        if arr.dtype != dtype:
+            raise TypeError(f"parameter {key} has dtype {arr.dtype} but the network is {dtype.name}; "
+                            f"convert it, e.g. parameters[{key!r}].astype(np.{dtype.name})")
+        if arr.shape != shape:
+            raise ValueError(f"parameter {key} has shape {arr.shape} but the network needs {shape}")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"parameter {key} contains NaN or infinity")
+        checked[key] = np.array(arr, dtype=dtype, order="C", copy=True)
+    return checked
+
+
+def default_init(layer_dims, activations):
+    """The default initialization (see NeuralNetwork)."""
+    hidden = activations[:-1]
+    if len(hidden) <= 1:
+        return "random"
+    if all(a in ("relu", "leaky_relu") for a in hidden):
+        return "he"
+    return "xavier"

@@ -1,0 +1,187 @@
+"""The fit driver: how ``NeuralNetwork.fit`` runs the training loop.
+
+fit (network.py) checks its arguments and calls ``_drive``, which runs
+``chunk(start, count)`` until every iteration is done, in chunks of about
+CHUNK_SECONDS: between two chunks the progress bar moves and a Ctrl-C
+lands. ``_chunk_runner`` allocates the fit's buffers once (or takes those the
+last fit kept) and returns ``chunk``, which calls the program's ``fit_chunk``
+(model/training.py): forward, cost, backward and update for ``count``
+iterations, compiled in one call on "numba" and "parallel".
+
+``FitLoop`` is a mixin of NeuralNetwork: it reads the network's parameters
+(``_W``, ``_b``), its backend (``_ops``, ``program``) and its kept buffers.
+"""
+
+import contextlib
+import signal
+import threading
+import time
+
+import numpy as np
+
+from ._progress import Progress
+from .training import DIVERGED
+
+# Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
+# lands (see _deferred_interrupt) between chunks.
+CHUNK_SECONDS = 0.1
+# A fit keeps its buffers (and their typed lists) for the next fit with as
+# many examples when they take at most this many bytes: for a small network,
+# allocating them and building Numba's typed lists costs more than several
+# iterations. Larger buffers are freed when fit returns.
+KEEP_FIT_BUFFERS_BYTES = 4 << 20
+
+
+@contextlib.contextmanager
+def _deferred_interrupt():
+    """While fit runs, a Ctrl-C (SIGINT) is only noted; fit raises
+    KeyboardInterrupt itself between two chunks, when the parameters are those
+    of a completed iteration. (Compiled code cannot be interrupted anyway; this
+    makes the interpreted backends just as consistent.) Outside the main thread
+    signals cannot be caught and nothing changes."""
+    received = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    except ValueError:  # e.g. an embedded interpreter
+        yield received
+        return
+    try:
+        yield received
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+_threadpools = None
+
+
+@contextlib.contextmanager
+def _blas_limited(ops):
+    """On the parallel backend, keep NumPy's BLAS to one thread during fit so
+    its threads do not compete with Numba's for the cores."""
+    global _threadpools
+    if not ops.parallel:
+        yield
+        return
+    if _threadpools is None:  # scanning the loaded libraries is slow: once; limiting then is cheap
+        from threadpoolctl import ThreadpoolController
+        _threadpools = ThreadpoolController()
+    with _threadpools.limit(limits=1, user_api="blas"):
+        yield
+
+
+class FitLoop:
+    """fit's machinery, mixed into NeuralNetwork (see the module docstring)."""
+
+    def _drive(self, chunk, iterations, costs, cost_every, progress, m):
+        """Run ``chunk(start, count) -> (done, status)`` until ``iterations`` are
+        done, in chunks of about CHUNK_SECONDS. Returns (done, status), status
+        DIVERGED, 0, or a KeyboardInterrupt to raise once the history is saved."""
+        bar = Progress(iterations, desc=f"fit [{self.backend}]", enabled=progress)
+        # The first chunk is one iteration (and any compilation), unless the
+        # last fit, with as many examples, measured the chunk size.
+        key = (self.backend, m)
+        count = self._chunk_hint[1] if self._chunk_hint is not None and self._chunk_hint[0] == key else 1
+        start, status = 0, 0
+        try:
+            # NumPy's overflow warnings are moot here: divergence is detected and raised
+            with _deferred_interrupt() as interrupted, _blas_limited(self._ops), \
+                    np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                while start < iterations:
+                    count = min(count, iterations - start)
+                    t0 = time.perf_counter()
+                    done, status = chunk(start, count)
+                    self._ops.synchronize()
+                    elapsed = time.perf_counter() - t0
+                    start += done
+                    last = (start - 1) // cost_every
+                    bar.update(done, costs[last] if start > 0 else None)
+                    if status == DIVERGED:
+                        break
+                    if interrupted:
+                        status = KeyboardInterrupt()
+                        break
+                    per_iteration = elapsed / max(done, 1)
+                    count = max(1, min(int(CHUNK_SECONDS / per_iteration) if per_iteration > 0 else 10**6, 10**6))
+                    self._chunk_hint = (key, count)
+        finally:
+            bar.close()
+        return start, status
+
+    def _chunk_runner(self, X, Y, costs, cost_every, learning_rate):
+        """Allocate every buffer of the fit once (or take those the last fit
+        kept); return chunk(start, count)."""
+        p, dt = self.program, self.dtype
+        W, b = p.list(self._W), p.list(self._b)
+        buf, W_next, b_next, zeros, codes = self._fit_scratch(X)
+        eps = self._eps()
+        ops = self._ops
+        optimistic = ops.syncs_are_costly
+        if optimistic:  # the parameters at the start of the chunk, to go back to
+            W_start = [ops.empty(w.shape, dt) for w in self._W]
+            b_start = [ops.empty(v.shape, dt) for v in self._b]
+
+        def run(fit_chunk, start, count):
+            return fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
+                             buf["dW"], buf["db"], zeros, Y, codes, start, count, cost_every,
+                             learning_rate, eps, ops.exact_math)
+
+        def restore():
+            for l in range(len(W)):
+                ops.copy(W[l], W_start[l])
+                ops.copy(b[l], b_start[l])
+
+        def chunk(start, count):
+            try:
+                if not optimistic:
+                    return run(p.fit_chunk, start, count)
+                # A device backend: run the chunk without the per-iteration test
+                # (each test is a host sync), test the parameters once at its end,
+                # and only if that fails (or a recorded cost is NaN/inf) run it
+                # again, guarded, from its starting parameters: that run stops at
+                # the exact iteration and keeps the last finite parameters.
+                for l in range(len(W)):
+                    ops.copy(W_start[l], W[l])
+                    ops.copy(b_start[l], b[l])
+                try:
+                    done, status = run(p.fit_chunk_unguarded, start, count)
+                    if status != DIVERGED and p.parameters_finite(W, b, zeros):
+                        return done, status
+                except BaseException:  # leave the parameters of a finite iteration
+                    with contextlib.suppress(Exception):
+                        restore()
+                    raise
+                restore()
+                return run(p.fit_chunk, start, count)
+            finally:  # the lists may have traded arrays: W, b hold the current parameters
+                self._W, self._b = p.unlist(W), p.unlist(b)
+
+        return chunk
+
+    def _fit_scratch(self, X):
+        """fit's buffers for X (n_x, m) as program lists: (buf, W_next, b_next,
+        zeros, codes); buf as _buffers(X, backward=True), with A[0] = X.
+        Kept for the next fit with as many examples when they are small."""
+        p, dt = self.program, self.dtype
+        key = (self.backend, X.shape[1])
+        if self._fit_buffers is not None and self._fit_buffers[0] == key:
+            A, (buf, *rest) = self._fit_buffers[1:]
+        else:
+            self._fit_buffers = None
+            raw = self._buffers(X, backward=True)
+            A = raw.pop("A")[1:]
+            spare_W = [self._ops.empty(w.shape, dt) for w in self._W]
+            spare_b = [self._ops.empty(v.shape, dt) for v in self._b]
+            biggest = max(w.size for w in list(self._W) + list(self._b))
+            zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
+            buf = {k: p.list(v) for k, v in raw.items()}
+            rest = [p.list(spare_W), p.list(spare_b), zeros, p.codes(self._codes())]
+            kept = [A, spare_W, spare_b, [zeros]] + list(raw.values())  # X is not kept
+            if sum(a.nbytes for arrays in kept for a in arrays) <= KEEP_FIT_BUFFERS_BYTES:
+                self._fit_buffers = (key, A, (buf, *rest))
+        # A new list each fit, not A[0] = X: a typed list's setitem called
+        # from Python is compiled on its first use in every process (~0.1 s)
+        return (dict(buf, A=p.list([X] + A)), *rest)
+
