@@ -30,10 +30,20 @@ def add_arguments(parser):
     parser.add_argument("--init", choices=INITIALIZATIONS, default=None, help="default: chosen per activation")
     parser.add_argument("--backend", choices=kernels.BACKENDS, default="numba")
     parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    parser.add_argument("--iterations", type=int, default=10_000)
+    parser.add_argument("--iterations", "--epochs", dest="iterations", type=int, default=10_000,
+                        help="epochs (iterations of full-batch gradient descent; default 10000)")
     parser.add_argument("--learning-rate", type=float, default=1.2)
-    parser.add_argument("--cost-every", type=int, default=1000, help="print the cost every N iterations")
-    parser.add_argument("--seed", type=int, default=2)
+    parser.add_argument("--cost-every", type=int, default=1000, help="print the cost every N epochs")
+    parser.add_argument("--seed", type=int, default=2, help="seed of the initialization and the shuffling")
+    parser.add_argument("--init-scale", type=float, default=None,
+                        help="'random' init's standard deviation (default 0.01; the course's large random: 10)")
+    parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: all m)")
+    parser.add_argument("--no-shuffle", action="store_true", help="mini-batches in the data's order")
+    parser.add_argument("--optimizer", choices=("gd", "momentum", "rmsprop", "adam"), default="gd")
+    parser.add_argument("--decay-rate", type=float, default=0.0,
+                        help="learning_rate / (1 + decay_rate * floor(epoch / decay_every))")
+    parser.add_argument("--decay-every", type=int, default=1)
+    parser.add_argument("--l2", type=float, default=0.0, help="L2 regularization (the course's lambda)")
     parser.add_argument("--save", metavar="PATH", help="save the trained network to this .npz file")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -43,7 +53,7 @@ def run(args):
         hidden = _hidden(args.hidden)
         X, Y = DATASETS[args.dataset](m=args.m)
         net = NeuralNetwork([X.shape[0], *hidden, 1], activations=args.activation, backend=args.backend,
-                            init=args.init, seed=args.seed, dtype=args.dtype)
+                            init=args.init, seed=args.seed, dtype=args.dtype, init_scale=args.init_scale)
     except (ValueError, TypeError, kernels.BackendUnavailableError) as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
@@ -51,20 +61,23 @@ def run(args):
     t0 = time.perf_counter()
     try:
         net.fit(X, Y, args.iterations, args.learning_rate, cost_every=args.cost_every,
-                progress=not args.no_progress)
+                progress=not args.no_progress, batch_size=args.batch_size, shuffle=not args.no_shuffle,
+                seed=max(args.seed, 0), optimizer=args.optimizer, decay_rate=args.decay_rate,
+                decay_every=args.decay_every, l2=args.l2)
         status = 0
     except DivergenceError as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         status = 1
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - t0
     for i, c in zip(net.cost_iterations_, net.costs_):
-        print(f"cost after iteration {i}: {c:.6f}")
+        print(f"cost after {'iteration' if args.batch_size is None else 'epoch'} {i}: {c:.6f}")
     with np.errstate(over="ignore", invalid="ignore"):  # a diverged network's huge weights overflow
         cost, accuracy = net.cost(X, Y), net.accuracy(X, Y)
-    print(f"{net.n_iter_} iterations in {seconds:.2f} s (compilation included); "
+    print(f"{net.n_iter_} {'iterations' if args.batch_size is None else 'epochs'} in {seconds:.2f} s "
+          f"(compilation included); "
           f"final cost {cost:.6f}, training accuracy {100 * accuracy:.2f}%")
     if args.save:
         net.save(args.save)

@@ -46,9 +46,9 @@ PARALLEL_OPTIONS = options.PARALLEL_OPTIONS
 
 # Kernels compiled without parallel=True in both variants, having no loop of
 # their own to run in parallel: the composites only call other kernels (each
-# callee runs its own parallel loops), and all_finite stops at the first
-# non-finite value.
-SERIAL_KERNELS = frozenset({"linear_backward", "linear_activation_backward", "all_finite"})
+# callee runs its own parallel loops), all_finite stops at the first
+# non-finite value, and permutation is a sort.
+SERIAL_KERNELS = frozenset({"linear_backward", "linear_activation_backward", "all_finite", "permutation"})
 
 # Compiled in this order: a kernel's callees come before it.
 KERNEL_NAMES = loops.KERNEL_NAMES

@@ -89,3 +89,10 @@ MICRO_BYTES = 128
 MICRO_KC = 256
 MICRO_MIN_ROWS = 32
 MICRO_MIN_K = 16
+
+# ------------------------------------------------------------------ optimizers
+# Codes of kernels.loops.update.optimizer_step (model.optimizers names them).
+GD = 0
+MOMENTUM = 1
+RMSPROP = 2
+ADAM = 3

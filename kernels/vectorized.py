@@ -10,7 +10,8 @@ formulation costs. Shapes as in ``kernels.loops``.
 
 import numpy as np
 
-from .loops import LEAKY_RELU, LEAKY_SLOPE, LINEAR, RELU, SIGMOID, TANH
+from .loops import LEAKY_RELU, LEAKY_SLOPE, LINEAR, RELU, SIGMOID, TANH, hash3
+from .options import ADAM, MOMENTUM, RMSPROP
 
 
 def _sigmoid(Z, out):
@@ -132,3 +133,38 @@ def activation_backward_from_output(dZ, dA, Z, A, act):
 def all_finite(x, zeros):
     """True if no element of x is NaN or +-inf (``zeros`` unused here)."""
     return bool(np.isfinite(x).all())
+
+
+def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, epsilon, t):
+    """The course's update rules (kernels.loops.update.optimizer_step), vectorized."""
+    dt = param.dtype.type
+    lr, b1, b2, eps = dt(learning_rate), dt(beta1), dt(beta2), dt(epsilon)
+    one = dt(1.0)
+    if kind == MOMENTUM:
+        np.multiply(v, b1, out=v)
+        v += (one - b1) * grad
+        np.subtract(param, lr * v, out=out)
+    elif kind == RMSPROP:
+        np.multiply(s, b2, out=s)
+        s += (one - b2) * grad * grad
+        np.subtract(param, lr * grad / (np.sqrt(s) + eps), out=out)
+    elif kind == ADAM:
+        np.multiply(v, b1, out=v)
+        v += (one - b1) * grad
+        np.multiply(s, b2, out=s)
+        s += (one - b2) * grad * grad
+        c1, c2 = dt(1.0 - beta1 ** t), dt(1.0 - beta2 ** t)
+        np.subtract(param, lr * (v / c1) / (np.sqrt(s / c2) + eps), out=out)
+    else:
+        np.subtract(param, lr * grad, out=out)
+
+
+def gather_columns(out, X, index):
+    """out[:, c] = X[:, index[c]]."""
+    np.take(X, index, axis=1, out=out)
+
+
+def permutation(out, seed, epoch):
+    """The permutation of kernels.loops.draws.permutation (the same hashes)."""
+    i = np.arange(out.shape[0], dtype=np.int64)
+    out[:] = np.argsort(((hash3(seed, epoch, i) >> 1) << 32) | i, kind="stable")

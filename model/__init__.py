@@ -12,10 +12,10 @@ program.py (that loop bound to a backend), logistic.py, gradcheck.py,
 datasets.py.
 """
 
-from . import datasets
+from . import datasets, optimizers
 from .gradcheck import gradient_check
 from .logistic import LogisticRegression
 from .network import INITIALIZATIONS, DivergenceError, NeuralNetwork
 
-__all__ = ["NeuralNetwork", "LogisticRegression", "DivergenceError", "gradient_check", "datasets",
+__all__ = ["NeuralNetwork", "LogisticRegression", "DivergenceError", "gradient_check", "datasets", "optimizers",
            "INITIALIZATIONS"]

@@ -5,7 +5,9 @@ Shapes (the course's): X (n_x, m), examples as columns; Y (1, m) of 0/1;
 W[l] (n[l], n[l-1]), b[l] (n[l], 1).
 """
 
+import math
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -179,3 +181,57 @@ def default_init(layer_dims, activations):
     if all(a in ("relu", "leaky_relu") for a in hidden):
         return "he"
     return "xavier"
+
+
+@dataclass(frozen=True)
+class TrainingOptions:
+    """fit's second-course options, checked (see NeuralNetwork.fit)."""
+
+    batch_size: object
+    shuffle: bool
+    seed: int
+    optimizer: object
+    decay_rate: float
+    decay_every: int
+    l2: float
+
+    @property
+    def plain(self):
+        """True for the first course's batch gradient descent (none of the options)."""
+        from kernels.options import GD
+        return (self.batch_size is None and self.optimizer.code == GD and self.l2 == 0.0
+                and self.decay_rate == 0.0)
+
+    def needs_kernels(self, ops):
+        """"" if ``ops`` has the kernels these options need, else the options it lacks, as text."""
+        if all(hasattr(ops.kernels, k) for k in ("optimizer_step", "gather_columns", "permutation")):
+            return ""
+        asked = [f"batch_size={self.batch_size}" if self.batch_size is not None else "",
+                 f"optimizer={self.optimizer!r}" if self.optimizer.code else "",
+                 f"l2={self.l2}" if self.l2 else "", f"decay_rate={self.decay_rate}" if self.decay_rate else ""]
+        return ", ".join(a for a in asked if a)
+
+
+def check_positive(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2):
+    """The second course's fit options as TrainingOptions, or an error that says how to fix it."""
+    from . import optimizers
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", 1)
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
+    seed = check_int(seed, "seed", 0)
+    return TrainingOptions(batch_size, bool(shuffle), seed, optimizers.get(optimizer),
+                           check_nonnegative(decay_rate, "decay_rate"), check_int(decay_every, "decay_every", 1),
+                           check_nonnegative(l2, "l2"))

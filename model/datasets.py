@@ -2,8 +2,22 @@
 
 Every function returns ``X`` of shape (n_x, m) (examples are columns, the
 course's convention) as float64 and ``Y`` of shape (1, m) of 0/1 labels as
-int64, and takes a ``seed`` so that the same call gives the same data.
+int64, and takes a ``seed`` so that the same call gives the same data
+(``seed=None``: fresh data from the operating system's entropy). Each draws
+from its own ``np.random.RandomState(seed)``; NumPy's global random state is
+never read or changed.
+
+``moons`` and ``circles`` are, bit for bit, what the course's notebooks got
+from scikit-learn's ``make_moons`` / ``make_circles`` after
+``np.random.seed(seed)`` (scikit-learn is not needed here):
+
+    X, Y = datasets.moons()                    # optimization notebook: seed 3, m = 300, noise 0.2
+    X, Y = datasets.circles()                  # initialization notebook, training set: seed 1
+    X, Y = datasets.circles(m=100, seed=2)     # ... and its test set
 """
+
+import math
+import numbers
 
 import numpy as np
 
@@ -11,9 +25,36 @@ __all__ = ["planar", "circles", "moons"]
 
 
 def _check_m(m, minimum=2):
-    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < minimum:
-        raise ValueError(f"m (the number of examples) must be an int >= {minimum}, got {m!r}")
+    if isinstance(m, bool) or not isinstance(m, numbers.Integral) or m < minimum:
+        raise ValueError(f"m (the number of examples) must be an int >= {minimum}, got {m!r}; "
+                         f"pass a whole number such as m=300")
     return int(m)
+
+
+def _check_seed(seed):
+    """``seed`` for ``np.random.RandomState``: None or an int in [0, 2**32 - 1]."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}; "
+                        f"pass e.g. seed=0 (None draws fresh data every call)")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32 - 1] (NumPy's RandomState seeds), got {seed!r}")
+    return int(seed)
+
+
+def _check_real(value, name, fix):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}; {fix}")
+    return float(value)
+
+
+def _check_noise(noise):
+    noise = _check_real(noise, "noise", "pass e.g. noise=0.2 (0 for no noise)")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise (the Gaussian noise's standard deviation) must be a finite number >= 0, "
+                         f"got {noise!r}; pass e.g. noise=0.2 (0 for no noise)")
+    return noise
 
 
 def planar(m=400, seed=1):
@@ -26,7 +67,7 @@ def planar(m=400, seed=1):
     examples are class 0, the second half class 1 (m odd: class 1 gets one fewer).
     """
     m = _check_m(m)
-    rng = np.random.RandomState(seed)
+    rng = np.random.RandomState(_check_seed(seed))
     half = m // 2
     X = np.zeros((m, 2))
     Y = np.zeros((m, 1), dtype=np.int64)
@@ -41,36 +82,91 @@ def planar(m=400, seed=1):
     return X.T.copy(), Y.T.copy()
 
 
-def circles(m=400, noise=0.1, factor=0.5, seed=0):
+def _shuffled_with_noise(x0, x1, n_out, rng, noise):
+    """scikit-learn's ending of make_moons / make_circles, in the course's layout.
+
+    x0, x1 (m,): the two coordinates, the n_out class-0 points first, then the
+    class-1 points. Shuffles the examples (``sklearn.utils.shuffle``, i.e.
+    ``resample(replace=False)``: a shuffled ``arange``), then adds
+    ``rng.normal(scale=noise, size=(m, 2))``, all in scikit-learn's (m, 2)
+    layout (the draws fill it row by row), and transposes at the end.
+    Returns X (2, m) float64, Y (1, m) int64.
+    """
+    m = x0.shape[0]
+    X = np.stack([x0, x1], axis=1)                          # (m, 2), scikit-learn's layout
+    y = np.zeros(m, dtype=np.int64)
+    y[n_out:] = 1
+    indices = np.arange(m)
+    rng.shuffle(indices)
+    X = X[indices]
+    X += rng.normal(scale=noise, size=X.shape)
+    return X.T.copy(), y[indices].reshape(1, m)
+
+
+def circles(m=300, noise=0.05, seed=1, factor=0.8):
     """Two concentric circles: class 0 on the outer one (radius 1), class 1 on
-    the inner one (radius ``factor``), Gaussian noise of std ``noise``.
+    the inner one (radius ``factor``), each point moved by Gaussian noise of
+    std ``noise``. The defaults are the training set of the course's
+    initialization notebook; ``circles(m=100, seed=2)`` is its test set.
 
-    Returns X (2, m) float64 and Y (1, m) int64 (classes interleaved at random).
+    Exactly (bit for bit) ``np.random.seed(seed); X, y = sklearn.datasets.
+    make_circles(n_samples=m, noise=noise, factor=factor)`` transposed to
+    X = X.T, Y = y.reshape(1, m), for scikit-learn >= 0.20, without touching
+    NumPy's global state. The points sit at equal angles 2 pi k / n, endpoint
+    excluded: n_out = m // 2 on the outer circle, n_in = m - n_out on the
+    inner one (m odd: class 1 gets one more). scikit-learn <= 0.19 gives the
+    same for even m; for odd m it returned m - 1 points.
+
+    m : int >= 2, the number of examples
+    noise : float >= 0, the noise's standard deviation (0: points on the circles)
+    seed : int in [0, 2**32 - 1], or None for fresh data every call
+    factor : float in (0, 1), inner radius / outer radius
+
+    Returns X (2, m) float64 and Y (1, m) int64 (classes in shuffled order).
     """
     m = _check_m(m)
+    noise = _check_noise(noise)
+    rng = np.random.RandomState(_check_seed(seed))
+    factor = _check_real(factor, "factor", "pass e.g. factor=0.8")
     if not 0 < factor < 1:
-        raise ValueError(f"factor (inner radius / outer radius) must be in (0, 1), got {factor!r}")
-    rng = np.random.default_rng(seed)
-    y = np.arange(m) % 2
-    theta = rng.uniform(0, 2 * np.pi, m)
-    r = np.where(y == 1, factor, 1.0)
-    X = np.stack([r * np.cos(theta), r * np.sin(theta)]) + rng.normal(0, noise, (2, m))
-    order = rng.permutation(m)
-    return X[:, order].copy(), y[order].reshape(1, m).astype(np.int64)
+        raise ValueError(f"factor (inner radius / outer radius) must be in (0, 1), got {factor!r}; "
+                         f"pass e.g. factor=0.8")
+    n_out = m // 2
+    n_in = m - n_out
+    angle_out = np.linspace(0, 2 * np.pi, n_out, endpoint=False)
+    angle_in = np.linspace(0, 2 * np.pi, n_in, endpoint=False)
+    x0 = np.append(np.cos(angle_out), np.cos(angle_in) * factor)
+    x1 = np.append(np.sin(angle_out), np.sin(angle_in) * factor)
+    return _shuffled_with_noise(x0, x1, n_out, rng, noise)
 
 
-def moons(m=400, noise=0.1, seed=0):
-    """Two interleaving half circles ("moons"): class 0 the upper one, class 1
-    the lower one shifted right, Gaussian noise of std ``noise``.
+def moons(m=300, noise=0.2, seed=3):
+    """Two interleaving half circles ("moons"): class 0 the upper one (centre
+    (0, 0)), class 1 the lower one (centre (1, 0.5)), each point moved by
+    Gaussian noise of std ``noise``. The defaults are the course's
+    optimization notebook's training set.
 
-    Returns X (2, m) float64 and Y (1, m) int64 (classes interleaved at random).
+    Exactly (bit for bit) ``np.random.seed(seed); X, y = sklearn.datasets.
+    make_moons(n_samples=m, noise=noise)`` transposed to X = X.T,
+    Y = y.reshape(1, m), for scikit-learn >= 0.19, without touching NumPy's
+    global state. The points sit at equal angles pi k / (n - 1), both ends
+    included: n_out = m // 2 on the upper moon, n_in = m - n_out on the lower
+    one (m odd: class 1 gets one more). scikit-learn <= 0.18 gives the same
+    for even m; for odd m it labelled the first n_in points 0.
+
+    m : int >= 2, the number of examples
+    noise : float >= 0, the noise's standard deviation (0: points on the moons)
+    seed : int in [0, 2**32 - 1], or None for fresh data every call
+
+    Returns X (2, m) float64 and Y (1, m) int64 (classes in shuffled order).
     """
     m = _check_m(m)
-    rng = np.random.default_rng(seed)
-    y = np.arange(m) % 2
-    t = rng.uniform(0, np.pi, m)
-    x0 = np.where(y == 0, np.cos(t), 1 - np.cos(t))
-    x1 = np.where(y == 0, np.sin(t), 0.5 - np.sin(t))
-    X = np.stack([x0, x1]) + rng.normal(0, noise, (2, m))
-    order = rng.permutation(m)
-    return X[:, order].copy(), y[order].reshape(1, m).astype(np.int64)
+    noise = _check_noise(noise)
+    rng = np.random.RandomState(_check_seed(seed))
+    n_out = m // 2
+    n_in = m - n_out
+    angle_out = np.linspace(0, np.pi, n_out)
+    angle_in = np.linspace(0, np.pi, n_in)
+    x0 = np.append(np.cos(angle_out), 1 - np.cos(angle_in))
+    x1 = np.append(np.sin(angle_out), 1 - np.sin(angle_in) - 0.5)  # scikit-learn's rounding: not 0.5 - sin
+    return _shuffled_with_noise(x0, x1, n_out, rng, noise)

@@ -75,14 +75,13 @@ def _blas_limited(ops):
 class FitLoop:
     """fit's machinery, mixed into NeuralNetwork (see the module docstring)."""
 
-    def _drive(self, chunk, iterations, costs, cost_every, progress, m):
+    def _drive(self, chunk, iterations, costs, cost_every, progress, key):
         """Run ``chunk(start, count) -> (done, status)`` until ``iterations`` are
         done, in chunks of about CHUNK_SECONDS. Returns (done, status), status
         DIVERGED, 0, or a KeyboardInterrupt to raise once the history is saved."""
         bar = Progress(iterations, desc=f"fit [{self.backend}]", enabled=progress)
         # The first chunk is one iteration (and any compilation), unless the
-        # last fit, with as many examples, measured the chunk size.
-        key = (self.backend, m)
+        # last fit of the same kind (``key``: backend, m, ...) measured the chunk size.
         count = self._chunk_hint[1] if self._chunk_hint is not None and self._chunk_hint[0] == key else 1
         start, status = 0, 0
         try:
@@ -159,6 +158,78 @@ class FitLoop:
                 self._W, self._b = p.unlist(W), p.unlist(b)
 
         return chunk
+
+    def _epoch_runner(self, X, Y, costs, cost_every, learning_rate, options):
+        """chunk(start, count) for the second course's training (model.training.fit_epochs):
+        buffers for a batch and for the smaller last one, allocated once per
+        fit; the optimizer's state taken over from the last fit where it fits."""
+        p, dt, ops = self.program, self.dtype, self._ops
+        m = X.shape[1]
+        size = m if options.batch_size is None else min(options.batch_size, m)
+        last = m % size
+        copy = size < m  # one batch in order: X itself is A[0]
+        state = self._optimizer_state_for(options)
+        full = self._batch_buffers(X, size, copy)
+        tail = self._batch_buffers(X, last, copy) if last else full
+        Yb = ops.empty((1, size), dt) if copy else Y
+        Ybl = ops.empty((1, last), dt) if last else Yb
+        W, b = p.list(self._W), p.list(self._b)
+        W_next = p.list([ops.empty(w.shape, dt) for w in self._W])
+        b_next = p.list([ops.empty(v.shape, dt) for v in self._b])
+        biggest = max(w.size for w in list(self._W) + list(self._b))
+        zeros = ops.asarray(np.zeros(biggest, dtype=dt))
+        dW = p.list([ops.empty(w.shape, dt) for w in self._W])
+        db = p.list([ops.empty(v.shape, dt) for v in self._b])
+        moments = [p.list(state[k]) for k in ("V_W", "V_b", "S_W", "S_b")]
+        perm = np.arange(m, dtype=np.int64)
+        opt = options.optimizer
+        beta1, beta2, epsilon = opt.hyper()
+        eps, first_epoch = self._eps(), state["epochs"]
+        codes = p.codes(self._codes())
+
+        def chunk(start, count):
+            try:
+                done, status, steps = p.fit_epochs(
+                    costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
+                    codes, start, count, cost_every, first_epoch, state["steps"], learning_rate,
+                    options.decay_rate, options.decay_every, opt.code, beta1, beta2, epsilon, options.l2, eps,
+                    ops.exact_math, copy, options.shuffle and copy, options.seed)
+                state["steps"] = steps
+                return done, status
+            finally:  # the lists may have traded arrays: W, b hold the current parameters
+                self._W, self._b = p.unlist(W), p.unlist(b)
+
+        return chunk
+
+    def _batch_buffers(self, X, size, copy):
+        """Z, A, dZ, dA for batches of ``size`` examples as program lists;
+        A[0] is a (n_x, size) buffer for the batch's columns of X (X itself
+        when not ``copy``)."""
+        p, dt, empty = self.program, self.dtype, self._ops.empty
+        dims = self.layer_dims[1:]
+        first = empty((self.layer_dims[0], size), dt) if copy else X
+        return (p.list([empty((n, size), dt) for n in dims]), p.list([first] + [empty((n, size), dt) for n in dims]),
+                p.list([empty((n, size), dt) for n in dims]), p.list([empty((n, size), dt) for n in dims]))
+
+    def _optimizer_state_for(self, options):
+        """The optimizer's state (moments V, S per parameter, steps, epochs):
+        the last fit's while the optimizer, its decay and the dtype are the
+        same, else new (zero moments: the course's initialize_velocity / adam)."""
+        key = (options.optimizer, options.decay_rate, options.decay_every, self.dtype.name, self.backend)
+        state = self._optimizer_state
+        if state is not None and state["key"] == key:
+            return state
+        dt, ops = self.dtype, self._ops
+        none = ops.asarray(np.zeros((0, 0), dtype=dt))
+
+        def zeros_like(params, used):
+            return [ops.asarray(np.zeros(x.shape, dtype=dt)) if used else none for x in params]
+
+        v, s = options.optimizer.uses_v, options.optimizer.uses_s
+        state = dict(key=key, steps=0, epochs=0, V_W=zeros_like(self._W, v), V_b=zeros_like(self._b, v),
+                     S_W=zeros_like(self._W, s), S_b=zeros_like(self._b, s))
+        self._optimizer_state = state
+        return state
 
     def _fit_scratch(self, X):
         """fit's buffers for X (n_x, m) as program lists: (buf, W_next, b_next,

@@ -6,7 +6,7 @@ import numpy as np
 __all__ = ["gradient_check"]
 
 
-def gradient_check(net, X, Y, epsilon=1e-7):
+def gradient_check(net, X, Y, epsilon=1e-7, l2=0.0):
     """The relative difference ||g - g_approx|| / (||g|| + ||g_approx||) between
     the backend's gradients g (``net.gradients``) and the two-sided estimates
     g_approx[i] = (J(theta + eps e_i) - J(theta - eps e_i)) / (2 eps) over every
@@ -14,11 +14,12 @@ def gradient_check(net, X, Y, epsilon=1e-7):
     in float32 the differences of J drown in rounding (use a float64 network).
 
     net: a NeuralNetwork or LogisticRegression (left unchanged); X (n_x, m); Y (1, m).
+    l2: check the L2-regularized cost and its gradients (the course's lambda).
     Returns a float (0.0 when both gradients are zero).
     """
     if not (isinstance(epsilon, (float, int)) and epsilon > 0):
         raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
-    grads = net.gradients(X, Y)
+    grads = net.gradients(X, Y, l2=l2) if l2 else net.gradients(X, Y)
     probe = net._clone()
     theta = net.parameters
     g, g_approx = [], []
@@ -34,7 +35,7 @@ def gradient_check(net, X, Y, epsilon=1e-7):
                 params = dict(theta)
                 params[key] = shifted.reshape(base.shape) if base.ndim else shifted.reshape(()).item()
                 probe.set_parameters(params)
-                costs.append(probe.cost(X, Y))
+                costs.append(probe.cost(X, Y, l2=l2) if l2 else probe.cost(X, Y))
             g_approx.append((costs[0] - costs[1]) / (2 * epsilon))
         g.append(grad)
     g = np.concatenate(g)

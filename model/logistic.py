@@ -65,8 +65,12 @@ class LogisticRegression(NeuralNetwork):
         return self._W[0].reshape(self.layer_dims[0]), self._b[0].reshape(1)
 
     @_guard.shared
-    def gradients(self, X, Y):
-        """{"dw": (n_x, 1), "db": float} at the current parameters."""
+    def gradients(self, X, Y, l2=0.0):
+        """{"dw": (n_x, 1), "db": float} at the current parameters (with
+        ``l2``, dw also has (l2 / m) w)."""
+        if l2:
+            g = super().gradients(X, Y, l2)
+            return {"dw": g["dW1"].T.copy(), "db": float(g["db1"][0, 0])}
         if self._ops.loops:
             Xd, Yd = self._data(X, Y)
             n_x, dt = self.layer_dims[0], self.dtype

@@ -12,11 +12,7 @@ Arrays are made with the backend's hooks (``ops.empty``, ``ops.asarray``,
 ``ops.to_host``), so a device backend keeps them on its device.
 """
 
-import contextlib
 import math
-import os
-import tempfile
-import zipfile
 
 import numpy as np
 
@@ -25,15 +21,16 @@ from kernels.loops import ACTIVATION_CODES
 
 from . import _guard
 from .checks import (check_activations, check_dtype, check_int, check_layer_dims, check_learning_rate,
-                     check_parameters, check_X, check_Y, default_init)
+                     check_nonnegative, check_parameters, check_positive, check_training_options, check_X, check_Y,
+                     default_init)
 from .fit import FitLoop
+from .persistence import Persistence
 from .program import get_program
 from .training import DIVERGED
 
 __all__ = ["NeuralNetwork", "DivergenceError", "INITIALIZATIONS"]
 
 INITIALIZATIONS = ("random", "he", "xavier", "zeros")
-FILE_FORMAT = "jitloops-model-1"
 
 
 class DivergenceError(FloatingPointError):
@@ -42,7 +39,7 @@ class DivergenceError(FloatingPointError):
 
 
 
-class NeuralNetwork(FitLoop):
+class NeuralNetwork(FitLoop, Persistence):
     """An L-layer network with a sigmoid output unit, trained by batch gradient
     descent on a jitloops backend.
 
@@ -66,6 +63,9 @@ class NeuralNetwork(FitLoop):
         Seed of the initialization (NumPy's legacy RandomState, drawing W1, W2,
         ... in order, as the course does; float32 networks round the float64 draws).
     dtype : "float64" or "float32"
+    init_scale : None or a number > 0
+        "random": the standard deviation instead of 0.01 (the course's "large
+        random" initialization is 10); "he", "xavier": a factor on theirs.
 
     Attributes after fit: ``costs_`` (1-D: the cost at iterations 0, cost_every,
     ... of each fit, appended across fits), ``cost_iterations_`` (the iteration
@@ -74,7 +74,7 @@ class NeuralNetwork(FitLoop):
     """
 
     def __init__(self, layer_dims, activations="relu", backend="numpy", init=None, seed=None,
-                 dtype="float64"):
+                 dtype="float64", init_scale=None):
         self._guard = _guard.Guard()
         self.layer_dims = check_layer_dims(layer_dims)
         self.activations = check_activations(activations, len(self.layer_dims) - 1)
@@ -83,6 +83,7 @@ class NeuralNetwork(FitLoop):
         if init not in INITIALIZATIONS:
             raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITIALIZATIONS)} (or None for the default)")
         self.init = init
+        self.init_scale = None if init_scale is None else check_positive(init_scale, "init_scale")
         self.seed = seed
         self.dtype = check_dtype(dtype)
         self._set_backend(backend)
@@ -96,6 +97,7 @@ class NeuralNetwork(FitLoop):
         self._program = None  # compiled (or bound) on first use
         self._fit_buffers = None  # (key, A[1:], lists) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
         self._chunk_hint = None  # (key, iterations per chunk) of the last fit
+        self._optimizer_state = None  # the optimizer's moments, steps and epochs: see fit
 
     @property
     def program(self):
@@ -111,9 +113,11 @@ class NeuralNetwork(FitLoop):
             n, k = self.layer_dims[l], self.layer_dims[l - 1]
             if self.init == "zeros":
                 w = np.zeros((n, k))
+            elif self.init == "random":  # the course's randn * 0.01, or * init_scale ("large random": 10)
+                w = rng.randn(n, k) * (0.01 if self.init_scale is None else self.init_scale)
             else:
-                scale = {"random": 0.01, "he": math.sqrt(2.0 / k), "xavier": math.sqrt(1.0 / k)}[self.init]
-                w = rng.randn(n, k) * scale
+                factor = 1.0 if self.init_scale is None else self.init_scale
+                w = rng.randn(n, k) * (math.sqrt((2.0 if self.init == "he" else 1.0) / k) * factor)
             W.append(self._ops.asarray(w.astype(self.dtype)))
             b.append(self._ops.asarray(np.zeros((n, 1), dtype=self.dtype)))
         return W, b
@@ -229,12 +233,17 @@ class NeuralNetwork(FitLoop):
         return (self.predict_proba(X) > 0.5).astype(np.int64)
 
     @_guard.shared
-    def cost(self, X, Y):
-        """The cross-entropy cost J of the current parameters on (X, Y), a float."""
+    def cost(self, X, Y, l2=0.0):
+        """The cross-entropy cost J of the current parameters on (X, Y), a
+        float; with ``l2``, plus (l2 / (2 m)) sum over layers of ||W||^2."""
+        l2 = check_nonnegative(l2, "l2")
         Xd, Yd = self._data(X, Y)
         buf = self._forward(Xd)
-        return float(self._ops.kernels.cross_entropy(buf["A"][self.n_layers], Yd, self._eps(),
-                                                     self._ops.exact_math))
+        J = float(self._ops.kernels.cross_entropy(buf["A"][self.n_layers], Yd, self._eps(), self._ops.exact_math))
+        if l2:
+            squares = sum(float(np.sum(np.square(self._ops.to_host(w), dtype=np.float64))) for w in self._W)
+            J += l2 / (2 * Xd.shape[1]) * squares
+        return J
 
     @_guard.shared
     def accuracy(self, X, Y):
@@ -243,9 +252,11 @@ class NeuralNetwork(FitLoop):
         return float(np.mean(self.predict(X) == Yh))
 
     @_guard.shared
-    def gradients(self, X, Y):
+    def gradients(self, X, Y, l2=0.0):
         """{"dW1": ..., "db1": ..., ...}: the cost's gradients at the current
-        parameters (one forward and one backward pass; no update)."""
+        parameters (one forward and one backward pass; no update); with
+        ``l2``, dW also has (l2 / m) W (the gradient of cost(X, Y, l2))."""
+        l2 = check_nonnegative(l2, "l2")
         Xd, Yd = self._data(X, Y)
         p = self.program
         buf = {k: p.list(v) for k, v in self._buffers(Xd, backward=True).items()}
@@ -257,142 +268,94 @@ class NeuralNetwork(FitLoop):
         for l in range(self.n_layers):
             out[f"dW{l + 1}"] = np.array(host(buf["dW"][l]), copy=True)
             out[f"db{l + 1}"] = np.array(host(buf["db"][l]), copy=True)
+            if l2:
+                out[f"dW{l + 1}"] += self.dtype.type(l2 / Xd.shape[1]) * np.asarray(host(self._W[l]))
         return out
 
     # ------------------------------------------------------------------- fit
     @_guard.exclusive
-    def fit(self, X, Y, iterations, learning_rate, cost_every=100, progress=False):
-        """Batch gradient descent, the course's: each iteration forward
-        propagation, cost, backward propagation, update of every parameter.
+    def fit(self, X, Y, epochs=None, learning_rate=None, *, iterations=None, batch_size=None, shuffle=True,
+            seed=0, optimizer="gd", decay_rate=0.0, decay_every=1, l2=0.0, cost_every=100, progress=False):
+        """Train, the course's way. X (n_x, m); Y (1, m) of 0/1. Continues from
+        the current parameters. Returns self.
 
-        X (n_x, m); Y (1, m) of 0/1. Continues from the current parameters.
-        Records the cost at iterations 0, cost_every, 2 cost_every, ... of this
-        fit (the cost of that iteration's forward pass, before its update) in
-        ``costs_``. ``progress=True`` shows a progress bar on stderr.
+        With the defaults, batch gradient descent (the first course): each epoch
+        (``iterations=`` is its name there) one forward propagation, cost,
+        backward propagation and update of every parameter on all m examples.
+        The second course's options:
+
+        - ``batch_size``: mini-batches (None: all m). Each epoch a permutation
+          of the columns (``shuffle``; drawn from ``seed`` and the epoch, the
+          same on every backend) cut in consecutive batches, the last one
+          smaller when batch_size does not divide m; shuffle=False takes X's
+          columns in order.
+        - ``optimizer``: "gd", "momentum", "rmsprop", "adam" or an instance of
+          model.optimizers (their hyper-parameters). Its state (moments, step
+          count, the epochs the decay counts) carries over to the next fit
+          while the optimizer, decay_rate, decay_every and dtype stay the same.
+        - ``decay_rate``, ``decay_every``: epoch e uses learning_rate / (1 +
+          decay_rate * floor(e / decay_every)).
+        - ``l2``: L2 regularization, the course's lambda: dW += (l2 / m) W
+          (m the batch's size).
+
+        ``costs_`` records, at epochs 0, cost_every, 2 cost_every, ... of this
+        fit, the cost of the epoch's forward passes (before their updates; the
+        mean over the epoch's examples of each batch's loss; no L2 term).
+        ``progress=True`` shows a progress bar on stderr.
 
         Raises DivergenceError if the cost or a parameter becomes NaN or
-        infinite (the network keeps the last finite iteration's parameters and
-        the iterations done count). A Ctrl-C stops fit between two iterations,
-        leaving the parameters of the last completed one. Returns self.
+        infinite (the network keeps the last finite parameters and the epochs
+        done count). A Ctrl-C stops fit between two epochs, leaving the
+        parameters of the last completed one.
         """
-        iterations = check_int(iterations, "iterations", 0)
+        epochs = self._epochs(epochs, iterations)
+        if learning_rate is None:
+            raise TypeError("fit() needs a learning_rate (a finite number > 0), e.g. fit(X, Y, 100, 0.1)")
         learning_rate = check_learning_rate(learning_rate)
         cost_every = check_int(cost_every, "cost_every", 1)
+        options = check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2)
         Xd, Yd = self._data(X, Y)
-        n_costs = -(-iterations // cost_every)
+        n_costs = -(-epochs // cost_every)
         costs = np.full(n_costs, np.nan)
-        chunk = self._chunk_runner(Xd, Yd, costs, cost_every, learning_rate)
-        done, status = self._drive(chunk, iterations, costs, cost_every, progress, Xd.shape[1])
+        if options.plain:  # the course's batch gradient descent: its own, leaner loop
+            self._optimizer_state = None
+            chunk = self._chunk_runner(Xd, Yd, costs, cost_every, learning_rate)
+            key = (self.backend, Xd.shape[1])
+        else:
+            missing = options.needs_kernels(self._ops)
+            if missing:
+                raise ValueError(f"backend {self.backend!r} trains with full-batch gradient descent only: "
+                                 f"{missing} needs one of the CPU backends ('numba', 'parallel', 'numpy', "
+                                 f"'python'); its raw kernels lack optimizer_step and the mini-batch gather")
+            chunk = self._epoch_runner(Xd, Yd, costs, cost_every, learning_rate, options)
+            key = (self.backend, Xd.shape[1], options.batch_size)
+        done, status = self._drive(chunk, epochs, costs, cost_every, progress, key)
+        if not options.plain:
+            self._optimizer_state["epochs"] += done
         recorded = -(-done // cost_every)
         self.costs_ = np.concatenate([self.costs_, costs[:recorded]])
         self.cost_iterations_ = np.concatenate(
             [self.cost_iterations_, self.n_iter_ + cost_every * np.arange(recorded, dtype=np.int64)])
         self.n_iter_ += done
         if status == DIVERGED:
+            unit = "iteration" if options.plain else "epoch"  # the first course's word, or the second's
             raise DivergenceError(
-                f"training diverged at iteration {done} of this fit ({self.n_iter_} iterations done in all): "
+                f"training diverged at {unit} {done} of this fit ({self.n_iter_} {unit}s done in all): "
                 f"the cost or a parameter became NaN or infinite with learning_rate={learning_rate:g}. "
                 f"Use a smaller learning rate (e.g. {learning_rate / 10:g}); the network keeps the "
-                f"parameters of the last finite iteration")
+                f"parameters of the last finite step")
         if isinstance(status, KeyboardInterrupt):
             raise status
         return self
 
-    # ------------------------------------------------------------- save / load
-    def _architecture(self):
-        return dict(kind=np.array(type(self).__name__), layer_dims=np.array(self.layer_dims, dtype=np.int64),
-                    activations=np.array(self.activations), dtype=np.array(self.dtype.name),
-                    format=np.array(FILE_FORMAT))
-
-    @_guard.shared
-    def save(self, path):
-        """Write the parameters and the architecture (layer sizes, activations,
-        dtype) to the .npz file ``path`` (written as named, no suffix added).
-        Atomic: written to a temporary file in the same folder, then renamed
-        over ``path``, so a crash never leaves a half-written file there."""
-        path = os.fspath(path)
-        folder = os.path.dirname(os.path.abspath(path))
-        arrays = dict(self._architecture())
-        params = self.parameters
-        arrays.update({f"param_{k}": v for k, v in params.items()})
-        fd, tmp = tempfile.mkstemp(prefix=".jitloops-", suffix=".npz.tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        return path
-
-    @classmethod
-    def load(cls, path, backend="numpy"):
-        """A network from a file written by ``save``, on ``backend``.
-        A missing, corrupt or mismatched file raises FileNotFoundError or ValueError."""
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no saved network at {path!r}")
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {k: f[k] for k in f.files}
-        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-            raise ValueError(f"{path!r} is not a readable jitloops network file (corrupt or not an .npz "
-                             f"written by save): {exc}") from None
-        if str(data.get("format", "")) != FILE_FORMAT:
-            raise ValueError(f"{path!r} is not a jitloops network file: no format tag {FILE_FORMAT!r} "
-                             f"(was it written by NeuralNetwork.save?)")
-        try:
-            kind = str(data["kind"])
-            dims = [int(n) for n in data["layer_dims"]]
-            acts = [str(a) for a in data["activations"]]
-            dtype = str(data["dtype"])
-        except KeyError as exc:
-            raise ValueError(f"{path!r} is missing the architecture entry {exc.args[0]!r}") from None
-        from .logistic import LogisticRegression  # a subclass of this module's class
-        target = {c.__name__: c for c in (NeuralNetwork, LogisticRegression)}.get(kind)
-        if target is None or not issubclass(target, cls):
-            raise ValueError(f"{path!r} holds a {kind}, not a {cls.__name__}")
-        net = target._from_architecture(dims, acts, backend, dtype)
-        params = {k[len("param_"):]: v for k, v in data.items() if k.startswith("param_")}
-        try:
-            net.set_parameters(params)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{path!r} does not match its own architecture {dims}: {exc}") from None
-        return net
-
-    @classmethod
-    def _from_architecture(cls, dims, activations, backend, dtype):
-        return cls(dims, activations=activations, backend=backend, init="zeros", dtype=dtype)
-
-    def _clone(self):
-        """A network of the same architecture and backend with the same parameters."""
-        net = self._from_architecture(list(self.layer_dims), list(self.activations), self.backend, self.dtype.name)
-        net.set_parameters(self.parameters)
-        return net
-
-    # ----------------------------------------------- pickle, copy.deepcopy
-    # What a process pool sends to and from its workers: the architecture,
-    # the parameters (as NumPy arrays), the history and the backend's name;
-    # the receiving process binds the backend anew (compiled code, device
-    # arrays and locks do not travel). Kept fit buffers are not sent.
-    _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_W", "_b")
-
-    def __getstate__(self):
-        with self._guard.shared():
-            state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
-            state["W_host"] = [np.array(self._ops.to_host(w), copy=True) for w in self._W]
-            state["b_host"] = [np.array(self._ops.to_host(v), copy=True) for v in self._b]
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        W, b = state.pop("W_host"), state.pop("b_host")
-        self.__dict__.update(state)
-        self._guard = _guard.Guard()
-        self._set_backend(self.backend)
-        self._W = [self._ops.asarray(w) for w in W]
-        self._b = [self._ops.asarray(v) for v in b]
-
+    @staticmethod
+    def _epochs(epochs, iterations):
+        if epochs is not None and iterations is not None:
+            raise TypeError(f"fit() got epochs={epochs!r} and iterations={iterations!r}; iterations is full-batch "
+                            f"training's name for epochs: give one of them")
+        if epochs is None and iterations is None:
+            raise TypeError("fit() needs the number of epochs (or iterations, its full-batch name), "
+                            "e.g. fit(X, Y, epochs=100, learning_rate=0.1)")
+        if epochs is None:
+            return check_int(iterations, "iterations", 0)
+        return check_int(epochs, "epochs", 0)

@@ -38,14 +38,25 @@ from . import training
 # loop of their own to parallelize). Callees come before callers.
 PARALLEL_LOOPS = ("logistic_pass",)
 DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk",
-           "logistic_gradients", "logistic_fit_chunk")
+           "optimizer_update", "fit_epochs", "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
 
-# The kernels model.training calls, by their bare names.
+# The kernels model.training calls, by their bare names; a backend without
+# the mini-batch ones (MINIBATCH_KERNELS) trains full batch with plain
+# gradient descent only (model.network says so).
+MINIBATCH_KERNELS = ("optimizer_step", "gather_columns", "permutation")
 KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient",
                 "activation_backward_from_output", "cross_entropy", "gradient_step", "all_finite")
+KERNEL_NAMES += MINIBATCH_KERNELS
 
 _programs = {}
+
+
+def _missing(backend, name):
+    """A stand-in for a kernel the backend does not have (fit checks first)."""
+    def missing(*args):
+        raise NotImplementedError(f"backend {backend!r} has no {name} kernel")
+    return missing
 
 
 def _always_finite(x, zeros):
@@ -87,7 +98,10 @@ class Program:
         self.compiled = False
         namespace = dict(vars(training))
         for name in KERNEL_NAMES:
-            namespace[name] = getattr(ops.kernels, name)
+            if hasattr(ops.kernels, name) or name not in MINIBATCH_KERNELS:
+                namespace[name] = getattr(ops.kernels, name)
+            else:
+                namespace[name] = _missing(ops.name, name)
         for name in FUNCTIONS:
             namespace[name] = cpu.rebind(getattr(training, name), namespace)
         own = getattr(ops.kernels, "parameters_finite", None)  # e.g. one host sync in all

@@ -30,10 +30,12 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     activation_backward_from_output,
     all_finite,
     cross_entropy,
-    flat,
+    gather_columns,
     gradient_step,
     input_gradient,
     linear_activation_forward,
+    optimizer_step,
+    permutation,
     sigmoid_scalar,
     weight_gradients,
 )
@@ -154,6 +156,94 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
 
 
 # --------------------------------------------------------------------------
+# The second course's training: mini-batches, optimizers, decay, L2.
+
+
+def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, zeros, learning_rate,
+                     kind, beta1, beta2, epsilon, t):
+    """update() with the optimizer ``kind`` (kernels.options: GD, MOMENTUM,
+    RMSPROP, ADAM): its moments V, S (lists like W, b; empty arrays where the
+    optimizer needs none) are updated in place, the step goes into the spare
+    arrays. Returns whether every new value is finite."""
+    ok = True
+    for l in range(len(W)):
+        optimizer_step(W_next[l], V_W[l], S_W[l], W[l], dW[l], learning_rate, kind, beta1, beta2, epsilon, t)
+        optimizer_step(b_next[l], V_b[l], S_b[l], b[l], db[l], learning_rate, kind, beta1, beta2, epsilon, t)
+        if not (all_finite(W_next[l], zeros) and all_finite(b_next[l], zeros)):
+            ok = False
+    return ok
+
+
+def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, dW, db,
+               zeros, X, Y, Yb, Ybl, perm, acts, start, count, cost_every, first_epoch, first_step,
+               learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
+               copy_batches, shuffle, seed):
+    """Epochs start, ..., start + count - 1 of mini-batch training, the course's:
+    each epoch a permutation of the columns (``shuffle``: drawn from (seed,
+    epoch), kernels.loops.draws; else the columns in order), then consecutive
+    batches of b = Yb.shape[1] examples, the last one smaller (its buffers Zl,
+    Al, dZl, dAl, Ybl) when b does not divide m. Each batch: forward, cost,
+    backward (+ (l2 / b_batch) W with L2), one optimizer step.
+
+    Epoch e (counted from first_epoch over the network's epochs with this
+    optimizer) uses learning_rate / (1 + decay_rate * floor(e / decay_every)).
+    costs[i // cost_every] = the mean over the epoch's examples of the loss of
+    each batch's forward pass (before its update; no L2 term) at epochs i that
+    are multiples of cost_every. A[0] / Al[0] are the batch's copies of X's
+    columns (when ``copy_batches``; else A[0] is X itself: one batch, in order).
+
+    Returns (done, status, steps): epochs completed, FINISHED or DIVERGED (W, b
+    then hold the last finite parameters), and the optimizer's step count.
+    """
+    L = len(W)
+    m = X.shape[1]
+    bsize = Yb.shape[1]
+    Wc, bc, Ws, bs = W, b, W_next, b_next
+    traded = False
+    t = first_step
+    done, status = count, FINISHED
+    for k in range(count):
+        e = start + k
+        epoch = first_epoch + e
+        if shuffle:
+            permutation(perm, seed, epoch)
+        lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
+        total = 0.0
+        for j0 in range(0, m, bsize):
+            mb = min(bsize, m - j0)
+            Zx, Ax, dZx, dAx, Yx = (Z, A, dZ, dA, Yb) if mb == bsize else (Zl, Al, dZl, dAl, Ybl)
+            if copy_batches:
+                gather_columns(Ax[0], X, perm[j0:j0 + mb])
+                gather_columns(Yx, Y, perm[j0:j0 + mb])
+            forward(Zx, Ax, Wc, bc, acts)
+            J = cross_entropy(Ax[L], Yx, eps, exact)
+            if not math.isfinite(J):
+                done, status = k, DIVERGED
+                break
+            total += J * mb
+            backward(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts)
+            if l2 > 0.0:
+                for l in range(L):  # dW += (l2 / mb) W
+                    gradient_step(dW[l], dW[l], Wc[l], -l2 / mb)
+            t += 1
+            if not optimizer_update(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, lr,
+                                    kind, beta1, beta2, epsilon, t):
+                done, status = k, DIVERGED
+                break
+            Wc, Ws = Ws, Wc
+            bc, bs = bs, bc
+            traded = not traded
+        if status == DIVERGED:
+            break
+        if e % cost_every == 0:
+            costs[e // cost_every] = total / m
+    if traded:
+        swap_items(W, W_next)
+        swap_items(b, b_next)
+    return done, status, t
+
+
+# --------------------------------------------------------------------------
 # Logistic regression: the course's per-example loop.
 
 
@@ -233,7 +323,6 @@ def logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, XT,
     """Iterations start .. start + count - 1 of logistic regression's gradient
     descent, guarded like fit_chunk (same costs and return convention).
     w, w_next, dw (n_x,); b, b_next, db (1,)."""
-    one = w.dtype.type(1.0)
     lr = w.dtype.type(learning_rate)
     for t in range(count):
         i = start + t

@@ -76,6 +76,8 @@ PROBE = textwrap.dedent("""
         "gradient_step": (W, W, dW, 0.1),
         "dot": (A_prev[0], A_prev[1]),
         "activation_backward_from_output": (dZ, A, Z, A, 1),
+        "optimizer_step": (W, dW, dW.copy(), W, dW, 0.1, 3, 0.9, 0.999, 1e-8, 1),
+        "gather_columns": (Z, A, np.arange(40)[::-1].copy()),
     }
     report = {}
     # Serial first: with a shared cache entry it would then serve "parallel" too.

@@ -60,3 +60,14 @@ def test_version_names_the_compile_target_and_threading_layer(capsys):
     assert out.startswith("jitloops ")
     assert f"compiles for {target.cpu_name()}" in out
     assert f"threading layer: {threads.layer()}" in out
+
+
+def test_train_with_minibatches_and_adam(capsys):
+    rc = main(["train", "--dataset", "moons", "--m", "300", "--hidden", "5,2", "--activation", "relu",
+               "--init", "he", "--backend", "numpy", "--epochs", "30", "--learning-rate", "0.01",
+               "--batch-size", "64", "--optimizer", "adam", "--cost-every", "10", "--no-progress"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert "cost after epoch 20:" in out and "30 epochs in" in out
+    assert main(["train", "--batch-size", "0", "--iterations", "1", "--no-progress"]) == 2
+    assert "batch_size must be an int >= 1" in capsys.readouterr().err

@@ -110,15 +110,19 @@ def goal_ratios(results):
         return None
 
     rows = []
-    for dtype in ("float64", "float32"):
-        numpy_t, torch_t = t("planar", dtype, "numpy", "training"), t("planar", dtype, "torch", "training")
-        compiled = [x for x in (t("planar", dtype, c, "training") for c in ("numba", "parallel")) if x]
-        if compiled and numpy_t:
-            best = (min(x[0] for x in compiled), min(x[1] for x in compiled))
-            rows.append((f"planar {dtype}: numpy / best compiled", numpy_t[0] / best[0], numpy_t[1] / best[1], ">= 4"))
-            if torch_t:
-                rows.append((f"planar {dtype}: torch / best compiled", torch_t[0] / best[0], torch_t[1] / best[1],
-                             ">= 10"))
+    # planar: a fit iteration; adam64-*: an epoch of mini-batch (64) Adam
+    for name, goal_numpy, goal_torch in (("planar", ">= 4", ">= 10"), ("adam64-digits", ">= 4", ">= 6"),
+                                         ("adam64-mnist", ">= 4", ">= 6")):
+        for dtype in ("float64", "float32"):
+            numpy_t, torch_t = t(name, dtype, "numpy", "training"), t(name, dtype, "torch", "training")
+            compiled = [x for x in (t(name, dtype, c, "training") for c in ("numba", "parallel")) if x]
+            if compiled and numpy_t:
+                best = (min(x[0] for x in compiled), min(x[1] for x in compiled))
+                rows.append((f"{name} {dtype}: numpy / best compiled", numpy_t[0] / best[0], numpy_t[1] / best[1],
+                             goal_numpy))
+                if torch_t:
+                    rows.append((f"{name} {dtype}: torch / best compiled", torch_t[0] / best[0],
+                                 torch_t[1] / best[1], goal_torch))
     for name in ("deep", "mnist [784, 128, 64, 1] m=1024", "mnist60k"):
         for dtype in ("float64", "float32"):
             par, num = t(name, dtype, "parallel", "training"), t(name, dtype, "numpy", "training")

@@ -2,7 +2,9 @@
 
 Planar [2, 4, 1] m = 400, logistic regression [12288, 1] m = 209, deep
 [12288, 20, 7, 5, 1] m = 209, MNIST-like [784, 128, 64, 1] m = 1024 (and
-m = 60000 in the full sweep). PyTorch races too where it is installed: on
+m = 60000 in the full sweep); and epochs of mini-batch (64) Adam training on
+a digits-sized [64, 128, 64, 1] m = 1347 and an MNIST-like m = 8192 network
+(one epoch a round: each contender's whole loop over its batches). PyTorch races too where it is installed: on
 the CPU ("torch", autograd), and on the GPU ("torch-cuda", the reference for
 the cuda backend) where it sees one. Every contender's parameters are checked
 against the numpy backend's after the same iterations from the same seed.
@@ -25,6 +27,13 @@ TRAINING = {
     "deep": ([12288, 20, 7, 5, 1], "relu", 209, 0.0075, 10, SWEEPS),
     "mnist": ([784, 128, 64, 1], "relu", 1024, 0.1, 5, SWEEPS),
     "mnist60k": ([784, 128, 64, 1], "relu", 60000, 0.1, 2, ("full",)),
+    "adam64-digits": ([64, 128, 64, 1], "relu", 1347, 0.001, 1, SWEEPS),
+    "adam64-mnist": ([784, 128, 64, 1], "relu", 8192, 0.001, 1, ("default", "full")),
+}
+# fit's options per problem (the others: full-batch gradient descent)
+FIT_OPTIONS = {
+    "adam64-digits": dict(batch_size=64, optimizer="adam", seed=0),
+    "adam64-mnist": dict(batch_size=64, optimizer="adam", seed=0),
 }
 SMOKE_PER_ROUND = 2
 
@@ -76,7 +85,7 @@ def _training_make(name, contender, dtype, per_round):
         net = _new_net(name, contender, dtype)
 
         def run():
-            net.fit(X, Y, iterations=per_round, learning_rate=lr)
+            net.fit(X, Y, per_round, lr, **FIT_OPTIONS.get(name, {}))
             kernels.get_backend(contender).synchronize()
 
         run()  # compile / load from cache
@@ -86,8 +95,8 @@ def _training_make(name, contender, dtype, per_round):
                 assert np.isfinite(net.cost(X, Y))  # the reference itself
                 return
             # fresh nets from one seed, the same iterations: they agree with numpy's
-            got = _new_net(name, contender, dtype).fit(X, Y, iterations=per_round, learning_rate=lr)
-            want = _new_net(name, "numpy", dtype).fit(X, Y, iterations=per_round, learning_rate=lr)
+            got = _new_net(name, contender, dtype).fit(X, Y, per_round, lr, **FIT_OPTIONS.get(name, {}))
+            want = _new_net(name, "numpy", dtype).fit(X, Y, per_round, lr, **FIT_OPTIONS.get(name, {}))
             gp, wp = got.parameters, want.parameters
             assert set(gp) == set(wp)
             for key in wp:
@@ -125,32 +134,59 @@ def _torch_training(name, X, Y, dtype, per_round, device="cpu"):
         return [torch.tensor(init[f"{w}{l}"], dtype=tdtype, device=device, requires_grad=True)
                 for l in range(1, L + 1) for w in "Wb"]
 
-    def step(params):
-        A = tX
+    options = FIT_OPTIONS.get(name, {})
+    batch = options.get("batch_size") or m
+
+    def gradients(params, Xb, Yb):
+        A = Xb
         for l in range(L):
             Z = params[2 * l] @ A + params[2 * l + 1]
             A = torch.sigmoid(Z) if l == L - 1 else g(Z)
-        cost = F.binary_cross_entropy(A, tY)   # -(1/m) sum(Y log A + (1-Y) log(1-A))
-        grads = torch.autograd.grad(cost, params)
-        with torch.no_grad():
-            for p, dp in zip(params, grads):
-                p -= lr * dp
+        cost = F.binary_cross_entropy(A, Yb)   # -(1/m) sum(Y log A + (1-Y) log(1-A))
+        return torch.autograd.grad(cost, params)
+
+    def step(params, state):
+        if not options:  # full-batch gradient descent
+            with torch.no_grad():
+                for p, dp in zip(params, gradients(params, tX, tY)):
+                    p -= lr * dp
+            return
+        # one epoch of mini-batch Adam, the batches of model's fit (kernels' permutation)
+        perm = np.empty(m, dtype=np.int64)
+        kernels.get_backend("numpy").kernels.permutation(perm, options["seed"], state["epoch"])
+        tperm = torch.from_numpy(perm).to(device)
+        for j0 in range(0, m, batch):
+            idx = tperm[j0:j0 + batch]
+            grads = gradients(params, tX[:, idx], tY[:, idx])
+            state["t"] += 1
+            t = state["t"]
+            with torch.no_grad():
+                for p, dp, v, s in zip(params, grads, state["v"], state["s"]):
+                    v.mul_(0.9).add_(dp, alpha=0.1)
+                    s.mul_(0.999).addcmul_(dp, dp, value=0.001)
+                    p -= lr * (v / (1 - 0.9 ** t)) / (torch.sqrt(s / (1 - 0.999 ** t)) + 1e-8)
+        state["epoch"] += 1
+
+    def new_state(params):
+        return dict(epoch=0, t=0, v=[torch.zeros_like(p) for p in params], s=[torch.zeros_like(p) for p in params])
 
     params = fresh()
+    state = new_state(params)
 
     def run():
         for _ in range(per_round):
-            step(params)
+            step(params, state)
         sync()
 
     run()
 
     def check():
         mine = fresh()
+        mine_state = new_state(mine)
         for _ in range(per_round):
-            step(mine)
+            step(mine, mine_state)
         sync()
-        want = _new_net(name, "numpy", dtype).fit(X, Y, iterations=per_round, learning_rate=lr).parameters
+        want = _new_net(name, "numpy", dtype).fit(X, Y, per_round, lr, **options).parameters
         if "w" in want:
             want = {"W1": want["w"].T, "b1": np.full((1, 1), want["b"])}
         for l in range(1, L + 1):
@@ -187,7 +223,8 @@ def training_cases(sweep="default", backends=None, dtypes=("float64", "float32")
                 flops = training_flops(dims, m) * k
                 per_round_c = k
                 cases.append(Case(
-                    theme="training", group=f"training {name} {dims} m={m} {dtype} ({k} iterations/round)",
+                    theme="training", group=f"training {name} {dims} m={m} {dtype} ({k} "
+                                           f"{'epochs' if name in FIT_OPTIONS else 'iterations'}/round)",
                     contender=c,
                     make=_training_make(name, c, dtype, per_round_c), size=m, dtype=dtype, flops=flops,
                     bound=bound_of(c, "compute"), threads=1 if c in ("python", "numba") else nthreads,

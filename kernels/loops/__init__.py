@@ -13,7 +13,8 @@ Read in this order:
     forward.py      linear_forward, linear_activation_forward
     backward.py     weight_gradients, input_gradient, linear_(activation_)backward
     cost.py         cross_entropy, cross_entropy_backward
-    update.py       gradient_step, dot
+    update.py       gradient_step, optimizer_step, dot, all_finite, gather_columns
+    draws.py        counter-based draws: the mini-batch permutation
     plans.py        the engine's plans for the products, one line each, and how
                     a shape chooses one
     products/       the engine: blocked.py (register blocking), packed.py
@@ -65,11 +66,12 @@ from .cost import cross_entropy, cross_entropy_backward
 from .forward import linear_activation_forward, linear_forward
 from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, weight_gradients_plan
 from .products.micro import MICRO_SOURCES, micro_block
-from .update import all_finite, dot, gradient_step
+from .draws import hash3, permutation
+from .update import all_finite, dot, gather_columns, gradient_step, optimizer_step
 from .views import flat
 
 # The loop kernels, callees before callers (kernels.cpu compiles them in this
-# order): the public ops' and, last, two the training loop needs from every
+# order): the public ops' and, last, those the training loop needs from every
 # backend (model.training).
 KERNEL_NAMES = (
     "linear_forward",
@@ -86,6 +88,9 @@ KERNEL_NAMES = (
     "dot",
     "activation_backward_from_output",
     "all_finite",
+    "optimizer_step",
+    "gather_columns",
+    "permutation",
 )
 
 __all__ = list(KERNEL_NAMES) + [
@@ -94,5 +99,5 @@ __all__ = list(KERNEL_NAMES) + [
     "MICRO_BYTES", "MICRO_KC", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS", "PARALLEL_ELEMENTS",
     "PARALLEL_WORK", "QB", "course", "activate_row", "activation_scalar", "backprop_row", "derivative_scalar",
     "sigmoid_scalar", "PLAN_NAMES", "forward_plan", "input_gradient_plan", "weight_gradients_plan",
-    "MICRO_SOURCES", "micro_block", "flat", "KERNEL_NAMES",
+    "MICRO_SOURCES", "micro_block", "flat", "KERNEL_NAMES", "hash3",
 ]

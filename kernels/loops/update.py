@@ -1,10 +1,14 @@
-"""The update, the dot product and the finiteness test: loops over flat views."""
+"""The updates (gradient descent and the course's optimizers), the dot
+product, the finiteness test, and the mini-batch gather: loops over flat
+views or rows."""
 
 import math
 
 from numba import prange
 
-from ..options import BLOCK, PARALLEL_ELEMENTS
+from numba.extending import register_jitable
+
+from ..options import ADAM, BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 from .views import flat
 
 
@@ -59,3 +63,68 @@ def all_finite(x, zeros):
         if not math.isfinite(cells[j]):
             return False
     return True
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, c1, c2):
+    """optimizer_step on one block of cells (1-D views)."""
+    one = o.dtype.type(1.0)
+    if kind == MOMENTUM:
+        for j in range(o.shape[0]):
+            v[j] = beta1 * v[j] + (one - beta1) * g[j]
+            o[j] = p[j] - lr * v[j]
+    elif kind == RMSPROP:
+        for j in range(o.shape[0]):
+            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
+            o[j] = p[j] - lr * g[j] / (math.sqrt(s[j]) + epsilon)
+    elif kind == ADAM:
+        for j in range(o.shape[0]):
+            v[j] = beta1 * v[j] + (one - beta1) * g[j]
+            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
+            o[j] = p[j] - lr * (v[j] / c1) / (math.sqrt(s[j] / c2) + epsilon)
+    else:  # GD
+        for j in range(o.shape[0]):
+            o[j] = p[j] - lr * g[j]
+
+
+def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, epsilon, t):
+    """One step of the course's optimizers, fused, elementwise (out may be param):
+
+        GD        out = param - lr grad
+        MOMENTUM  v = beta1 v + (1 - beta1) grad;  out = param - lr v
+        RMSPROP   s = beta2 s + (1 - beta2) grad^2;  out = param - lr grad / (sqrt(s) + epsilon)
+        ADAM      v, s as above;  out = param - lr (v / (1 - beta1^t)) / (sqrt(s / (1 - beta2^t)) + epsilon)
+
+    v and s (the moments) are updated in place; t >= 1 counts Adam's steps.
+    out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
+    o, vv, ss, p, g = flat(out), flat(v), flat(s), flat(param), flat(grad)
+    dt = o.dtype.type
+    lr, b1, b2, e = dt(learning_rate), dt(beta1), dt(beta2), dt(epsilon)
+    c1 = dt(1.0 - beta1 ** t) if kind == ADAM else dt(1.0)  # bias corrections, in float64 first
+    c2 = dt(1.0 - beta2 ** t) if kind == ADAM else dt(1.0)
+    if o.shape[0] < PARALLEL_ELEMENTS:
+        _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, c1, c2)
+        return
+    nblocks = (o.shape[0] + BLOCK - 1) // BLOCK
+    for t_ in prange(nblocks):
+        j0 = t_ * BLOCK
+        j1 = min(j0 + BLOCK, o.shape[0])
+        _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e, c1, c2)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _gather_row(o, x, index):
+    for c in range(o.shape[0]):
+        o[c] = x[index[c]]
+
+
+def gather_columns(out, X, index):
+    """out[:, c] = X[:, index[c]]: a mini-batch's examples, copied contiguous
+    (each row of out is its own prange iteration's).
+    out (n, b) out; X (n, m); index int64 (b,) of columns of X."""
+    if out.size < PARALLEL_ELEMENTS:
+        for r in range(out.shape[0]):
+            _gather_row(out[r], X[r], index)
+        return
+    for r in prange(out.shape[0]):
+        _gather_row(out[r], X[r], index)

@@ -1,0 +1,53 @@
+"""Counter-based draws: the same pseudo-random numbers on every backend.
+
+A draw is a hash of its coordinates (seed, stream, counter), not the next
+state of a generator, so any backend, interpreted or compiled, serial or in
+parallel, gets the same numbers for the same coordinates in any order: the
+mini-batch permutations (and dropout masks) of a fit are the same on
+"python", "numpy", "numba" and "parallel".
+
+The hash is a 32-bit finalizer (MurmurHash3's fmix32) applied three times,
+written with int64 arithmetic masked to 32 bits, so Python's exact integers
+and Numba's wrapping int64 give the very same bits.
+"""
+
+import numpy as np
+from numba.extending import register_jitable
+
+from ..options import HELPER_OPTIONS
+
+MASK32 = 0xFFFFFFFF
+
+
+@register_jitable(**HELPER_OPTIONS)
+def fmix32(h):
+    """MurmurHash3's finalizer of a 32-bit value (held in an int64)."""
+    h = h & MASK32
+    h ^= h >> 16
+    h = (h * 0x85EBCA6B) & MASK32
+    h ^= h >> 13
+    h = (h * 0xC2B2AE35) & MASK32
+    h ^= h >> 16
+    return h
+
+
+@register_jitable(**HELPER_OPTIONS)
+def hash3(seed, stream, counter):
+    """A 32-bit hash of three non-negative integers (each taken mod 2^32);
+    elementwise where ``counter`` is an int64 NumPy array (kernels.vectorized)."""
+    h = fmix32(seed ^ 0x9E3779B9)
+    h = fmix32(h ^ (stream & MASK32))
+    return fmix32(h ^ (counter & MASK32))
+
+
+def permutation(out, seed, epoch):
+    """out = a permutation of 0..m-1 (m = out.size) drawn from (seed, epoch):
+    the order of the hashes hash3(seed, epoch, i) (their top 31 bits), ties
+    broken by i. out int64 (m,)."""
+    m = out.shape[0]
+    keys = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        keys[i] = ((hash3(seed, epoch, i) >> 1) << 32) | i  # 31 bits of hash, then i: unique, >= 0
+    order = np.argsort(keys)
+    for i in range(m):
+        out[i] = order[i]

@@ -1,0 +1,122 @@
+"""Saving, loading, pickling and copying a network (a mixin of NeuralNetwork).
+
+``save`` writes the architecture and the parameters to an .npz file,
+atomically; ``load`` rebuilds the network on any backend. Pickle (what a
+process pool sends to and from its workers) and ``copy.deepcopy`` carry the
+architecture, the parameters (as NumPy arrays), the history and the backend's
+name; the receiving process binds the backend anew (compiled code, device
+arrays and locks do not travel). The optimizer's state and the kept fit
+buffers are not saved, sent or copied: a loaded or copied network's next fit
+starts its optimizer afresh.
+"""
+
+import contextlib
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import _guard
+
+FILE_FORMAT = "jitloops-model-1"
+
+
+class Persistence:
+    """save/load, pickle and deepcopy (see the module docstring)."""
+
+    # ------------------------------------------------------------- save / load
+    def _architecture(self):
+        return dict(kind=np.array(type(self).__name__), layer_dims=np.array(self.layer_dims, dtype=np.int64),
+                    activations=np.array(self.activations), dtype=np.array(self.dtype.name),
+                    format=np.array(FILE_FORMAT))
+
+    @_guard.shared
+    def save(self, path):
+        """Write the parameters and the architecture (layer sizes, activations,
+        dtype) to the .npz file ``path`` (written as named, no suffix added).
+        Atomic: written to a temporary file in the same folder, then renamed
+        over ``path``, so a crash never leaves a half-written file there."""
+        path = os.fspath(path)
+        folder = os.path.dirname(os.path.abspath(path))
+        arrays = dict(self._architecture())
+        params = self.parameters
+        arrays.update({f"param_{k}": v for k, v in params.items()})
+        fd, tmp = tempfile.mkstemp(prefix=".jitloops-", suffix=".npz.tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path, backend="numpy"):
+        """A network from a file written by ``save``, on ``backend``.
+        A missing, corrupt or mismatched file raises FileNotFoundError or ValueError."""
+        path = os.fspath(path)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"no saved network at {path!r}")
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {k: f[k] for k in f.files}
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"{path!r} is not a readable jitloops network file (corrupt or not an .npz "
+                             f"written by save): {exc}") from None
+        if str(data.get("format", "")) != FILE_FORMAT:
+            raise ValueError(f"{path!r} is not a jitloops network file: no format tag {FILE_FORMAT!r} "
+                             f"(was it written by NeuralNetwork.save?)")
+        try:
+            kind = str(data["kind"])
+            dims = [int(n) for n in data["layer_dims"]]
+            acts = [str(a) for a in data["activations"]]
+            dtype = str(data["dtype"])
+        except KeyError as exc:
+            raise ValueError(f"{path!r} is missing the architecture entry {exc.args[0]!r}") from None
+        from .logistic import LogisticRegression
+        from .network import NeuralNetwork
+        target = {c.__name__: c for c in (NeuralNetwork, LogisticRegression)}.get(kind)
+        if target is None or not issubclass(target, cls):
+            raise ValueError(f"{path!r} holds a {kind}, not a {cls.__name__}")
+        net = target._from_architecture(dims, acts, backend, dtype)
+        params = {k[len("param_"):]: v for k, v in data.items() if k.startswith("param_")}
+        try:
+            net.set_parameters(params)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path!r} does not match its own architecture {dims}: {exc}") from None
+        return net
+
+    @classmethod
+    def _from_architecture(cls, dims, activations, backend, dtype):
+        return cls(dims, activations=activations, backend=backend, init="zeros", dtype=dtype)
+
+    def _clone(self):
+        """A network of the same architecture and backend with the same parameters."""
+        net = self._from_architecture(list(self.layer_dims), list(self.activations), self.backend, self.dtype.name)
+        net.set_parameters(self.parameters)
+        return net
+
+    # ----------------------------------------------- pickle, copy.deepcopy
+    _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_optimizer_state", "_W", "_b")
+
+    def __getstate__(self):
+        with self._guard.shared():
+            state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
+            state["W_host"] = [np.array(self._ops.to_host(w), copy=True) for w in self._W]
+            state["b_host"] = [np.array(self._ops.to_host(v), copy=True) for v in self._b]
+        return state
+
+    def __setstate__(self, state):
+        state = dict(state)
+        W, b = state.pop("W_host"), state.pop("b_host")
+        self.__dict__.update(state)
+        self._guard = _guard.Guard()
+        self._set_backend(self.backend)
+        self._W = [self._ops.asarray(w) for w in W]
+        self._b = [self._ops.asarray(v) for v in b]
+
