@@ -44,6 +44,8 @@ def add_arguments(parser):
                         help="learning_rate / (1 + decay_rate * floor(epoch / decay_every))")
     parser.add_argument("--decay-every", type=int, default=1)
     parser.add_argument("--l2", type=float, default=0.0, help="L2 regularization (the course's lambda)")
+    parser.add_argument("--keep-prob", type=float, default=1.0,
+                        help="dropout: keep each hidden unit with this probability (default 1: none)")
     parser.add_argument("--save", metavar="PATH", help="save the trained network to this .npz file")
     parser.add_argument("--no-progress", action="store_true")
 
@@ -63,7 +65,7 @@ def run(args):
         net.fit(X, Y, args.iterations, args.learning_rate, cost_every=args.cost_every,
                 progress=not args.no_progress, batch_size=args.batch_size, shuffle=not args.no_shuffle,
                 seed=max(args.seed, 0), optimizer=args.optimizer, decay_rate=args.decay_rate,
-                decay_every=args.decay_every, l2=args.l2)
+                decay_every=args.decay_every, l2=args.l2, keep_prob=args.keep_prob)
         status = 0
     except DivergenceError as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)

@@ -168,3 +168,11 @@ def permutation(out, seed, epoch):
     """The permutation of kernels.loops.draws.permutation (the same hashes)."""
     i = np.arange(out.shape[0], dtype=np.int64)
     out[:] = np.argsort(((hash3(seed, epoch, i) >> 1) << 32) | i, kind="stable")
+
+
+def dropout(A, seed, stream, keep_prob):
+    """Inverted dropout in place, the masks of kernels.loops.draws.dropout."""
+    n, m = A.shape
+    cells = np.arange(n * m, dtype=np.int64).reshape(n, m)
+    keep = (hash3(seed, stream, cells) >> 8) < int(keep_prob * 16777216.0)
+    np.multiply(A, np.where(keep, A.dtype.type(1.0 / keep_prob), A.dtype.type(0.0)), out=A)

@@ -194,21 +194,28 @@ class TrainingOptions:
     decay_rate: float
     decay_every: int
     l2: float
+    validation: bool = False
+    early_stopping: bool = False
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
+    keep_prob: tuple = ()  # per hidden layer
 
     @property
     def plain(self):
         """True for the first course's batch gradient descent (none of the options)."""
         from kernels.options import GD
         return (self.batch_size is None and self.optimizer.code == GD and self.l2 == 0.0
-                and self.decay_rate == 0.0)
+                and self.decay_rate == 0.0 and not self.validation and min(self.keep_prob, default=1.0) == 1.0)
 
     def needs_kernels(self, ops):
         """"" if ``ops`` has the kernels these options need, else the options it lacks, as text."""
-        if all(hasattr(ops.kernels, k) for k in ("optimizer_step", "gather_columns", "permutation")):
+        if all(hasattr(ops.kernels, k) for k in ("optimizer_step", "gather_columns", "permutation", "dropout")):
             return ""
         asked = [f"batch_size={self.batch_size}" if self.batch_size is not None else "",
                  f"optimizer={self.optimizer!r}" if self.optimizer.code else "",
-                 f"l2={self.l2}" if self.l2 else "", f"decay_rate={self.decay_rate}" if self.decay_rate else ""]
+                 f"l2={self.l2}" if self.l2 else "", f"decay_rate={self.decay_rate}" if self.decay_rate else "",
+                 "validation_data" if self.validation else "",
+                 f"keep_prob={list(self.keep_prob)}" if min(self.keep_prob, default=1.0) < 1.0 else ""]
         return ", ".join(a for a in asked if a)
 
 
@@ -224,8 +231,33 @@ def check_nonnegative(value, name):
     return float(value)
 
 
-def check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2):
+def check_keep_prob(keep_prob, hidden):
+    """keep_prob as a tuple, one probability in (0, 1] per hidden layer."""
+    values = [keep_prob] * hidden if isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool) \
+        else keep_prob
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"keep_prob must be a number in (0, 1] or one per hidden layer ({hidden}), "
+                        f"got {keep_prob!r}") from None
+    if len(values) != hidden:
+        raise ValueError(f"keep_prob has {len(values)} values but the network has {hidden} hidden layers "
+                         f"(dropout never applies to the input or the output): give one number or {hidden}")
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1:
+            raise ValueError(f"keep_prob values must be in (0, 1] (the probability of keeping a unit), got {v!r}")
+    return tuple(float(v) for v in values)
+
+
+def check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
+                           validation=False, early_stopping=False, n_iter_no_change=10, tol=1e-4,
+                           keep_prob=()):
     """The second course's fit options as TrainingOptions, or an error that says how to fix it."""
+    if not isinstance(early_stopping, (bool, np.bool_)):
+        raise TypeError(f"early_stopping must be True or False, got {early_stopping!r}")
+    if early_stopping and not validation:
+        raise ValueError("early_stopping=True watches the validation cost: pass validation_data=(X_val, Y_val) "
+                         "too (e.g. a held-out fifth of the training examples)")
     from . import optimizers
     if batch_size is not None:
         batch_size = check_int(batch_size, "batch_size", 1)
@@ -234,4 +266,6 @@ def check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, dec
     seed = check_int(seed, "seed", 0)
     return TrainingOptions(batch_size, bool(shuffle), seed, optimizers.get(optimizer),
                            check_nonnegative(decay_rate, "decay_rate"), check_int(decay_every, "decay_every", 1),
-                           check_nonnegative(l2, "l2"))
+                           check_nonnegative(l2, "l2"), bool(validation), bool(early_stopping),
+                           check_int(n_iter_no_change, "n_iter_no_change", 1), check_nonnegative(tol, "tol"),
+                           tuple(keep_prob))

@@ -20,7 +20,7 @@ import time
 import numpy as np
 
 from ._progress import Progress
-from .training import DIVERGED
+from .training import DIVERGED, STOPPED
 
 # Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
 # lands (see _deferred_interrupt) between chunks.
@@ -97,7 +97,7 @@ class FitLoop:
                     start += done
                     last = (start - 1) // cost_every
                     bar.update(done, costs[last] if start > 0 else None)
-                    if status == DIVERGED:
+                    if status in (DIVERGED, STOPPED):
                         break
                     if interrupted:
                         status = KeyboardInterrupt()
@@ -159,7 +159,7 @@ class FitLoop:
 
         return chunk
 
-    def _epoch_runner(self, X, Y, costs, cost_every, learning_rate, options):
+    def _epoch_runner(self, X, Y, costs, cost_every, learning_rate, options, validation=None, val_costs=None):
         """chunk(start, count) for the second course's training (model.training.fit_epochs):
         buffers for a batch and for the smaller last one, allocated once per
         fit; the optimizer's state taken over from the last fit where it fits."""
@@ -186,6 +186,18 @@ class FitLoop:
         beta1, beta2, epsilon = opt.hyper()
         eps, first_epoch = self._eps(), state["epochs"]
         codes = p.codes(self._codes())
+        # validation: its own forward buffers (A[0] = Xv), the best parameters
+        # so far, and [best cost, epochs without improvement, best epoch]
+        if validation is not None:
+            Xv, Yv = validation
+            Zv, Av = self._batch_buffers(Xv, Xv.shape[1], False)[:2]
+        else:  # unused: the batch's own lists stand in
+            (Zv, Av), Yv, val_costs = full[:2], Yb, costs
+        W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
+        b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
+        track = np.array([np.inf, 0.0, -1.0])
+        keep = np.array(list(options.keep_prob) + [1.0])  # per layer; the output keeps every unit
+        self._early_stopping_track = track
 
         def chunk(start, count):
             try:
@@ -193,7 +205,9 @@ class FitLoop:
                     costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
                     codes, start, count, cost_every, first_epoch, state["steps"], learning_rate,
                     options.decay_rate, options.decay_every, opt.code, beta1, beta2, epsilon, options.l2, eps,
-                    ops.exact_math, copy, options.shuffle and copy, options.seed)
+                    ops.exact_math, copy, options.shuffle and copy, options.seed, Zv, Av, Yv, val_costs,
+                    W_best, b_best, track, validation is not None, options.early_stopping,
+                    options.n_iter_no_change, options.tol, keep, bool(min(keep) < 1.0))
                 state["steps"] = steps
                 return done, status
             finally:  # the lists may have traded arrays: W, b hold the current parameters

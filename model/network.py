@@ -20,8 +20,8 @@ import kernels
 from kernels.loops import ACTIVATION_CODES
 
 from . import _guard
-from .checks import (check_activations, check_dtype, check_int, check_layer_dims, check_learning_rate,
-                     check_nonnegative, check_parameters, check_positive, check_training_options, check_X, check_Y,
+from .checks import (check_activations, check_dtype, check_int, check_keep_prob, check_layer_dims,
+                     check_learning_rate, check_nonnegative, check_parameters, check_positive, check_training_options, check_X, check_Y,
                      default_init)
 from .fit import FitLoop
 from .persistence import Persistence
@@ -124,6 +124,8 @@ class NeuralNetwork(FitLoop, Persistence):
 
     def _clear_history(self):
         self.costs_ = np.zeros(0)
+        self.val_costs_ = np.zeros(0)
+        self.best_epoch_ = None
         self.cost_iterations_ = np.zeros(0, dtype=np.int64)
         self.n_iter_ = 0
 
@@ -275,7 +277,8 @@ class NeuralNetwork(FitLoop, Persistence):
     # ------------------------------------------------------------------- fit
     @_guard.exclusive
     def fit(self, X, Y, epochs=None, learning_rate=None, *, iterations=None, batch_size=None, shuffle=True,
-            seed=0, optimizer="gd", decay_rate=0.0, decay_every=1, l2=0.0, cost_every=100, progress=False):
+            seed=0, optimizer="gd", decay_rate=0.0, decay_every=1, l2=0.0, keep_prob=1.0, validation_data=None,
+            early_stopping=False, n_iter_no_change=10, tol=1e-4, cost_every=100, progress=False):
         """Train, the course's way. X (n_x, m); Y (1, m) of 0/1. Continues from
         the current parameters. Returns self.
 
@@ -297,6 +300,17 @@ class NeuralNetwork(FitLoop, Persistence):
           decay_rate * floor(e / decay_every)).
         - ``l2``: L2 regularization, the course's lambda: dW += (l2 / m) W
           (m the batch's size).
+        - ``keep_prob``: inverted dropout on the hidden layers (a number, or
+          one per hidden layer; never the input or the output): each unit kept
+          with that probability and scaled by 1 / keep_prob, the same mask in
+          backward, drawn from ``seed`` and the step (the same on every
+          backend). cost, predict and gradients never drop units.
+        - ``validation_data=(X_val, Y_val)``: ``val_costs_`` records the
+          validation cost after the epochs ``costs_`` is recorded at (NaN for
+          fits without). ``early_stopping=True`` checks it after every epoch
+          and stops when it has not improved by more than ``tol`` for
+          ``n_iter_no_change`` epochs in a row, restoring the parameters of
+          the best epoch (``best_epoch_``, counted over all fits).
 
         ``costs_`` records, at epochs 0, cost_every, 2 cost_every, ... of this
         fit, the cost of the epoch's forward passes (before their updates; the
@@ -313,10 +327,14 @@ class NeuralNetwork(FitLoop, Persistence):
             raise TypeError("fit() needs a learning_rate (a finite number > 0), e.g. fit(X, Y, 100, 0.1)")
         learning_rate = check_learning_rate(learning_rate)
         cost_every = check_int(cost_every, "cost_every", 1)
-        options = check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2)
+        options = check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
+                                         validation_data is not None, early_stopping, n_iter_no_change, tol,
+                                         check_keep_prob(keep_prob, self.n_layers - 1))
         Xd, Yd = self._data(X, Y)
+        validation = self._validation_data(validation_data)
         n_costs = -(-epochs // cost_every)
         costs = np.full(n_costs, np.nan)
+        val_costs = np.full(n_costs, np.nan)
         if options.plain:  # the course's batch gradient descent: its own, leaner loop
             self._optimizer_state = None
             chunk = self._chunk_runner(Xd, Yd, costs, cost_every, learning_rate)
@@ -327,13 +345,17 @@ class NeuralNetwork(FitLoop, Persistence):
                 raise ValueError(f"backend {self.backend!r} trains with full-batch gradient descent only: "
                                  f"{missing} needs one of the CPU backends ('numba', 'parallel', 'numpy', "
                                  f"'python'); its raw kernels lack optimizer_step and the mini-batch gather")
-            chunk = self._epoch_runner(Xd, Yd, costs, cost_every, learning_rate, options)
+            chunk = self._epoch_runner(Xd, Yd, costs, cost_every, learning_rate, options, validation, val_costs)
             key = (self.backend, Xd.shape[1], options.batch_size)
         done, status = self._drive(chunk, epochs, costs, cost_every, progress, key)
         if not options.plain:
             self._optimizer_state["epochs"] += done
         recorded = -(-done // cost_every)
+        if options.early_stopping and self._early_stopping_track[2] >= 0:
+            self.best_epoch_ = self.n_iter_ + int(self._early_stopping_track[2]) - (
+                self._optimizer_state["epochs"] - done)
         self.costs_ = np.concatenate([self.costs_, costs[:recorded]])
+        self.val_costs_ = np.concatenate([self.val_costs_, val_costs[:recorded]])
         self.cost_iterations_ = np.concatenate(
             [self.cost_iterations_, self.n_iter_ + cost_every * np.arange(recorded, dtype=np.int64)])
         self.n_iter_ += done
@@ -347,6 +369,20 @@ class NeuralNetwork(FitLoop, Persistence):
         if isinstance(status, KeyboardInterrupt):
             raise status
         return self
+
+    def _validation_data(self, validation_data):
+        """(Xv, Yv) as backend arrays, or None."""
+        if validation_data is None:
+            return None
+        try:
+            Xv, Yv = validation_data
+        except (TypeError, ValueError):
+            raise TypeError(f"validation_data must be a pair (X_val, Y_val) of shapes (n_x, m_val) and "
+                            f"(1, m_val), got {type(validation_data).__name__}") from None
+        try:
+            return self._data(Xv, Yv)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"validation_data: {exc}") from None
 
     @staticmethod
     def _epochs(epochs, iterations):

@@ -37,15 +37,15 @@ from . import training
 # options) and those that only call kernels (compiled serially: they have no
 # loop of their own to parallelize). Callees come before callers.
 PARALLEL_LOOPS = ("logistic_pass",)
-DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk",
-           "optimizer_update", "fit_epochs", "logistic_gradients", "logistic_fit_chunk")
+DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk", "forward_dropout",
+           "backward_dropout", "optimizer_update", "fit_epochs", "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
 
 # The kernels model.training calls, by their bare names; a backend without
 # the mini-batch ones (MINIBATCH_KERNELS) trains full batch with plain
 # gradient descent only (model.network says so).
-MINIBATCH_KERNELS = ("optimizer_step", "gather_columns", "permutation")
-KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient",
+MINIBATCH_KERNELS = ("optimizer_step", "gather_columns", "permutation", "dropout")
+KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient", "activation_backward",
                 "activation_backward_from_output", "cross_entropy", "gradient_step", "all_finite")
 KERNEL_NAMES += MINIBATCH_KERNELS
 

@@ -27,9 +27,11 @@ import math
 from numba import prange
 
 from kernels.loops import (  # uncompiled defaults: backend "python"
+    activation_backward,
     activation_backward_from_output,
     all_finite,
     cross_entropy,
+    dropout,
     gather_columns,
     gradient_step,
     input_gradient,
@@ -43,6 +45,7 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
 # Status codes of fit_chunk (its second return value).
 FINISHED = 0
 DIVERGED = 1
+STOPPED = 2  # early stopping: the validation cost stopped improving
 
 
 def forward(Z, A, W, b, acts):
@@ -159,6 +162,32 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
 # The second course's training: mini-batches, optimizers, decay, L2.
 
 
+def forward_dropout(Z, A, W, b, acts, keep, seed, stream):
+    """forward() with inverted dropout on the outputs of the layers l with
+    keep[l] < 1 (the hidden ones; keep[L-1] is 1): the mask of (seed, stream + l)."""
+    for l in range(len(W)):
+        linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
+        if keep[l] < 1.0:
+            dropout(A[l + 1], seed, stream + l, keep[l])
+
+
+def backward_dropout(dW, db, dZ, dA, W, Z, A, Y, acts, keep, seed, stream):
+    """backward() after forward_dropout: dA of a dropped-out layer gets the
+    forward's mask again, scaled alike (the course's dA = dA * D / keep_prob),
+    and g' comes from Z there (A was scaled by the mask)."""
+    L = len(W)
+    gradient_step(dZ[L - 1], A[L], Y, 1.0)
+    for l in range(L - 1, -1, -1):
+        weight_gradients(dW[l], db[l], dZ[l], A[l])
+        if l > 0:
+            input_gradient(dA[l - 1], dZ[l], W[l])
+            if keep[l - 1] < 1.0:
+                dropout(dA[l - 1], seed, stream + l - 1, keep[l - 1])
+                activation_backward(dZ[l - 1], dA[l - 1], Z[l - 1], acts[l - 1])
+            else:
+                activation_backward_from_output(dZ[l - 1], dA[l - 1], Z[l - 1], A[l], acts[l - 1])
+
+
 def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, zeros, learning_rate,
                      kind, beta1, beta2, epsilon, t):
     """update() with the optimizer ``kind`` (kernels.options: GD, MOMENTUM,
@@ -177,13 +206,17 @@ def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, zeros, le
 def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, dW, db,
                zeros, X, Y, Yb, Ybl, perm, acts, start, count, cost_every, first_epoch, first_step,
                learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
-               copy_batches, shuffle, seed):
+               copy_batches, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
+               patience, tol, keep, dropping):
     """Epochs start, ..., start + count - 1 of mini-batch training, the course's:
     each epoch a permutation of the columns (``shuffle``: drawn from (seed,
     epoch), kernels.loops.draws; else the columns in order), then consecutive
     batches of b = Yb.shape[1] examples, the last one smaller (its buffers Zl,
     Al, dZl, dAl, Ybl) when b does not divide m. Each batch: forward, cost,
     backward (+ (l2 / b_batch) W with L2), one optimizer step.
+
+    With ``dropping``, inverted dropout on the layers l with keep[l] < 1, the
+    masks drawn from (seed, step * L + l) (forward_dropout, backward_dropout).
 
     Epoch e (counted from first_epoch over the network's epochs with this
     optimizer) uses learning_rate / (1 + decay_rate * floor(e / decay_every)).
@@ -192,8 +225,16 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     are multiples of cost_every. A[0] / Al[0] are the batch's copies of X's
     columns (when ``copy_batches``; else A[0] is X itself: one batch, in order).
 
-    Returns (done, status, steps): epochs completed, FINISHED or DIVERGED (W, b
-    then hold the last finite parameters), and the optimizer's step count.
+    With ``validate``, the validation cost (forward on Av[0] = Xv, Yv) after
+    each epoch's updates goes into val_costs at the epochs costs are recorded.
+    With ``early`` too, an epoch whose validation cost is below track[0] - tol
+    is the new best (track = [best cost, epochs without improvement, best
+    epoch], carried across chunks; its parameters copied to W_best, b_best);
+    after ``patience`` epochs in a row without one, the best parameters are
+    restored and the fit stops.
+
+    Returns (done, status, steps): epochs completed, FINISHED, DIVERGED (W, b
+    then hold the last finite parameters) or STOPPED, and the optimizer's step count.
     """
     L = len(W)
     m = X.shape[1]
@@ -215,13 +256,19 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
             if copy_batches:
                 gather_columns(Ax[0], X, perm[j0:j0 + mb])
                 gather_columns(Yx, Y, perm[j0:j0 + mb])
-            forward(Zx, Ax, Wc, bc, acts)
+            if dropping:
+                forward_dropout(Zx, Ax, Wc, bc, acts, keep, seed, t * L)
+            else:
+                forward(Zx, Ax, Wc, bc, acts)
             J = cross_entropy(Ax[L], Yx, eps, exact)
             if not math.isfinite(J):
                 done, status = k, DIVERGED
                 break
             total += J * mb
-            backward(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts)
+            if dropping:
+                backward_dropout(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts, keep, seed, t * L)
+            else:
+                backward(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts)
             if l2 > 0.0:
                 for l in range(L):  # dW += (l2 / mb) W
                     gradient_step(dW[l], dW[l], Wc[l], -l2 / mb)
@@ -237,6 +284,25 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
             break
         if e % cost_every == 0:
             costs[e // cost_every] = total / m
+        if validate:
+            forward(Zv, Av, Wc, bc, acts)
+            Jv = cross_entropy(Av[L], Yv, eps, exact)
+            if e % cost_every == 0:
+                val_costs[e // cost_every] = Jv
+            if early:
+                if Jv < track[0] - tol:
+                    track[0], track[1], track[2] = Jv, 0.0, epoch
+                    for l in range(L):  # a copy: out = param - 0 * param (finite: guarded)
+                        gradient_step(W_best[l], Wc[l], Wc[l], 0.0)
+                        gradient_step(b_best[l], bc[l], bc[l], 0.0)
+                else:
+                    track[1] += 1.0
+                    if track[1] >= patience:
+                        for l in range(L):
+                            gradient_step(Wc[l], W_best[l], W_best[l], 0.0)
+                            gradient_step(bc[l], b_best[l], b_best[l], 0.0)
+                        done, status = k + 1, STOPPED
+                        break
     if traded:
         swap_items(W, W_next)
         swap_items(b, b_next)

@@ -34,16 +34,20 @@ def moons_like(m=300, seed=3):
 
 
 # ---------------------------------------------------------- the course's code
-def course_forward(params, X, L):
+def course_forward(params, X, L, keep_prob=1.0, seed=0, stream=0):
+    """L_model_forward; with keep_prob < 1 the course's forward_propagation_with_dropout
+    (its masks D from our counter-based draws, so they match the network's)."""
     caches, A = [], X
     for l in range(1, L + 1):
         Z = params[f"W{l}"] @ A + params[f"b{l}"]
         caches.append((A, Z))
         A = 1 / (1 + np.exp(-Z)) if l == L else np.maximum(0, Z)
+        if l < L and keep_prob < 1.0:
+            vectorized.dropout(A, seed, stream + l - 1, keep_prob)  # A = A * D / keep_prob
     return A, caches
 
 
-def course_backward(params, AL, Y, caches, L, lambd):
+def course_backward(params, AL, Y, caches, L, lambd, keep_prob=1.0, seed=0, stream=0):
     m = Y.shape[1]
     grads = {}
     dZ = AL - Y
@@ -53,6 +57,8 @@ def course_backward(params, AL, Y, caches, L, lambd):
         grads[f"db{l}"] = dZ.sum(axis=1, keepdims=True) / m
         if l > 1:
             dA = params[f"W{l}"].T @ dZ
+            if keep_prob < 1.0:
+                vectorized.dropout(dA, seed, stream + l - 2, keep_prob)  # dA = dA * D / keep_prob
             # relu'(0) = 1, the project's convention (DESIGN; the course's
             # table). Its notebooks' relu_backward takes 0 there, which matters:
             # with zero biases whole layers of Z are exactly 0 at first.
@@ -61,7 +67,7 @@ def course_backward(params, AL, Y, caches, L, lambd):
 
 
 def course_train(params, X, Y, L, optimizer, lr, epochs, batch_size, seed, decay_rate=0.0, l2=0.0,
-                 beta=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8):
+                 beta=0.9, beta1=0.9, beta2=0.999, epsilon=1e-8, keep_prob=1.0):
     """The course's model(): mini-batches (our counter-based permutation, so
     the batches match), update_parameters_with_gd / momentum / adam, RMSprop,
     update_lr, L2 in the gradients. Returns the parameters and epoch costs."""
@@ -77,10 +83,10 @@ def course_train(params, X, Y, L, optimizer, lr, epochs, batch_size, seed, decay
         for j0 in range(0, m, batch_size):
             idx = perm[j0:j0 + batch_size]
             Xb, Yb = X[:, idx], Y[:, idx]
-            AL, caches = course_forward(params, Xb, L)
+            AL, caches = course_forward(params, Xb, L, keep_prob, seed, t * L)
             a = np.clip(AL, np.finfo(float).eps, 1 - np.finfo(float).eps)
             total += -np.sum(Yb * np.log(a) + (1 - Yb) * np.log(1 - a))
-            grads = course_backward(params, AL, Yb, caches, L, l2)
+            grads = course_backward(params, AL, Yb, caches, L, l2, keep_prob, seed, t * L)
             t += 1
             for k in params:
                 g = grads["d" + k]
@@ -241,3 +247,87 @@ def test_a_backend_without_the_minibatch_kernels_names_the_option():
         net.fit(X, Y, 1, 0.1, batch_size=8, optimizer="adam")
     net.fit(X, Y, 2, 0.1)  # the first course's gradient descent still runs
     assert net.n_iter_ == 2
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba", "parallel"])
+def test_validation_costs_and_early_stopping(backend):
+    """val_costs_ is the validation cost after each recorded epoch's updates
+    (checked against cost() between one-epoch fits); early stopping stops
+    n_iter_no_change epochs after the best one and restores its parameters."""
+    X, Y = moons_like(300, seed=3)
+    Xv, Yv = moons_like(100, seed=4)
+    kwargs = dict(learning_rate=0.05, batch_size=32, optimizer="adam", seed=1)
+    net = NeuralNetwork([2, 16, 16, 1], activations="relu", init="he", seed=1, backend=backend)
+    net.fit(X, Y, 6, validation_data=(Xv, Yv), cost_every=1, **kwargs)
+    step = NeuralNetwork([2, 16, 16, 1], activations="relu", init="he", seed=1, backend=backend)
+    after = [step.fit(X, Y, 1, **kwargs).cost(Xv, Yv) for _ in range(6)]
+    np.testing.assert_allclose(net.val_costs_, after, rtol=1e-12)
+    assert net.val_costs_.shape == net.costs_.shape
+
+    stop = NeuralNetwork([2, 16, 16, 1], activations="relu", init="he", seed=1, backend=backend)
+    stop.fit(X, Y, 300, validation_data=(Xv, Yv), early_stopping=True, n_iter_no_change=5, tol=1e-3,
+             cost_every=1, **kwargs)
+    best = stop.best_epoch_
+    assert stop.n_iter_ == best + 6 < 300  # 5 epochs without improvement after the best
+    assert stop.val_costs_[best] == pytest.approx(stop.cost(Xv, Yv), rel=1e-12)
+    assert all(v > stop.val_costs_[best] - 1e-3 for v in stop.val_costs_[best + 1:])
+    if backend != "numpy":
+        ref = NeuralNetwork([2, 16, 16, 1], activations="relu", init="he", seed=1, backend="numpy")
+        ref.fit(X, Y, 300, validation_data=(Xv, Yv), early_stopping=True, n_iter_no_change=5, tol=1e-3,
+                cost_every=1, **kwargs)
+        assert ref.best_epoch_ == best
+        for k, v in ref.parameters.items():
+            np.testing.assert_allclose(stop.parameters[k], v, rtol=1e-7, atol=1e-10)
+
+
+def test_bad_validation_options():
+    X, Y = moons_like(m=20)
+    net = NeuralNetwork([2, 3, 1])
+    with pytest.raises(ValueError, match="pass validation_data"):
+        net.fit(X, Y, 1, 0.1, early_stopping=True)
+    with pytest.raises(ValueError, match="validation_data: X has shape"):
+        net.fit(X, Y, 1, 0.1, validation_data=(X.T, Y))
+    with pytest.raises(TypeError, match="validation_data must be a pair"):
+        net.fit(X, Y, 1, 0.1, validation_data=(X, Y, X))
+    with pytest.raises(ValueError, match="n_iter_no_change must be an int >= 1"):
+        net.fit(X, Y, 1, 0.1, validation_data=(X, Y), early_stopping=True, n_iter_no_change=0)
+    assert net.n_iter_ == 0
+
+
+@pytest.mark.parametrize("backend", CPU)
+def test_dropout_follows_the_course_code(backend):
+    """Inverted dropout (keep_prob 0.8 on both hidden layers) with Adam and
+    mini-batches: parameters and costs as the course's
+    forward/backward_propagation_with_dropout given the same masks, on every
+    backend (the masks are counter-based draws: the same everywhere)."""
+    X, Y = moons_like()
+    net = NeuralNetwork([2, 5, 2, 1], activations="relu", init="he", seed=3, backend=backend)
+    start = net.parameters
+    net.fit(X, Y, epochs=3, learning_rate=0.005, batch_size=64, seed=4, optimizer="adam", keep_prob=0.8,
+            cost_every=1)
+    want, want_costs = course_train(start, X, Y, 3, "adam", 0.005, 3, 64, 4, keep_prob=0.8)
+    for k, v in want.items():
+        np.testing.assert_allclose(net.parameters[k], v, rtol=1e-7, atol=1e-12, err_msg=k)
+    np.testing.assert_allclose(net.costs_, want_costs, rtol=1e-10)
+    # prediction and cost never drop units: they are the plain forward pass's
+    AL, _ = course_forward(net.parameters, X, 3)
+    np.testing.assert_allclose(net.predict_proba(X), AL, rtol=1e-12)
+
+
+def test_dropout_masks_keep_the_right_fraction_and_scale():
+    from kernels import cpu
+    for keep in (0.5, 0.8, 1.0):
+        A = np.ones((50, 2000))
+        cpu.numba_kernels.dropout(A, 3, 9, keep)
+        kept = A > 0
+        sd = np.sqrt(keep * (1 - keep) / A.size)
+        assert abs(kept.mean() - keep) <= 5 * sd + 1e-12
+        np.testing.assert_array_equal(A[kept], 1 / keep)
+    B, C = np.ones((4, 100)), np.ones((4, 100))
+    vectorized.dropout(B, 3, 9, 0.5)
+    vectorized.dropout(C, 3, 10, 0.5)
+    assert not np.array_equal(B, C)  # another stream, another mask
+    with pytest.raises(ValueError, match=r"keep_prob values must be in \(0, 1\]"):
+        NeuralNetwork([2, 3, 1]).fit(*moons_like(20), 1, 0.1, keep_prob=0.0)
+    with pytest.raises(ValueError, match="keep_prob has 1 values but the network has 2 hidden layers"):
+        NeuralNetwork([2, 3, 3, 1]).fit(*moons_like(20), 1, 0.1, keep_prob=[0.5])

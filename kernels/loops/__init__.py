@@ -14,7 +14,7 @@ Read in this order:
     backward.py     weight_gradients, input_gradient, linear_(activation_)backward
     cost.py         cross_entropy, cross_entropy_backward
     update.py       gradient_step, optimizer_step, dot, all_finite, gather_columns
-    draws.py        counter-based draws: the mini-batch permutation
+    draws.py        counter-based draws: the mini-batch permutation, dropout masks
     plans.py        the engine's plans for the products, one line each, and how
                     a shape chooses one
     products/       the engine: blocked.py (register blocking), packed.py
@@ -66,7 +66,7 @@ from .cost import cross_entropy, cross_entropy_backward
 from .forward import linear_activation_forward, linear_forward
 from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, weight_gradients_plan
 from .products.micro import MICRO_SOURCES, micro_block
-from .draws import hash3, permutation
+from .draws import dropout, hash3, permutation
 from .update import all_finite, dot, gather_columns, gradient_step, optimizer_step
 from .views import flat
 
@@ -91,6 +91,7 @@ KERNEL_NAMES = (
     "optimizer_step",
     "gather_columns",
     "permutation",
+    "dropout",
 )
 
 __all__ = list(KERNEL_NAMES) + [

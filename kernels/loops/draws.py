@@ -1,4 +1,5 @@
-"""Counter-based draws: the same pseudo-random numbers on every backend.
+"""Counter-based draws: the same pseudo-random numbers on every backend:
+the mini-batch permutation and the dropout masks.
 
 A draw is a hash of its coordinates (seed, stream, counter), not the next
 state of a generator, so any backend, interpreted or compiled, serial or in
@@ -12,9 +13,10 @@ and Numba's wrapping int64 give the very same bits.
 """
 
 import numpy as np
+from numba import prange
 from numba.extending import register_jitable
 
-from ..options import HELPER_OPTIONS
+from ..options import HELPER_OPTIONS, PARALLEL_ELEMENTS
 
 MASK32 = 0xFFFFFFFF
 
@@ -51,3 +53,28 @@ def permutation(out, seed, epoch):
     order = np.argsort(keys)
     for i in range(m):
         out[i] = order[i]
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _dropout_row(a, seed, stream, first, threshold, scale):
+    zero = a.dtype.type(0.0)
+    for j in range(a.shape[0]):
+        keep = (hash3(seed, stream, first + j) >> 8) < threshold  # a uniform 24-bit draw
+        a[j] = a[j] * scale if keep else zero
+
+
+def dropout(A, seed, stream, keep_prob):
+    """Inverted dropout in place: each cell A[i, j] is kept with probability
+    keep_prob and scaled by 1 / keep_prob, or set to 0. The draw of cell
+    (i, j) is hash3(seed, stream, i * m + j), so the same (seed, stream)
+    gives the same mask again: the backward pass applies it to dA.
+    A (n, m); each row is its own prange iteration's."""
+    n, m = A.shape
+    threshold = int(keep_prob * 16777216.0)  # keep_prob of the 2^24 draws
+    scale = A.dtype.type(1.0 / keep_prob)
+    if A.size < PARALLEL_ELEMENTS:
+        for i in range(n):
+            _dropout_row(A[i], seed, stream, i * m, threshold, scale)
+        return
+    for i in prange(n):
+        _dropout_row(A[i], seed, stream, i * m, threshold, scale)
