@@ -46,6 +46,11 @@ ACTIVATION_CODES = {
     "linear": LINEAR,
 }
 LEAKY_SLOPE = 0.01
+# The softmax output layer's code (not a hidden activation: its units share
+# one normalization per example). linear_activation_forward leaves A = Z for
+# it; the softmax kernel then normalizes A's columns.
+SOFTMAX = 5
+OUTPUTS = ("sigmoid", "softmax")
 # Added to a code (``TANH | EXACT``): tanh, sigmoid and the cost's log call the
 # C math library instead of the vectorizable approximations of kernels.approx
 # (within 2.5 ulp; many times faster once LLVM vectorizes them). The scalar

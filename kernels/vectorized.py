@@ -97,8 +97,11 @@ def linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act):
 
 
 def cross_entropy(AL, Y, eps, exact=True):
-    """J = -(1/m) sum(Y log AL + (1 - Y) log(1 - AL)), AL clipped to [eps, 1 - eps].
+    """J = -(1/m) sum(Y log AL + (1 - Y) log(1 - AL)), AL clipped to [eps, 1 - eps];
+    for C >= 2 rows (softmax) -(1/m) sum(Y log AL), AL clipped to [eps, 1].
     NumPy's log is always the exact one (``exact`` is the loop kernels' switch)."""
+    if AL.shape[0] > 1:
+        return float(-np.sum(Y * np.log(np.maximum(AL, eps))) / AL.shape[1])
     a = np.clip(AL, eps, 1 - eps)
     return float(-np.sum(Y * np.log(a) + (1 - Y) * np.log(1 - a)) / AL.shape[1])
 
@@ -176,3 +179,10 @@ def dropout(A, seed, stream, keep_prob):
     cells = np.arange(n * m, dtype=np.int64).reshape(n, m)
     keep = (hash3(seed, stream, cells) >> 8) < int(keep_prob * 16777216.0)
     np.multiply(A, np.where(keep, A.dtype.type(1.0 / keep_prob), A.dtype.type(0.0)), out=A)
+
+
+def softmax(A):
+    """A = softmax(A) column by column, in place (each column's max subtracted first)."""
+    np.subtract(A, A.max(axis=0, keepdims=True), out=A)
+    np.exp(A, out=A)
+    A /= A.sum(axis=0, keepdims=True)

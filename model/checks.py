@@ -13,6 +13,7 @@ import numpy as np
 
 from kernels import checks as kernel_checks
 from kernels.loops import ACTIVATION_CODES
+from kernels.options import OUTPUTS
 
 
 def check_dtype(dtype):
@@ -107,22 +108,58 @@ def check_Y(Y, m, dtype):
     return _writable(np.ascontiguousarray(Y, dtype=dtype))
 
 
-def check_layer_dims(layer_dims):
-    """layer_dims as a tuple of positive ints [n_x, ..., 1]."""
+def check_output(output):
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be 'sigmoid' (binary: one unit, labels 0/1) or 'softmax' (C >= 2 classes), "
+                         f"got {output!r}")
+    return output
+
+
+def check_labels(Y, m, C, dtype):
+    """Y of a softmax output as a C-contiguous one-hot (C, m) array of
+    ``dtype``: from (1, m) integer labels 0..C-1, or a (C, m) one-hot array."""
+    Y = _numeric(Y, "Y", f"(1, m) of labels 0..{C - 1} or (C, m) = ({C}, m) one-hot")
+    if Y.ndim != 2 or Y.shape[0] not in (1, C):
+        raise ValueError(f"Y must be (1, m) labels 0..{C - 1} or ({C}, m) one-hot columns, got shape {Y.shape}"
+                         + ("; reshape labels: Y.reshape(1, -1)" if Y.ndim == 1 else ""))
+    if Y.shape[1] != m:
+        raise ValueError(f"X has m = {m} examples (columns) but Y has {Y.shape[1]}; X (n_x, m) and Y need the same m")
+    if Y.shape[0] == 1:
+        labels = Y[0]
+        bad = ~((labels == np.round(labels)) & (labels >= 0) & (labels < C))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise ValueError(f"Y's labels must be integers 0..{C - 1} (the network has C = {C} outputs), got "
+                             f"{labels[j].item()!r} at column {j}")
+        onehot = np.zeros((C, m), dtype=dtype)
+        onehot[labels.astype(np.int64), np.arange(m)] = 1
+        return onehot
+    if not (((Y == 0) | (Y == 1)).all() and (Y.sum(axis=0) == 1).all()):
+        j = int(np.flatnonzero(~(((Y == 0) | (Y == 1)).all(axis=0) & (Y.sum(axis=0) == 1)))[0])
+        raise ValueError(f"a ({C}, m) Y must be one-hot: each column one 1 and the rest 0; column {j} is "
+                         f"{Y[:, j].tolist()}")
+    return _writable(np.ascontiguousarray(Y, dtype=dtype))
+
+
+def check_layer_dims(layer_dims, output="sigmoid"):
+    """layer_dims as a tuple of positive ints [n_x, ..., 1] (sigmoid) or [n_x, ..., C] (softmax, C >= 2)."""
     try:
         dims = list(layer_dims)
     except TypeError:
         raise TypeError(f"layer_dims must be a sequence of ints [n_x, n[1], ..., 1], got {layer_dims!r}") from None
     if len(dims) < 2 or any(isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1 for n in dims):
         raise ValueError(f"layer_dims must be at least two positive ints [n_x, ..., 1], got {layer_dims!r}")
-    if dims[-1] != 1:
+    if output == "sigmoid" and dims[-1] != 1:
         raise ValueError(f"the output layer has one sigmoid unit (binary classification), so layer_dims "
-                         f"must end in 1, got {layer_dims!r}")
+                         f"must end in 1, got {layer_dims!r}; for C classes use output='softmax' and end in C")
+    if output == "softmax" and dims[-1] < 2:
+        raise ValueError(f"a softmax output needs C >= 2 units (one per class), got layer_dims {layer_dims!r}; "
+                         f"for two classes with one unit use output='sigmoid'")
     return tuple(int(n) for n in dims)
 
 
-def check_activations(activations, L):
-    """One hidden activation name per hidden layer, plus "sigmoid" for the output."""
+def check_activations(activations, L, output="sigmoid"):
+    """One hidden activation name per hidden layer, plus ``output`` for the output layer."""
     valid = ", ".join(ACTIVATION_CODES)
     if isinstance(activations, str):
         names = [activations] * (L - 1)
@@ -132,16 +169,16 @@ def check_activations(activations, L):
         except TypeError:
             raise TypeError(f"activations must be a name or a sequence of names ({valid}), "
                             f"got {activations!r}") from None
-        if len(names) == L and L > 0 and names[-1] == "sigmoid":
+        if len(names) == L and L > 0 and names[-1] == output:
             names = names[:-1]
         if len(names) != L - 1:
             raise ValueError(f"activations has {len(names)} names but the network has {L - 1} hidden "
                              f"layers; give one name, one per hidden layer ({L - 1}), or one per layer "
-                             f"({L}, the last 'sigmoid')")
+                             f"({L}, the last {output!r})")
     for name in names:
         if name not in ACTIVATION_CODES:
             raise ValueError(f"unknown activation {name!r}; valid names: {valid}")
-    return tuple(names) + ("sigmoid",)
+    return tuple(names) + (output,)
 
 
 def check_parameters(parameters, shapes, dtype):

@@ -171,8 +171,8 @@ class FitLoop:
         state = self._optimizer_state_for(options)
         full = self._batch_buffers(X, size, copy)
         tail = self._batch_buffers(X, last, copy) if last else full
-        Yb = ops.empty((1, size), dt) if copy else Y
-        Ybl = ops.empty((1, last), dt) if last else Yb
+        Yb = ops.empty((Y.shape[0], size), dt) if copy else Y  # Y (1, m), or (C, m) one-hot
+        Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
         W, b = p.list(self._W), p.list(self._b)
         W_next = p.list([ops.empty(w.shape, dt) for w in self._W])
         b_next = p.list([ops.empty(v.shape, dt) for v in self._b])

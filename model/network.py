@@ -17,12 +17,12 @@ import math
 import numpy as np
 
 import kernels
-from kernels.loops import ACTIVATION_CODES
+from kernels.loops import ACTIVATION_CODES, SOFTMAX
 
 from . import _guard
-from .checks import (check_activations, check_dtype, check_int, check_keep_prob, check_layer_dims,
-                     check_learning_rate, check_nonnegative, check_parameters, check_positive, check_training_options, check_X, check_Y,
-                     default_init)
+from .checks import (check_activations, check_dtype, check_int, check_keep_prob, check_labels, check_layer_dims,
+                     check_learning_rate, check_nonnegative, check_output, check_parameters, check_positive,
+                     check_training_options, check_X, check_Y, default_init)
 from .fit import FitLoop
 from .persistence import Persistence
 from .program import get_program
@@ -74,10 +74,11 @@ class NeuralNetwork(FitLoop, Persistence):
     """
 
     def __init__(self, layer_dims, activations="relu", backend="numpy", init=None, seed=None,
-                 dtype="float64", init_scale=None):
+                 dtype="float64", init_scale=None, output="sigmoid"):
         self._guard = _guard.Guard()
-        self.layer_dims = check_layer_dims(layer_dims)
-        self.activations = check_activations(activations, len(self.layer_dims) - 1)
+        self.output = check_output(output)
+        self.layer_dims = check_layer_dims(layer_dims, self.output)
+        self.activations = check_activations(activations, len(self.layer_dims) - 1, self.output)
         if init is None:
             init = default_init(self.layer_dims, self.activations)
         if init not in INITIALIZATIONS:
@@ -87,6 +88,9 @@ class NeuralNetwork(FitLoop, Persistence):
         self.seed = seed
         self.dtype = check_dtype(dtype)
         self._set_backend(backend)
+        if self.output == "softmax" and not hasattr(self._ops.kernels, "softmax"):
+            raise ValueError(f"backend {self.backend!r} has no softmax output yet (output='softmax'); "
+                             f"use one of the CPU backends ('numba', 'parallel', 'numpy', 'python')")
         self._W, self._b = self._initial_parameters()
         self._clear_history()
 
@@ -132,8 +136,9 @@ class NeuralNetwork(FitLoop, Persistence):
     def __repr__(self):
         hidden = self.activations[:-1]
         act = hidden[0] if len(set(hidden)) == 1 else list(hidden)
-        return (f"{type(self).__name__}({list(self.layer_dims)}, activations={act!r}, backend={self.backend!r}, "
-                f"init={self.init!r}, seed={self.seed!r}, dtype={self.dtype.name!r})")
+        output = ", output='softmax'" if self.output == "softmax" else ""
+        return (f"{type(self).__name__}({list(self.layer_dims)}, activations={act!r}{output}, "
+                f"backend={self.backend!r}, init={self.init!r}, seed={self.seed!r}, dtype={self.dtype.name!r})")
 
     @property
     def n_layers(self):
@@ -178,6 +183,8 @@ class NeuralNetwork(FitLoop, Persistence):
         Xd = self._ops.asarray(Xh)
         if Y is None:
             return Xd
+        if self.output == "softmax":
+            return Xd, self._ops.asarray(check_labels(Y, Xh.shape[1], self.layer_dims[-1], self.dtype))
         return Xd, self._ops.asarray(check_Y(Y, Xh.shape[1], self.dtype))
 
     def _buffers(self, X, backward):
@@ -202,7 +209,8 @@ class NeuralNetwork(FitLoop, Persistence):
 
     def _codes(self):
         """The layers' activation codes for the raw kernels (with the backend's exact-math bit)."""
-        return [ACTIVATION_CODES[a] | self._ops.act_bits for a in self.activations]
+        codes = dict(ACTIVATION_CODES, softmax=SOFTMAX)
+        return [codes[a] | self._ops.act_bits for a in self.activations]
 
     def _eps(self):
         return float(np.finfo(self.dtype).eps)
@@ -225,14 +233,19 @@ class NeuralNetwork(FitLoop, Persistence):
 
     @_guard.shared
     def predict_proba(self, X):
-        """P(y = 1 | x) for every column of X (n_x, m): an (1, m) array in (0, 1)."""
+        """P(y = 1 | x) for every column of X (n_x, m): an (1, m) array in (0, 1);
+        for a softmax output the (C, m) class probabilities (columns sum to 1)."""
         buf = self._forward(self._data(X))
         return np.array(self._ops.to_host(buf["A"][self.n_layers]), copy=True)
 
     @_guard.shared
     def predict(self, X):
-        """Class labels (1, m) of 0/1 (int64): 1 where predict_proba(X) > 0.5."""
-        return (self.predict_proba(X) > 0.5).astype(np.int64)
+        """Class labels (1, m), int64: 1 where predict_proba(X) > 0.5 (sigmoid),
+        the most probable class 0..C-1 (softmax)."""
+        proba = self.predict_proba(X)
+        if self.output == "softmax":
+            return np.argmax(proba, axis=0).astype(np.int64).reshape(1, -1)
+        return (proba > 0.5).astype(np.int64)
 
     @_guard.shared
     def cost(self, X, Y, l2=0.0):
@@ -250,8 +263,12 @@ class NeuralNetwork(FitLoop, Persistence):
     @_guard.shared
     def accuracy(self, X, Y):
         """The fraction of examples of X classified as in Y (a float in [0, 1])."""
-        Yh = check_Y(Y, check_X(X, self.layer_dims[0], self.dtype).shape[1], np.int64)
-        return float(np.mean(self.predict(X) == Yh))
+        m = check_X(X, self.layer_dims[0], self.dtype).shape[1]
+        if self.output == "softmax":
+            labels = np.argmax(check_labels(Y, m, self.layer_dims[-1], np.float64), axis=0).reshape(1, -1)
+        else:
+            labels = check_Y(Y, m, np.int64)
+        return float(np.mean(self.predict(X) == labels))
 
     @_guard.shared
     def gradients(self, X, Y, l2=0.0):

@@ -93,7 +93,9 @@ class Persistence:
 
     @classmethod
     def _from_architecture(cls, dims, activations, backend, dtype):
-        return cls(dims, activations=activations, backend=backend, init="zeros", dtype=dtype)
+        """activations: the hidden layers' and, last, the output's ("sigmoid" or "softmax")."""
+        return cls(dims, activations=activations[:-1], backend=backend, init="zeros", dtype=dtype,
+                   output=activations[-1])
 
     def _clone(self):
         """A network of the same architecture and backend with the same parameters."""

@@ -47,7 +47,8 @@ FUNCTIONS = PARALLEL_LOOPS + DRIVERS
 MINIBATCH_KERNELS = ("optimizer_step", "gather_columns", "permutation", "dropout")
 KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient", "activation_backward",
                 "activation_backward_from_output", "cross_entropy", "gradient_step", "all_finite")
-KERNEL_NAMES += MINIBATCH_KERNELS
+OPTIONAL_KERNELS = MINIBATCH_KERNELS + ("softmax",)  # the softmax output's (model.network checks)
+KERNEL_NAMES += OPTIONAL_KERNELS
 
 _programs = {}
 
@@ -98,7 +99,7 @@ class Program:
         self.compiled = False
         namespace = dict(vars(training))
         for name in KERNEL_NAMES:
-            if hasattr(ops.kernels, name) or name not in MINIBATCH_KERNELS:
+            if hasattr(ops.kernels, name) or name not in OPTIONAL_KERNELS:
                 namespace[name] = getattr(ops.kernels, name)
             else:
                 namespace[name] = _missing(ops.name, name)

@@ -39,8 +39,10 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     optimizer_step,
     permutation,
     sigmoid_scalar,
+    softmax,
     weight_gradients,
 )
+from kernels.options import EXACT, SOFTMAX
 
 # Status codes of fit_chunk (its second return value).
 FINISHED = 0
@@ -49,9 +51,13 @@ STOPPED = 2  # early stopping: the validation cost stopped improving
 
 
 def forward(Z, A, W, b, acts):
-    """Forward propagation: A[l+1] = g(W[l] A[l] + b[l]) for every layer; AL is A[L]."""
+    """Forward propagation: A[l+1] = g(W[l] A[l] + b[l]) for every layer; AL is
+    A[L]. A softmax output: the layer leaves A = Z, then softmax normalizes
+    its columns."""
     for l in range(len(W)):
         linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
+        if acts[l] & ~EXACT == SOFTMAX:
+            softmax(A[l + 1])
 
 
 def backward(dW, db, dZ, dA, W, Z, A, Y, acts):
@@ -59,7 +65,8 @@ def backward(dW, db, dZ, dA, W, Z, A, Y, acts):
 
     The output layer uses dZ = AL - Y: for a sigmoid output unit and the
     cross-entropy cost, dJ/dZ = dJ/dAL * sigma'(Z) = (AL - Y) / (AL (1 - AL)) *
-    AL (1 - AL) exactly, and the 1/m sits in dW and db. (It is the gradient of
+    AL (1 - AL) exactly, and the 1/m sits in dW and db; for a softmax output
+    and the categorical cost (Y one-hot) it is AL - Y as well. (It is the gradient of
     the unclipped cost; the cost's clipping to [eps, 1 - eps] only matters
     where AL rounds to 0 or 1.) It is written as gradient_step(out, AL, Y, 1):
     out = AL - 1 * Y, a kernel every backend has.
@@ -167,6 +174,8 @@ def forward_dropout(Z, A, W, b, acts, keep, seed, stream):
     keep[l] < 1 (the hidden ones; keep[L-1] is 1): the mask of (seed, stream + l)."""
     for l in range(len(W)):
         linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
+        if acts[l] & ~EXACT == SOFTMAX:
+            softmax(A[l + 1])
         if keep[l] < 1.0:
             dropout(A[l + 1], seed, stream + l, keep[l])
 

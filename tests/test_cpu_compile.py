@@ -78,6 +78,8 @@ PROBE = textwrap.dedent("""
         "activation_backward_from_output": (dZ, A, Z, A, 1),
         "optimizer_step": (W, dW, dW.copy(), W, dW, 0.1, 3, 0.9, 0.999, 1e-8, 1),
         "gather_columns": (Z, A, np.arange(40)[::-1].copy()),
+        "dropout": (A, 1, 2, 0.5),
+        "softmax": (A,),
     }
     report = {}
     # Serial first: with a shared cache entry it would then serve "parallel" too.

@@ -331,3 +331,16 @@ def test_dropout_masks_keep_the_right_fraction_and_scale():
         NeuralNetwork([2, 3, 1]).fit(*moons_like(20), 1, 0.1, keep_prob=0.0)
     with pytest.raises(ValueError, match="keep_prob has 1 values but the network has 2 hidden layers"):
         NeuralNetwork([2, 3, 3, 1]).fit(*moons_like(20), 1, 0.1, keep_prob=[0.5])
+
+
+def test_keep_prob_one_changes_nothing_and_divergence_is_reported_in_epochs():
+    from model import DivergenceError
+    X, Y = moons_like()
+    a = NeuralNetwork([2, 5, 1], seed=0).fit(X, Y, 3, 0.01, batch_size=32, optimizer="adam")
+    b = NeuralNetwork([2, 5, 1], seed=0).fit(X, Y, 3, 0.01, batch_size=32, optimizer="adam", keep_prob=1.0)
+    for k, v in a.parameters.items():
+        np.testing.assert_array_equal(b.parameters[k], v)
+    net = NeuralNetwork([2, 5, 1], activations="relu", seed=0, backend="numba")
+    with pytest.raises(DivergenceError, match="diverged at epoch"):
+        net.fit(X * 1e200, Y, 5, 1e300, batch_size=32, optimizer="momentum")
+    assert all(np.isfinite(v).all() for v in net.parameters.values())

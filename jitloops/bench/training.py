@@ -3,7 +3,8 @@
 Planar [2, 4, 1] m = 400, logistic regression [12288, 1] m = 209, deep
 [12288, 20, 7, 5, 1] m = 209, MNIST-like [784, 128, 64, 1] m = 1024 (and
 m = 60000 in the full sweep); and epochs of mini-batch (64) Adam training on
-a digits-sized [64, 128, 64, 1] m = 1347 and an MNIST-like m = 8192 network
+a digits-sized [64, 128, 64, 1] m = 1347 and an MNIST-like softmax
+[784, 128, 64, 10] m = 8192 network
 (one epoch a round: each contender's whole loop over its batches). PyTorch races too where it is installed: on
 the CPU ("torch", autograd), and on the GPU ("torch-cuda", the reference for
 the cuda backend) where it sees one. Every contender's parameters are checked
@@ -28,7 +29,7 @@ TRAINING = {
     "mnist": ([784, 128, 64, 1], "relu", 1024, 0.1, 5, SWEEPS),
     "mnist60k": ([784, 128, 64, 1], "relu", 60000, 0.1, 2, ("full",)),
     "adam64-digits": ([64, 128, 64, 1], "relu", 1347, 0.001, 1, SWEEPS),
-    "adam64-mnist": ([784, 128, 64, 1], "relu", 8192, 0.001, 1, ("default", "full")),
+    "adam64-mnist": ([784, 128, 64, 10], "relu", 8192, 0.001, 1, ("default", "full")),  # softmax: 10 classes
 }
 # fit's options per problem (the others: full-batch gradient descent)
 FIT_OPTIONS = {
@@ -49,6 +50,9 @@ def training_data(name, dtype, seed=1):
             pass
     rng = np.random.default_rng(seed)
     X = rng.random((dims[0], m)).astype(dtype)          # pixel-like, in [0, 1)
+    if dims[-1] > 1:  # a softmax output: labels 0..C-1 from C random directions
+        w = rng.standard_normal((dims[-1], dims[0]))
+        return X, np.argmax(w @ (X - 0.5), axis=0).astype(dtype).reshape(1, m)
     w = rng.standard_normal(dims[0])
     Y = ((w @ (X - 0.5)) > 0).astype(dtype).reshape(1, m)  # learnable labels
     return X, Y
@@ -65,7 +69,8 @@ def _new_net(name, backend, dtype, seed=3):
     dims, act, *_ = TRAINING[name]
     if act is None:  # starts at zero: no seed
         return model.LogisticRegression(dims[0], backend=backend, dtype=dtype)
-    return model.NeuralNetwork(dims, activations=act or "relu", backend=backend, seed=seed, dtype=dtype)
+    return model.NeuralNetwork(dims, activations=act or "relu", backend=backend, seed=seed, dtype=dtype,
+                               output="softmax" if dims[-1] > 1 else "sigmoid")
 
 
 def _params_scale(params):
@@ -139,16 +144,20 @@ def _torch_training(name, X, Y, dtype, per_round, device="cpu"):
 
     def gradients(params, Xb, Yb):
         A = Xb
-        for l in range(L):
-            Z = params[2 * l] @ A + params[2 * l + 1]
-            A = torch.sigmoid(Z) if l == L - 1 else g(Z)
-        cost = F.binary_cross_entropy(A, Yb)   # -(1/m) sum(Y log A + (1-Y) log(1-A))
+        for l in range(L - 1):
+            A = g(params[2 * l] @ A + params[2 * l + 1])
+        Z = params[2 * L - 2] @ A + params[2 * L - 1]
+        if dims[-1] > 1:  # softmax + categorical cross-entropy on the labels
+            cost = F.cross_entropy(Z.T, Yb[0].long())
+        else:
+            cost = F.binary_cross_entropy(torch.sigmoid(Z), Yb)   # -(1/m) sum(Y log A + (1-Y) log(1-A))
         return torch.autograd.grad(cost, params)
 
     def step(params, state):
         if not options:  # full-batch gradient descent
+            grads = gradients(params, tX, tY)
             with torch.no_grad():
-                for p, dp in zip(params, gradients(params, tX, tY)):
+                for p, dp in zip(params, grads):
                     p -= lr * dp
             return
         # one epoch of mini-batch Adam, the batches of model's fit (kernels' permutation)

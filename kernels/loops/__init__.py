@@ -12,7 +12,7 @@ Read in this order:
     activations.py  g and g' on scalars and rows; the elementwise ops
     forward.py      linear_forward, linear_activation_forward
     backward.py     weight_gradients, input_gradient, linear_(activation_)backward
-    cost.py         cross_entropy, cross_entropy_backward
+    cost.py         cross_entropy (binary and categorical), cross_entropy_backward, softmax
     update.py       gradient_step, optimizer_step, dot, all_finite, gather_columns
     draws.py        counter-based draws: the mini-batch permutation, dropout masks
     plans.py        the engine's plans for the products, one line each, and how
@@ -55,14 +55,14 @@ Settings (compile flags, activation codes, thresholds) live in
 ``kernels.options``; they are re-exported here for the code that reads them.
 """
 
-from ..options import (ACTIVATION_CODES, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, HELPER_OPTIONS,
+from ..options import (ACTIVATION_CODES, OUTPUTS, SOFTMAX, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, HELPER_OPTIONS,
                        JB, JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_MIN_K,
                        MICRO_MIN_ROWS, MICRO_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK, QB, RELU, SIGMOID, TANH)
 from . import course
 from .activations import (activate_row, activation_backward, activation_backward_from_output, activation_forward,
                           activation_scalar, backprop_row, derivative_scalar, sigmoid_scalar)
 from .backward import input_gradient, linear_activation_backward, linear_backward, weight_gradients
-from .cost import cross_entropy, cross_entropy_backward
+from .cost import cross_entropy, cross_entropy_backward, softmax
 from .forward import linear_activation_forward, linear_forward
 from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, weight_gradients_plan
 from .products.micro import MICRO_SOURCES, micro_block
@@ -92,10 +92,11 @@ KERNEL_NAMES = (
     "gather_columns",
     "permutation",
     "dropout",
+    "softmax",
 )
 
 __all__ = list(KERNEL_NAMES) + [
-    "ACTIVATION_CODES", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "LINEAR", "LEAKY_SLOPE", "EXACT",
+    "ACTIVATION_CODES", "OUTPUTS", "SOFTMAX", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "LINEAR", "LEAKY_SLOPE", "EXACT",
     "BLOCK", "BLOCKED_WORK", "COURSE_WORK", "DOT_FORM_K", "HELPER_OPTIONS", "JB", "JR_BYTES", "KC",
     "MICRO_BYTES", "MICRO_KC", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS", "PARALLEL_ELEMENTS",
     "PARALLEL_WORK", "QB", "course", "activate_row", "activation_scalar", "backprop_row", "derivative_scalar",
