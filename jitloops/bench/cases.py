@@ -57,9 +57,9 @@ def _tol(dtype):
     return 2e-4 if np.dtype(dtype) == np.float32 else 1e-9
 
 
-def assert_close(name, got, want, dtype, scale=None):
-    """Relative to ``scale`` (default: the largest magnitude of ``want``); names
-    the worst mismatch."""
+def assert_close(name, got, want, dtype, scale=None, tol=None):
+    """Relative to ``scale`` (default: the largest magnitude of ``want``), within
+    ``tol`` (default: the dtype's); names the worst mismatch."""
     got = np.asarray(got, dtype=np.float64)
     want = np.asarray(want, dtype=np.float64)
     assert got.shape == want.shape, f"{name}: shape {got.shape}, expected {want.shape}"
@@ -67,9 +67,10 @@ def assert_close(name, got, want, dtype, scale=None):
         scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-30)
     err = np.abs(got - want) / scale
     worst = float(np.max(err)) if err.size else 0.0
-    if not (worst <= _tol(dtype)) or not np.all(np.isfinite(got) == np.isfinite(want)):
+    tol = _tol(dtype) if tol is None else tol
+    if not (worst <= tol) or not np.all(np.isfinite(got) == np.isfinite(want)):
         idx = np.unravel_index(int(np.nanargmax(np.where(np.isnan(err), np.inf, err))), err.shape) if err.ndim else ()
-        raise AssertionError(f"{name}: max relative error {worst:.3g} > {_tol(dtype):.0e}; first worst "
+        raise AssertionError(f"{name}: max relative error {worst:.3g} > {tol:.0e}; first worst "
                              f"index {idx}: got {got[idx]!r}, expected {want[idx]!r}")
 
 

@@ -31,6 +31,17 @@ TRAINING = {
     "adam64-digits": ([64, 128, 64, 1], "relu", 1347, 0.001, 1, SWEEPS),
     "adam64-mnist": ([784, 128, 64, 10], "relu", 8192, 0.001, 1, ("default", "full")),  # softmax: 10 classes
 }
+# float32 mini-batch Adam, checked against numpy after an epoch: every step
+# divides by sqrt(s) + 1e-8, which amplifies the implementations' rounding
+# differences wherever a gradient is near zero (s tiny), over ~100 steps;
+# measured 6e-3 of the largest weight against PyTorch (MKL's summation order).
+ADAM_FLOAT32_TOL = 2e-2
+
+
+def _check_tol(name, dtype):
+    return ADAM_FLOAT32_TOL if name in FIT_OPTIONS and np.dtype(dtype) == np.float32 else None
+
+
 # fit's options per problem (the others: full-batch gradient descent)
 FIT_OPTIONS = {
     "adam64-digits": dict(batch_size=64, optimizer="adam", seed=0),
@@ -106,7 +117,7 @@ def _training_make(name, contender, dtype, per_round):
             assert set(gp) == set(wp)
             for key in wp:
                 assert_close(f"training {name} {contender} {dtype} {key}", gp[key], wp[key], dtype,
-                             scale=_params_scale(wp))
+                             scale=_params_scale(wp), tol=_check_tol(name, dtype))
         return run, check
     return make
 
@@ -202,7 +213,7 @@ def _torch_training(name, X, Y, dtype, per_round, device="cpu"):
             for j, w in enumerate("Wb"):
                 assert_close(f"training {name} torch ({device}) {dtype} {w}{l}",
                              mine[2 * (l - 1) + j].detach().cpu().numpy(), want[f"{w}{l}"], dtype,
-                             scale=_params_scale(want))
+                             scale=_params_scale(want), tol=_check_tol(name, dtype))
     return run, check
 
 
