@@ -57,6 +57,19 @@ def layer_arrays(n, k, m, dtype, seed):
     return A_prev, W, b, dZ
 
 
+def assert_trains_like_numpy(backend, dtype, make, fit):
+    """``make(backend)`` -> a network, ``fit(net)`` trains it: on numpy and on
+    ``backend`` the parameters and recorded costs agree within 1e-7 (float64:
+    a few Adam steps amplify summation-order differences where s is tiny) or
+    5e-4 (float32) relative."""
+    nets = {name: fit(make(name)) for name in ("numpy", backend)}
+    rtol = 1e-7 if np.dtype(dtype) == np.float64 else 5e-4
+    for k, v in nets["numpy"].parameters.items():
+        np.testing.assert_allclose(nets[backend].parameters[k], v, rtol=rtol, atol=rtol * 1e-2, err_msg=k)
+        assert nets[backend].parameters[k].dtype == np.dtype(dtype)
+    np.testing.assert_allclose(nets[backend].costs_, nets["numpy"].costs_, rtol=rtol)
+
+
 def matmul_bound(absW, absA, absb, k, dtype):
     """Allowed |difference| between two computations of W @ A + b (elementwise)."""
     return 2.0 * (k + 2) * eps(dtype) * (absW @ absA + absb) + np.finfo(dtype).tiny

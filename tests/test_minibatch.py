@@ -12,6 +12,7 @@ steps, near-zero gradients), so they get 1e-7. float32: 5e-4 relative over
 
 import numpy as np
 import pytest
+from conftest import assert_trains_like_numpy
 
 import kernels
 from kernels import vectorized
@@ -129,16 +130,9 @@ def test_backends_follow_the_course_code(backend, optimizer):
 def test_compiled_backends_agree_with_numpy_with_a_smaller_last_batch(backend, dtype):
     """batch_size 48 leaves a last batch of 12 (m = 300), shuffled; Adam."""
     X, Y = moons_like()
-    nets = {}
-    for name in ("numpy", backend):
-        net = NeuralNetwork([2, 8, 4, 1], activations="tanh", seed=1, backend=name, dtype=dtype)
-        net.fit(X, Y, 3, 0.01, batch_size=48, optimizer="adam", seed=5, cost_every=1)
-        nets[name] = net
-    rtol = 1e-7 if dtype == "float64" else 5e-4
-    for k, v in nets["numpy"].parameters.items():
-        np.testing.assert_allclose(nets[backend].parameters[k], v, rtol=rtol, atol=rtol * 1e-2, err_msg=k)
-    np.testing.assert_allclose(nets[backend].costs_, nets["numpy"].costs_, rtol=rtol)
-    assert nets[backend].parameters["W1"].dtype == np.dtype(dtype)
+    assert_trains_like_numpy(
+        backend, dtype, lambda name: NeuralNetwork([2, 8, 4, 1], activations="tanh", seed=1, backend=name, dtype=dtype),
+        lambda net: net.fit(X, Y, 3, 0.01, batch_size=48, optimizer="adam", seed=5, cost_every=1))
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])

@@ -9,6 +9,7 @@ order's differences where s is tiny; 5e-4 in float32)."""
 
 import numpy as np
 import pytest
+from conftest import assert_trains_like_numpy
 
 import kernels
 from kernels import cpu, loops, vectorized
@@ -47,15 +48,10 @@ def test_softmax_kernels_are_stable_and_agree():
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_backends_train_softmax_like_numpy(backend, dtype):
     X, labels = blobs()
-    nets = {}
-    for name in ("numpy", backend):
-        net = NeuralNetwork([4, 8, 3], activations="relu", output="softmax", seed=2, backend=name, dtype=dtype)
-        net.fit(X, labels, 3, 0.01, batch_size=50, optimizer="adam", l2=0.1, cost_every=1)
-        nets[name] = net
-    rtol = 1e-7 if dtype == "float64" else 5e-4
-    for k, v in nets["numpy"].parameters.items():
-        np.testing.assert_allclose(nets[backend].parameters[k], v, rtol=rtol, atol=rtol * 1e-2, err_msg=k)
-    np.testing.assert_allclose(nets[backend].costs_, nets["numpy"].costs_, rtol=rtol)
+    assert_trains_like_numpy(
+        backend, dtype,
+        lambda name: NeuralNetwork([4, 8, 3], activations="relu", output="softmax", seed=2, backend=name, dtype=dtype),
+        lambda net: net.fit(X, labels, 3, 0.01, batch_size=50, optimizer="adam", l2=0.1, cost_every=1))
 
 
 def test_labels_and_one_hot_train_alike_and_predict_labels():
@@ -120,16 +116,15 @@ def test_digits_reach_95_percent():
 def test_bad_softmax_inputs_say_how_to_fix_them():
     X, labels = blobs(m=20)
     net = NeuralNetwork([4, 3, 3], output="softmax")
-    with pytest.raises(ValueError, match=r"labels must be integers 0..2.*got 3"):
-        net.fit(X, np.full((1, 20), 3), 1, 0.1)
-    with pytest.raises(ValueError, match="must be one-hot"):
-        net.fit(X, np.ones((3, 20)), 1, 0.1)
-    with pytest.raises(ValueError, match=r"\(1, m\) labels 0..2 or \(3, m\) one-hot"):
-        net.fit(X, np.zeros((2, 20)), 1, 0.1)
-    with pytest.raises(ValueError, match="softmax output needs C >= 2 units"):
-        NeuralNetwork([4, 3, 1], output="softmax")
-    with pytest.raises(ValueError, match="use output='softmax'"):
-        NeuralNetwork([4, 3, 3])
-    with pytest.raises(ValueError, match="output must be 'sigmoid'"):
-        NeuralNetwork([4, 3, 3], output="relu")
+    cases = [
+        (lambda: net.fit(X, np.full((1, 20), 3), 1, 0.1), r"labels must be integers 0..2.*got 3"),
+        (lambda: net.fit(X, np.ones((3, 20)), 1, 0.1), "must be one-hot"),
+        (lambda: net.fit(X, np.zeros((2, 20)), 1, 0.1), r"\(1, m\) labels 0..2 or \(3, m\) one-hot"),
+        (lambda: NeuralNetwork([4, 3, 1], output="softmax"), "softmax output needs C >= 2 units"),
+        (lambda: NeuralNetwork([4, 3, 3]), "use output='softmax'"),
+        (lambda: NeuralNetwork([4, 3, 3], output="relu"), "output must be 'sigmoid'"),
+    ]
+    for call, message in cases:
+        with pytest.raises(ValueError, match=message):
+            call()
     assert kernels.get_backend("numpy").kernels.softmax is vectorized.softmax
