@@ -55,9 +55,10 @@ Settings (compile flags, activation codes, thresholds) live in
 ``kernels.options``; they are re-exported here for the code that reads them.
 """
 
-from ..options import (ACTIVATION_CODES, OUTPUTS, SOFTMAX, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, HELPER_OPTIONS,
-                       JB, JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_MIN_K,
-                       MICRO_MIN_ROWS, MICRO_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK, QB, RELU, SIGMOID, TANH)
+from ..options import (ACTIVATION_CODES, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, HELPER_OPTIONS, JB,
+                       JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_MIN_K,
+                       MICRO_MIN_ROWS, MICRO_ROWS, OUTPUTS, PARALLEL_ELEMENTS, PARALLEL_WORK, QB, RELU, SIGMOID,
+                       SOFTMAX, TANH)
 from . import course
 from .activations import (activate_row, activation_backward, activation_backward_from_output, activation_forward,
                           activation_scalar, backprop_row, derivative_scalar, sigmoid_scalar)
@@ -71,9 +72,9 @@ from .update import all_finite, dot, gather_columns, gradient_step, optimizer_st
 from .views import flat
 
 # The loop kernels, callees before callers (kernels.cpu compiles them in this
-# order): the public ops' and, last, those the training loop needs from every
-# backend (model.training).
-KERNEL_NAMES = (
+# order): the public ops' (kernels.backend.Ops calls them) and those the
+# training loop needs from every backend (model.training).
+PUBLIC_KERNELS = (
     "linear_forward",
     "linear_activation_forward",
     "activation_forward",
@@ -86,6 +87,8 @@ KERNEL_NAMES = (
     "cross_entropy_backward",
     "gradient_step",
     "dot",
+)
+TRAINING_KERNELS = (
     "activation_backward_from_output",
     "all_finite",
     "optimizer_step",
@@ -94,6 +97,7 @@ KERNEL_NAMES = (
     "dropout",
     "softmax",
 )
+KERNEL_NAMES = PUBLIC_KERNELS + TRAINING_KERNELS
 
 __all__ = list(KERNEL_NAMES) + [
     "ACTIVATION_CODES", "OUTPUTS", "SOFTMAX", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "LINEAR", "LEAKY_SLOPE", "EXACT",
@@ -101,5 +105,5 @@ __all__ = list(KERNEL_NAMES) + [
     "MICRO_BYTES", "MICRO_KC", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS", "PARALLEL_ELEMENTS",
     "PARALLEL_WORK", "QB", "course", "activate_row", "activation_scalar", "backprop_row", "derivative_scalar",
     "sigmoid_scalar", "PLAN_NAMES", "forward_plan", "input_gradient_plan", "weight_gradients_plan",
-    "MICRO_SOURCES", "micro_block", "flat", "KERNEL_NAMES", "hash3",
+    "MICRO_SOURCES", "micro_block", "flat", "KERNEL_NAMES", "PUBLIC_KERNELS", "TRAINING_KERNELS", "hash3",
 ]

@@ -15,7 +15,8 @@ from numba import prange
 from numba.extending import register_jitable
 
 from ..approx import sigmoid_approx, tanh_approx
-from ..options import BLOCK, EXACT, HELPER_OPTIONS, LEAKY_RELU, LEAKY_SLOPE, LINEAR, PARALLEL_ELEMENTS, RELU, SIGMOID, TANH
+from ..options import (BLOCK, EXACT, HELPER_OPTIONS, LEAKY_RELU, LEAKY_SLOPE, LINEAR, PARALLEL_ELEMENTS, RELU,
+                       SIGMOID, TANH)
 from .views import flat
 
 
