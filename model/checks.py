@@ -246,7 +246,8 @@ class TrainingOptions:
 
     def needs_kernels(self, ops):
         """"" if ``ops`` has the kernels these options need, else the options it lacks, as text."""
-        if all(hasattr(ops.kernels, k) for k in ("optimizer_step", "gather_columns", "permutation", "dropout")):
+        from .program import MINIBATCH_KERNELS
+        if all(hasattr(ops.kernels, k) for k in MINIBATCH_KERNELS):
             return ""
         asked = [f"batch_size={self.batch_size}" if self.batch_size is not None else "",
                  f"optimizer={self.optimizer!r}" if self.optimizer.code else "",

@@ -174,10 +174,8 @@ class FitLoop:
         Yb = ops.empty((Y.shape[0], size), dt) if copy else Y  # Y (1, m), or (C, m) one-hot
         Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
         W, b = p.list(self._W), p.list(self._b)
-        W_next = p.list([ops.empty(w.shape, dt) for w in self._W])
-        b_next = p.list([ops.empty(v.shape, dt) for v in self._b])
-        biggest = max(w.size for w in list(self._W) + list(self._b))
-        zeros = ops.asarray(np.zeros(biggest, dtype=dt))
+        spare_W, spare_b, zeros = self._spare_parameters()
+        W_next, b_next = p.list(spare_W), p.list(spare_b)
         dW = p.list([ops.empty(w.shape, dt) for w in self._W])
         db = p.list([ops.empty(v.shape, dt) for v in self._b])
         moments = [p.list(state[k]) for k in ("V_W", "V_b", "S_W", "S_b")]
@@ -245,11 +243,20 @@ class FitLoop:
         self._optimizer_state = state
         return state
 
+    def _spare_parameters(self):
+        """Arrays like W and b for the step to be written into (the guard
+        keeps the current ones until the step is finite), and zeros as long
+        as the largest parameter (the finiteness test's)."""
+        dt, ops = self.dtype, self._ops
+        biggest = max(w.size for w in list(self._W) + list(self._b))
+        return ([ops.empty(w.shape, dt) for w in self._W], [ops.empty(v.shape, dt) for v in self._b],
+                ops.asarray(np.zeros(biggest, dtype=dt)))
+
     def _fit_scratch(self, X):
         """fit's buffers for X (n_x, m) as program lists: (buf, W_next, b_next,
         zeros, codes); buf as _buffers(X, backward=True), with A[0] = X.
         Kept for the next fit with as many examples when they are small."""
-        p, dt = self.program, self.dtype
+        p = self.program
         key = (self.backend, X.shape[1])
         if self._fit_buffers is not None and self._fit_buffers[0] == key:
             A, (buf, *rest) = self._fit_buffers[1:]
@@ -257,10 +264,7 @@ class FitLoop:
             self._fit_buffers = None
             raw = self._buffers(X, backward=True)
             A = raw.pop("A")[1:]
-            spare_W = [self._ops.empty(w.shape, dt) for w in self._W]
-            spare_b = [self._ops.empty(v.shape, dt) for v in self._b]
-            biggest = max(w.size for w in list(self._W) + list(self._b))
-            zeros = self._ops.asarray(np.zeros(biggest, dtype=dt))
+            spare_W, spare_b, zeros = self._spare_parameters()
             buf = {k: p.list(v) for k, v in raw.items()}
             rest = [p.list(spare_W), p.list(spare_b), zeros, p.codes(self._codes())]
             kept = [A, spare_W, spare_b, [zeros]] + list(raw.values())  # X is not kept

@@ -15,11 +15,12 @@ The state (v, s, t) lives in the network and carries over between fits while
 the optimizer is equal (same kind, same hyper-parameters).
 """
 
-import math
 import numbers
 from dataclasses import dataclass
 
 from kernels.options import ADAM, GD, MOMENTUM, RMSPROP
+
+from .checks import check_positive
 
 __all__ = ["Optimizer", "GradientDescent", "Momentum", "RMSprop", "Adam", "get", "NAMES"]
 
@@ -27,12 +28,6 @@ __all__ = ["Optimizer", "GradientDescent", "Momentum", "RMSprop", "Adam", "get",
 def _fraction(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _positive(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
@@ -76,7 +71,7 @@ class RMSprop(Optimizer):
 
     def __post_init__(self):
         object.__setattr__(self, "beta", _fraction("beta", self.beta))
-        object.__setattr__(self, "epsilon", _positive("epsilon", self.epsilon))
+        object.__setattr__(self, "epsilon", check_positive(self.epsilon, "epsilon"))
 
     def hyper(self):
         return 0.0, self.beta, self.epsilon
@@ -94,7 +89,7 @@ class Adam(Optimizer):
     def __post_init__(self):
         object.__setattr__(self, "beta1", _fraction("beta1", self.beta1))
         object.__setattr__(self, "beta2", _fraction("beta2", self.beta2))
-        object.__setattr__(self, "epsilon", _positive("epsilon", self.epsilon))
+        object.__setattr__(self, "epsilon", check_positive(self.epsilon, "epsilon"))
 
     def hyper(self):
         return self.beta1, self.beta2, self.epsilon
