@@ -36,16 +36,17 @@ def _activate(A, Z, act):
 
 
 def _derivative(Z, act):
-    """g'(Z); for relu and leaky relu g'(0) = 1 (the course's convention)."""
+    """g'(Z); for relu g'(0) = 0 and leaky relu g'(0) = 0.01 (the course
+    code's relu_backward: dZ[Z <= 0] = 0)."""
     if act == SIGMOID:
         s = _sigmoid(Z, np.empty_like(Z))
         return s * (1 - s)
     if act == TANH:
         return 1 - np.tanh(Z) ** 2
     if act == RELU:
-        return np.where(Z < 0, Z.dtype.type(0), Z.dtype.type(1))
+        return np.where(Z <= 0, Z.dtype.type(0), Z.dtype.type(1))
     if act == LEAKY_RELU:
-        return np.where(Z < 0, Z.dtype.type(LEAKY_SLOPE), Z.dtype.type(1))
+        return np.where(Z <= 0, Z.dtype.type(LEAKY_SLOPE), Z.dtype.type(1))
     return np.ones_like(Z)
 
 

@@ -57,9 +57,9 @@ class TestByHand:
         ops = kernels.get_backend(backend)
         dA = arr([[1, 2, 3]], dtype)
         Z = arr([[-1, 0, 5]], dtype)
-        # relu: g' = [0, 1 (z = 0 counts as >= 0, the course's convention), 1]
-        close(ops.activation_backward(dA, Z, "relu"), [[0, 2, 3]], dtype)
-        close(ops.activation_backward(dA, Z, "leaky_relu"), [[0.01, 2, 3]], dtype)
+        # relu: g' = [0, 0 (z = 0: the course code's dZ[Z <= 0] = 0), 1]
+        close(ops.activation_backward(dA, Z, "relu"), [[0, 0, 3]], dtype)
+        close(ops.activation_backward(dA, Z, "leaky_relu"), [[0.01, 0.02, 3]], dtype)
         close(ops.activation_backward(dA, Z, "linear"), [[1, 2, 3]], dtype)
         # sigmoid'(0) = 0.5 * 0.5 = 0.25; tanh'(0) = 1 - 0 = 1
         close(ops.activation_backward(arr([[4, 4]], dtype), arr([[0, 0]], dtype), "sigmoid"), [[1, 1]], dtype)

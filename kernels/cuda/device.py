@@ -252,7 +252,7 @@ def _compiled(dtype):
 
     @cuda.jit
     def backprop(dZ, dA, Z, act):
-        """dZ[c] = dA[c] g'(Z[c]) over flat views (g'(0) = 1 for relu/leaky relu)."""
+        """dZ[c] = dA[c] g'(Z[c]) over flat views (g'(0) = 0 for relu, 0.01 for leaky relu)."""
         c = cuda.grid(1)
         if c < Z.shape[0]:
             dZ[c] = dA[c] * derivative_scalar(Z[c], act)

@@ -2,8 +2,10 @@
 reference) and whole rows (the vectorizable approximations of kernels.approx
 by default), and the elementwise ops built from the rows.
 
-The derivative convention is the course slides': g'(z) = 1 for z >= 0 for
-relu and leaky relu (the derivative at exactly 0 is undefined; we pick 1).
+The derivative at exactly 0, where it is undefined, is the course code's
+(its relu_backward sets dZ[Z <= 0] = 0): relu'(0) = 0 and leaky relu'(0) =
+0.01. It matters: with zero biases, an example that switches off every unit
+of a layer gives the next layer z = 0 exactly.
 NaN propagates through every function, so divergence is never hidden.
 
 Shapes: A, Z, dA, dZ (n, m); rows are 1-D slices of them.
@@ -59,9 +61,9 @@ def derivative_scalar(z, act):
         t = math.tanh(z)
         return one - t * t
     if act == RELU:
-        return type(z)(0.0) if z < 0 else one
+        return type(z)(0.0) if z <= 0 else one
     if act == LEAKY_RELU:
-        return type(z)(LEAKY_SLOPE) if z < 0 else one
+        return type(z)(LEAKY_SLOPE) if z <= 0 else one
     return one
 
 
@@ -109,10 +111,10 @@ def backprop_row(dz, da, z, act):
         for j in range(z.shape[0]):
             s = sigmoid_approx(z[j])
             dz[j] = da[j] * (s * (one - s))
-    elif base == RELU or base == LEAKY_RELU:  # g'(z) = 0 (relu) or 0.01 below 0, 1 from 0 on
+    elif base == RELU or base == LEAKY_RELU:  # g'(z) = 0 (relu) or 0.01 up to 0, 1 above
         slope = dz.dtype.type(LEAKY_SLOPE if base == LEAKY_RELU else 0.0)
         for j in range(z.shape[0]):
-            dz[j] = da[j] * (slope if z[j] < zero else one)  # a NaN in da stays NaN, as in numpy
+            dz[j] = da[j] * (slope if z[j] <= zero else one)  # a NaN in da stays NaN, as in numpy
     elif base == LINEAR:
         for j in range(z.shape[0]):
             dz[j] = da[j]
@@ -172,7 +174,7 @@ def activation_backward_from_output(dZ, dA, Z, A, act):
     """dZ = dA * g'(Z), reading g' from the layer's output A where it can:
     tanh' = 1 - A^2 and sigmoid' = A (1 - A) reuse the forward pass's A instead
     of evaluating tanh/exp again (the same values: A is g(Z)). relu and leaky
-    relu read Z (their g'(0) = 1 convention cannot be read from A = 0).
+    relu read Z as well (one comparison either way).
 
     dZ, dA, Z, A (n, m); dZ out. Parallel over blocks of cells, each owned by
     one iteration; below PARALLEL_ELEMENTS cells one serial pass (as the
