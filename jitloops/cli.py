@@ -15,6 +15,7 @@ SUBCOMMANDS = {
     "train": ("jitloops.train", "train a network on a built-in dataset and report cost and accuracy"),
     "bench": ("jitloops.bench", "benchmark ops and training steps across backends"),
     "simd": ("jitloops.simd", "the SIMD lesson, read from this machine's compiled code"),
+    "lesson": ("jitloops.lesson", "the course's lessons, each measured live on this machine (no name: the list)"),
 }
 
 
