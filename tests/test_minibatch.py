@@ -60,10 +60,9 @@ def course_backward(params, AL, Y, caches, L, lambd, keep_prob=1.0, seed=0, stre
             dA = params[f"W{l}"].T @ dZ
             if keep_prob < 1.0:
                 vectorized.dropout(dA, seed, stream + l - 2, keep_prob)  # dA = dA * D / keep_prob
-            # relu'(0) = 1, the project's convention (DESIGN; the course's
-            # table). Its notebooks' relu_backward takes 0 there, which matters:
-            # with zero biases whole layers of Z are exactly 0 at first.
-            dZ = dA * (caches[l - 2][1] >= 0)
+            # the notebooks' relu_backward: dZ[Z <= 0] = 0. It matters: with
+            # zero biases whole layers of Z are exactly 0 at first.
+            dZ = dA * (caches[l - 2][1] > 0)
     return grads
 
 
