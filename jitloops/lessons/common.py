@@ -112,8 +112,13 @@ def decision_boundary(ax, predict, X, Y, title, pad=1.0, steps=300):
     y0, y1 = X[1].min() - pad, X[1].max() + pad
     xx, yy = np.meshgrid(np.linspace(x0, x1, steps), np.linspace(y0, y1, steps))
     Z = np.asarray(predict(np.vstack([xx.ravel(), yy.ravel()]))).reshape(xx.shape)
-    ax.contourf(xx, yy, Z, cmap="Spectral", alpha=0.8)
-    ax.scatter(X[0], X[1], c=np.ravel(Y), s=8, cmap="Spectral", edgecolors="k", linewidths=0.3)
+    classes = max(int(np.max(Y)), int(np.max(Z))) + 1
+    # one level per class and a fixed colour range: a class keeps its colour
+    # even where the network predicts one class everywhere
+    levels = np.arange(-0.5, max(classes, 2), 1.0)
+    ax.contourf(xx, yy, Z, levels=levels, cmap="Spectral", vmin=0, vmax=max(classes - 1, 1), alpha=0.8)
+    ax.scatter(X[0], X[1], c=np.ravel(Y), s=8, cmap="Spectral", vmin=0, vmax=max(classes - 1, 1),
+               edgecolors="k", linewidths=0.3)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])

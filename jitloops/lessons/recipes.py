@@ -1,5 +1,9 @@
 """The course notebooks' training recipes, run through the public API.
 
+The first course's planar notebook ("Planar data classification with one
+hidden layer") trains [2, n_h, 1] networks by full-batch gradient descent:
+``planar_network`` and ``nn_model`` below.
+
 The second course's notebooks train with their own loops: the optimization
 notebook's ``model()`` draws each epoch's mini-batches with
 ``np.random.seed(seed); np.random.permutation(m)``, the seed counting up from
@@ -17,6 +21,12 @@ import math
 import numpy as np
 
 from model import NeuralNetwork
+
+# The planar notebook's initialize_parameters seeds np.random.seed(2) and draws
+# W1, W2 in order; its update_parameters' learning rate; nn_model's iterations.
+PLANAR_SEED = 2
+PLANAR_LEARNING_RATE = 1.2
+PLANAR_ITERATIONS = 10_000
 
 
 def update_lr(learning_rate0, epoch, decay_rate):
@@ -61,3 +71,22 @@ def notebook_model(net, X, Y, optimizer, learning_rate, epochs=5000, batch_size=
         if decay is not None:
             lr = DECAYS[decay](learning_rate, epoch, decay_rate)
     return np.asarray(net.costs_[start:])
+
+
+def planar_network(n_x, hidden, n_y, backend, activations="tanh", init="random"):
+    """The notebook's network [n_x, *hidden, n_y] (``hidden`` an int n_h or a
+    tuple of sizes) as its initialize_parameters leaves it: W = randn * 0.01
+    drawn after np.random.seed(2) (``init="random"``), b = 0. Not trained."""
+    hidden = (hidden,) if np.ndim(hidden) == 0 else tuple(hidden)
+    return NeuralNetwork([n_x, *hidden, n_y], activations=activations, backend=backend, init=init,
+                         seed=PLANAR_SEED)
+
+
+def nn_model(X, Y, hidden, backend, iterations=PLANAR_ITERATIONS, activations="tanh", init="random",
+             cost_every=1000):
+    """The notebook's nn_model on ``backend``: planar_network trained by
+    full-batch gradient descent at learning rate 1.2. X (n_x, m), Y (n_y, m).
+    Returns the fitted network; its ``costs_`` holds the cost every
+    ``cost_every`` iterations."""
+    net = planar_network(X.shape[0], hidden, Y.shape[0], backend, activations, init)
+    return net.fit(X, Y, iterations=iterations, learning_rate=PLANAR_LEARNING_RATE, cost_every=cost_every)
