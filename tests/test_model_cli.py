@@ -71,3 +71,22 @@ def test_train_with_minibatches_and_adam(capsys):
     assert "cost after epoch 20:" in out and "30 epochs in" in out
     assert main(["train", "--batch-size", "0", "--iterations", "1", "--no-progress"]) == 2
     assert "batch_size must be an int >= 1" in capsys.readouterr().err
+
+
+def test_lesson_lists_every_lesson_and_refuses_unknown_ones(capsys):
+    from jitloops import lessons
+    assert main(["lesson"]) == 0
+    out = capsys.readouterr().out
+    for name in lessons.LESSONS:  # every lesson is there, with its line
+        assert f"  {name} " in out
+    assert main(["lesson", "backprop"]) == 2
+    assert "unknown lesson 'backprop'; the lessons: vectorization, loop-ladder" in capsys.readouterr().err
+    assert main(["lesson", "vectorization", "--backend", "numpy"]) == 2
+    assert "without --backend" in capsys.readouterr().err
+
+
+def test_lesson_plot_without_matplotlib_says_how_to_install_it(monkeypatch, capsys):
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: import raises
+    assert main(["lesson", "symmetry", "--plot", "x.png"]) == 2
+    assert "--plot needs matplotlib, which is not installed: pip install 'jitloops[plot]'" in capsys.readouterr().err
