@@ -158,7 +158,8 @@ def test_symmetry_equal_start_keeps_units_identical(lesson, backend):
 def test_symmetry_compiled_agrees(lesson):
     ref, got = lesson("symmetry", "numpy").figures, lesson("symmetry", "numba").figures
     zeros, *moving = (label for label, _, _ in lessons.module("symmetry").RUNS)
-    assert got[f"cost[{zeros}]"] == ref[f"cost[{zeros}]"]  # nothing moves: nothing to round
+    # nothing moves; the cost (a mean of 400 equal losses) is summed in another order (the vector width's)
+    assert got[f"cost[{zeros}]"] == pytest.approx(ref[f"cost[{zeros}]"], rel=CLOSE)
     for label in moving:  # the equal start parts too, by 1e-7 in cost after 10000 steps of 1.2 (measured)
         assert got[f"cost[{label}]"] == pytest.approx(ref[f"cost[{label}]"], abs=LATE_COST)
         assert got[f"accuracy[{label}]"] == pytest.approx(ref[f"accuracy[{label}]"], abs=LATE_ACCURACY)
