@@ -5,6 +5,7 @@ Measured figures behind the thresholds are in the README's results; the
 comments here say what each one trades.
 """
 
+from . import target
 from .wide import SLPCompiler
 
 # ---------------------------------------------------------------- compile flags
@@ -84,13 +85,15 @@ JR_BYTES = 4096
 # time (one pass for an MNIST-sized first layer, k = 784).
 DOT_FORM_K = 256
 KC = 1024
-# PACKED: micro-kernels of MICRO_ROWS rows by MICRO_BYTES of columns (16
-# float64, 32 float32), the reduction MICRO_KC at a time (a 32 KiB panel in
-# L1); used when the output has at least MICRO_MIN_ROWS rows (packing costs
-# about as much as 2-3 row blocks' work, so fewer rows do not repay it) and
-# the reduction is at least MICRO_MIN_K long.
-MICRO_ROWS = 8
-MICRO_BYTES = 128
+# PACKED: micro-kernels of MICRO_ROWS rows by MICRO_BYTES of columns, the
+# target's (kernels.target.micro_shape): AVX-512 8 rows x 2 vectors, AVX2 3
+# rows x 4 vectors: 128 bytes, 16 float64 or 32 float32, either way. The
+# reduction MICRO_KC at a time (a 32 KiB panel in L1); used when the output
+# has at least MICRO_MIN_ROWS rows (packing costs about as much as 2-3 row
+# blocks' work, so fewer rows do not repay it) and the reduction is at least
+# MICRO_MIN_K long.
+MICRO_ROWS, _MICRO_VECTORS = target.micro_shape()
+MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
 MICRO_KC = 256
 MICRO_MIN_ROWS = 32
 MICRO_MIN_K = 16

@@ -110,6 +110,18 @@ def widest_register():
     return {512: "zmm", 256: "ymm", 128: "xmm"}[vector_bits()]
 
 
+def micro_shape():
+    """(rows, vectors per row) of the packed products' micro-kernel block
+    for this target, from its register count. Its rows x vectors
+    accumulators stay in registers across the reduction; each q broadcasts
+    one value of A per row and takes the panel row's vectors as memory
+    operands of the FMAs. 32 registers (AVX-512, NEON): 8 x 2 (16
+    accumulators); 16 (AVX2): 3 x 4 (12), which the micro-kernel benchmark
+    measured at twice 8 x 2's speed there (8 x 2 spills, and 6 x 2 and 4 x 3
+    wait on their loads; the README's results)."""
+    return (8, 2) if vector_registers() >= 32 else (3, 4)
+
+
 def has_fma():
     f = features()
     return "fma" in f or not is_x86() and platform.machine().lower() in ("aarch64", "arm64")

@@ -62,14 +62,15 @@ def test_products_use_512_bit_fmas_on_avx512(dtype):
 def test_slp_compiler_leaves_numbas_settings_as_they_were():
     from numba.core import config
     before = config.LOOP_VECTORIZE, config.SLP_VECTORIZE
-    C = np.zeros((8, 16))
+    mr, nr = loops.MICRO_ROWS, loops.MICRO_BYTES // 8
+    C = np.zeros((mr, nr))
 
     @njit
     def call(C, A, P):
         loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], False)
 
-    A = np.arange(8 * 5, dtype=np.float64).reshape(8, 5)
-    P = np.arange(5 * 16, dtype=np.float64).reshape(5, 16)
+    A = np.arange(mr * 5, dtype=np.float64).reshape(mr, 5)
+    P = np.arange(5 * nr, dtype=np.float64).reshape(5, nr)
     call(C, A, P)
     np.testing.assert_array_equal(C, A @ P)  # small integers: exact
     assert (config.LOOP_VECTORIZE, config.SLP_VECTORIZE) == before
@@ -86,25 +87,30 @@ def _fmas(asm, packed):
 @pytest.mark.skipif("fma" not in target.features(), reason="the compile target has no FMA instructions")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_micro_kernels_hold_their_block_in_vector_registers(dtype):
-    """The SLP vectorizer made each row of the 8 x NR block a pair of vector
-    registers: the micro-kernel's FMAs are all packed, at least 16 per q
-    (8 rows x 2 vectors), none scalar. Without SLPCompiler Numba leaves the
-    128 or 256 scalar FMAs as they are written (float64), or the loop
-    vectorizer takes the q loop (float32)."""
-    nr = loops.MICRO_BYTES // np.dtype(dtype).itemsize
-    name = f"micro_8x{nr}"
+    """The SLP vectorizer made each row of the MR x NR block vector registers
+    (2 zmm on AVX-512, 4 ymm on AVX2): the micro-kernel's FMAs are all
+    packed, at least MR x NR / lanes per q, none scalar. Without SLPCompiler Numba leaves the
+    MR x NR scalar FMAs as they are written (float64), or the loop
+    vectorizer takes the q loop (float32). And the block fits the target's
+    registers: 8 x 2 zmm accumulators on AVX-512, 3 x 4 ymm on AVX2's 16
+    (kernels.target.micro_shape)."""
+    mr, nr = loops.MICRO_ROWS, loops.MICRO_BYTES // np.dtype(dtype).itemsize
+    name = f"micro_{mr}x{nr}"
 
     @njit(error_model="numpy")
     def call(C, A, P):
         loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], True)
 
     rng = np.random.default_rng(1)
-    A = rng.random((8, 37)).astype(dtype)
+    A = rng.random((mr, 37)).astype(dtype)
     P = rng.random((37, nr)).astype(dtype)
-    C = np.ones((8, nr), dtype)
+    C = np.ones((mr, nr), dtype)
     call(C, A, P)
     np.testing.assert_allclose(C, 1 + A.astype(np.float64) @ P, rtol=1e-5 if dtype == np.float32 else 1e-13)
     asm = call.inspect_asm(call.signatures[0])
     body = asm[asm.index(name):]  # the kernel's own function, linked into the caller's module
-    assert len(_fmas(body, packed=True)) >= 16
+    lanes = target.vector_bits() // (8 * np.dtype(dtype).itemsize)
+    accumulators = mr * nr // lanes
+    assert len(_fmas(body, packed=True)) >= accumulators
     assert _fmas(body, packed=False) == []
+    assert accumulators + 1 <= target.vector_registers() - 2  # and a broadcast, with room to spare

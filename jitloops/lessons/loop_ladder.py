@@ -9,7 +9,7 @@ Each rung changes one thing (kernels/loops/plans.py names the engine's plans):
     fastmath / SIMD            plan SIMPLE: that order with the library's flags
     register blocking          plan BLOCKED_ROWS: 4 x 4 blocks of multipliers in registers
     blocking, dot form         plan BLOCKED_DOT: A_prev packed transposed, 4 x 4 dot products
-    packing + micro-kernel     plan PACKED: panels and the 8 x NR micro-kernel (what backend "numba" runs here)
+    packing + micro-kernel     plan PACKED: panels and the MR x NR micro-kernel (8 x 16 on AVX-512, 3 x 16 on AVX2) (what backend "numba" runs here)
     parallel                   backend "parallel": the PACKED tiles under prange
     BLAS, 1 thread / BLAS      np.matmul on one thread, then on all
 
@@ -35,7 +35,7 @@ from kernels.loops import course
 from kernels.loops.forward import _blocked_tile, _packed_tile, _simple_tile
 from kernels.loops.plans import BLOCKED_DOT, BLOCKED_ROWS, PACKED, PLAN_NAMES, SIMPLE, forward_plan
 from kernels.loops.products.packed import packed_width
-from kernels.options import BLOCK, JB, MICRO_BYTES, SERIAL_OPTIONS
+from kernels.options import BLOCK, JB, MICRO_BYTES, MICRO_ROWS, SERIAL_OPTIONS
 
 from ..bench import machine
 from ..timing import best_time, format_seconds
@@ -56,7 +56,7 @@ RUNGS = ("course loop, interpreted", "course loop, compiled", "loop order", "fas
 # The function whose instructions a rung's row counts: its innermost loop.
 HOT = {"course loop, compiled": "linear_activation_forward", "loop order": "forward_contiguous",
        "fastmath / SIMD": "_simple_tile", "register blocking": "rows_update", "blocking, dot form": "dot4x4",
-       "packing + micro-kernel": "micro_8x16"}
+       "packing + micro-kernel": f"micro_{MICRO_ROWS}x{MICRO_BYTES // 8}"}  # float64's, this target's shape
 PLAN_RUNG = {SIMPLE: "fastmath / SIMD", BLOCKED_ROWS: "register blocking", BLOCKED_DOT: "blocking, dot form",
              PACKED: "packing + micro-kernel"}
 STEPS = {
@@ -66,7 +66,8 @@ STEPS = {
     "fastmath / SIMD": "plan SIMPLE: that order with reassoc + contract, so multiply and add fuse",
     "register blocking": "plan BLOCKED_ROWS: 4 x 4 multipliers held in registers, each load used 4 times",
     "blocking, dot form": "plan BLOCKED_DOT: A_prev's columns packed as rows, 4 x 4 dot products",
-    "packing + micro-kernel": "plan PACKED: 256-deep panels, an 8 x 16 block of Z in vector registers",
+    "packing + micro-kernel": f"plan PACKED: 256-deep panels, a {MICRO_ROWS} x {MICRO_BYTES // 8} block of Z in "
+                              f"vector registers",
     "parallel": "backend 'parallel': the PACKED tiles shared by prange",
     "BLAS, 1 thread": "np.matmul(W, A_prev) on one BLAS thread",
     "BLAS": "np.matmul(W, A_prev) on every BLAS thread",

@@ -1,7 +1,9 @@
-"""The packed products' micro-kernels: C[i0:i0+8, c0:c0+NR] (+)= A[i0:i0+8,
-q0:q0+kc] P[0:kc, 0:NR], with the 8 x NR block of C held in vector
-registers across the whole reduction (NR = MICRO_BYTES / itemsize: 16
-float64, 32 float32).
+"""The packed products' micro-kernels: C[i0:i0+MR, c0:c0+NR] (+)=
+A[i0:i0+MR, q0:q0+kc] P[0:kc, 0:NR], with the MR x NR block of C held in
+vector registers across the whole reduction. MR = MICRO_ROWS and NR =
+MICRO_BYTES / itemsize (two vectors) are the target's (kernels.options,
+kernels.target.micro_shape): 8 x 16 float64 and 8 x 32 float32 on AVX-512,
+3 x 16 and 3 x 32 on AVX2.
 
 The rows x cols cells of C are named scalars (c{r}_{c}): written out, not an
 array, so that LLVM keeps them in registers across the q loop, and in
@@ -10,20 +12,20 @@ of one row of C become cols / lanes vector registers, the loads of one panel
 row become vector loads, A's value a broadcast). 128 to 256 near-identical
 lines would say less than the short generator below, so the kernels are
 generated from it; ``MICRO_SOURCES[name]`` holds each one's text, and
-``micro_8x16`` / ``micro_8x32`` are ordinary module attributes.
+``MICRO_KERNELS[dtype bits]`` the kernel (e.g. micro_8x16 for float64).
 
 One kernel per dtype keeps Numba's compile time down (each takes seconds to
-compile); the last n mod 8 rows of C go through the same kernel from a
+compile); the last n mod MR rows of C go through the same kernel from a
 zero-padded copy of their rows of A (see packed.panel_rows).
 """
 
 from numba.extending import overload, register_jitable
 
-from ...options import HELPER_OPTIONS, MICRO_OPTIONS
+from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_OPTIONS, MICRO_ROWS
 from ...wide import prefer_wide_vectors
 
-# (rows, columns) of the micro-kernels: 16 columns for float64, 32 for float32.
-MICRO_SHAPES = ((8, 16), (8, 32))
+# (rows, columns) of the micro-kernels, float64's then float32's.
+MICRO_SHAPES = ((MICRO_ROWS, MICRO_BYTES // 8), (MICRO_ROWS, MICRO_BYTES // 4))
 
 
 def micro_kernel_source(rows, cols):
@@ -57,23 +59,19 @@ def _micro_kernel(rows, cols):
 
 
 MICRO_SOURCES = {f"micro_{r}x{c}": micro_kernel_source(r, c) for r, c in MICRO_SHAPES}
-micro_8x16 = _micro_kernel(8, 16)  # float64
-micro_8x32 = _micro_kernel(8, 32)  # float32
+MICRO_KERNELS = {64: _micro_kernel(*MICRO_SHAPES[0]), 32: _micro_kernel(*MICRO_SHAPES[1])}
 
 
 def micro_block(C, i0, c0, A, q0, P, kc, accumulate):
-    """C[i0:i0+8, c0:c0+NR] (+)= A[i0:i0+8, q0:q0+kc] P[0:kc]: the dtype's
-    micro-kernel (NR = P.shape[1]: 16 float64, 32 float32). Compiled, the
-    choice is made at typing time, so only that kernel is compiled."""
-    if P.shape[1] == 16:
-        micro_8x16(C, i0, c0, A, q0, P, kc, accumulate)
-    else:
-        micro_8x32(C, i0, c0, A, q0, P, kc, accumulate)
+    """C[i0:i0+MR, c0:c0+NR] (+)= A[i0:i0+MR, q0:q0+kc] P[0:kc]: the
+    dtype's micro-kernel (NR = P.shape[1]). Compiled, the choice is made at
+    typing time, so only that kernel is compiled."""
+    MICRO_KERNELS[C.dtype.itemsize * 8](C, i0, c0, A, q0, P, kc, accumulate)
 
 
 @overload(micro_block, jit_options=HELPER_OPTIONS)
 def _micro_block_compiled(C, i0, c0, A, q0, P, kc, accumulate):
-    kernel = micro_8x16 if C.dtype.bitwidth == 64 else micro_8x32
+    kernel = MICRO_KERNELS[C.dtype.bitwidth]
 
     def impl(C, i0, c0, A, q0, P, kc, accumulate):
         kernel(C, i0, c0, A, q0, P, kc, accumulate)

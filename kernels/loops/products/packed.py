@@ -1,15 +1,16 @@
 """Packed products (plan PACKED): the BLAS way, as explicit loops.
 
 C[i, j] += sum_q A[i, q] B[q, j] is cut into blocks of MICRO_KC along the
-reduction and panels of NR = MICRO_BYTES / itemsize columns (16 float64, 32
-float32: two 512-bit vectors). Each block of B is first copied ("packed")
-into contiguous panels P[panel, q, c], so the micro-kernel reads one panel
+reduction and panels of NR = MICRO_BYTES / itemsize columns (16 float64,
+32 float32: two vectors on AVX-512, four on AVX2). Each block of B is
+first copied ("packed") into contiguous panels P[panel, q, c], so the
+micro-kernel reads one panel
 row after another and the whole panel (MICRO_KC x 128 bytes = 32 KiB) stays
-in L1 while every 8 rows of A pass over it. The micro-kernel (micro.py)
-keeps its 8 x NR block of C in vector registers across the whole reduction:
-per q it loads one panel row, broadcasts 8 values of A and does 8 x NR
-multiply-adds as vector FMAs; C is loaded and stored once per block, not
-once per q as in rows_update.
+in L1 while every MR = MICRO_ROWS rows of A pass over it (NR and MR are the
+target's: micro.py). The micro-kernel keeps its MR x NR block of C in
+vector registers across the whole reduction: per q it loads one panel row,
+broadcasts MR values of A and does MR x NR multiply-adds as vector FMAs; C
+is loaded and stored once per block, not once per q as in rows_update.
 """
 
 import numpy as np
@@ -22,9 +23,9 @@ from .micro import micro_block
 @register_jitable(**HELPER_OPTIONS)
 def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S):
     """C[:, c0:c0+NR] (+)= A[:, q0:q0+kc] P[0:kc] for one packed panel P
-    (kc, NR), 8 rows of C at a time. The last n mod 8 rows: from R, their
-    rows of A already copied there (zero-padded to 8 rows), into the scratch
-    block S (8, NR), then into C."""
+    (kc, NR), MR = MICRO_ROWS rows of C at a time. The last n mod MR rows:
+    from R, their rows of A already copied there (zero-padded to MR rows),
+    into the scratch block S (MR, NR), then into C."""
     n = C.shape[0]
     i = 0
     while i + MICRO_ROWS <= n:
@@ -96,7 +97,7 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
     kb = min(MICRO_KC, k)
     P = np.empty((npan, kb, nr), dtype=C.dtype)
     S = np.empty((n, nr), dtype=C.dtype)  # the last, partial panel's columns
-    R = np.zeros((MICRO_ROWS, kb), dtype=C.dtype)  # the last n mod 8 rows of A
+    R = np.zeros((MICRO_ROWS, kb), dtype=C.dtype)  # the last n mod MR rows of A
     S8 = np.empty((MICRO_ROWS, nr), dtype=C.dtype)
     i_left = n - n % MICRO_ROWS
     for q0 in range(0, k, MICRO_KC):
