@@ -190,7 +190,7 @@ class Ops:
         return Z, A
 
     def activation_backward(self, dA, Z, activation, *, out=None):
-        """dZ = dA * g'(Z); dA, Z (n[l], m) -> dZ (n[l], m). g'(0) = 1 for relu/leaky_relu."""
+        """dZ = dA * g'(Z); dA, Z (n[l], m) -> dZ (n[l], m). g'(0) = 0 for relu, 0.01 for leaky_relu."""
         act = self._activation(activation)
         dA = self._array(dA, "dA", 2, _Z)
         Z = self._array(Z, "Z", 2, _Z)

@@ -28,7 +28,7 @@ def ref():
 
 def wide_z(rng, dtype):
     """Z (3, 7): ordinary values, and in every third cell a huge one or 0
-    (saturation, the exp overflow range, relu's g'(0) = 1)."""
+    (saturation, the exp overflow range, relu's g'(0) = 0)."""
     Z = rng.standard_normal((3, 7)) * 3
     Z.reshape(-1)[::3] = [-1e4, -800.0, -30.0, 0.0, 30.0, 800.0, 1e4]
     return Z.astype(dtype)
