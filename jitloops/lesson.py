@@ -10,6 +10,7 @@ import kernels
 
 from . import lessons
 from .lessons import common
+from .plotting import pyplot
 
 
 def add_arguments(parser):
@@ -31,7 +32,7 @@ def run(args):
     try:
         module = lessons.module(args.name)
         if args.plot:
-            common.pyplot()  # before the lesson runs: a missing matplotlib says so at once
+            pyplot()  # before the lesson runs: a missing matplotlib says so at once
         result = module.run(backend=args.backend)
     except (ValueError, RuntimeError, kernels.BackendUnavailableError) as exc:
         print(f"jitloops lesson: {exc}", file=sys.stderr)

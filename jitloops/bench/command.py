@@ -4,6 +4,7 @@ import sys
 import time
 
 import kernels
+from jitloops.plotting import pyplot
 
 from .cases import SWEEPS, THEMES
 from .dot import dot_cases
@@ -59,10 +60,9 @@ def add_arguments(parser):
 def run(args):
     if args.plot:
         try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print("jitloops bench: --plot needs matplotlib, which is not installed; install the "
-                  "'plot' extra (pip install 'jitloops[plot]') or leave out --plot", file=sys.stderr)
+            pyplot()
+        except RuntimeError as exc:
+            print(f"jitloops bench: {exc}, or leave out --plot", file=sys.stderr)
             return 2
     sweep = args.sweep or ("quick" if args.quick else "default")
     min_time = args.min_time if args.min_time is not None else (0.03 if sweep in ("quick", "smoke") else 0.2)

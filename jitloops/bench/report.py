@@ -7,6 +7,7 @@ the whole report dict that ``command.run`` assembles, and measures nothing.
 
 import json
 
+from jitloops.plotting import pyplot
 from jitloops.timing import format_seconds
 
 from .machine import FMA_UNITS, PEAK_FORMULA, compute_peak
@@ -183,9 +184,7 @@ def format_report(report):
 def plot(report, path):
     """Log-log time vs size per backend, one panel per op (ops theme; float64
     solid, float32 dashed). Needs matplotlib (the ``plot`` extra)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     rows = [r for r in report["results"] if r["theme"] == "ops" and "time_s" in r]
     names = list(dict.fromkeys(r["label"].split(" ")[0] for r in rows))
     if not names:

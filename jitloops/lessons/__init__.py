@@ -33,15 +33,8 @@ def module(name):
 
 
 def available():
-    """[(name, summary)] of the lessons whose modules are here, in the course's order."""
-    out = []
-    for name, mod in LESSONS.items():
-        try:
-            out.append((name, importlib.import_module(f"{__name__}.{mod}").SUMMARY))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{mod}":
-                raise
-    return out
+    """[(name, summary)] of the lessons, in the course's order."""
+    return [(name, module(name).SUMMARY) for name in LESSONS]
 
 
 def run(name, backend=None, **kwargs):

@@ -1,14 +1,16 @@
 """What every lesson shares: the Lesson it returns (a table, a few sentences,
-the figures a test checks, a picture), the backend it runs on, matplotlib on
-demand, and the decision-boundary drawing of the course's notebooks."""
+the figures a test checks, a picture), the backend it runs on, and the
+decision-boundary drawing of the course's notebooks. (matplotlib on demand:
+``jitloops.plotting.pyplot``.)"""
 
 import math
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
 
 import kernels
+
+from ..plotting import pyplot
 
 # The fastest backend for the course's small networks: the serial compiled
 # loops (threads cost more than they save below the parallel thresholds).
@@ -24,28 +26,6 @@ def backend_or_default(backend, allowed=None):
     if allowed is not None and backend not in allowed:
         raise ValueError(f"this lesson runs on {', '.join(allowed)}, not {backend!r}")
     return backend
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend (files only), or a clear error."""
-    try:
-        import matplotlib
-    except ModuleNotFoundError:
-        raise RuntimeError("--plot needs matplotlib, which is not installed: pip install 'jitloops[plot]' "
-                           "(or pip install matplotlib)") from None
-    if "MPLBACKEND" not in os.environ and not _in_notebook():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def _in_notebook():
-    try:
-        from IPython import get_ipython
-    except ModuleNotFoundError:
-        return False
-    shell = get_ipython()
-    return shell is not None and "ZMQ" in type(shell).__name__
 
 
 def _cell(value):
