@@ -25,7 +25,7 @@ What the engine changes, step by step (plans.py lists the steps): the
 innermost loop here walks down a column of A_prev, m elements apart, so
 nothing can be loaded as a vector; SIMPLE swaps the loops so the innermost one
 walks a contiguous row; BLOCKED_* keep 4 x 4 blocks in registers; PACKED
-copies panels so an 8 x NR block stays in vector registers; "parallel" splits
+copies panels so an MR x NR block stays in vector registers; "parallel" splits
 the tiles across cores. The arithmetic is this file's.
 """
 

@@ -6,7 +6,7 @@ Every plan is plain loops; each product chooses one by its shape (below).
     SIMPLE        the same loops reordered so the innermost walks a contiguous row (SIMD)
     BLOCKED_ROWS  rows_update: a 4 x 4 block of multipliers in registers, the inner loop along rows (products/blocked.py)
     BLOCKED_DOT   dot4x4: 4 x 4 dot products along contiguous rows, for long reductions (products/blocked.py)
-    PACKED        packed panels, 8 x NR micro-kernels holding their block in vector registers (products/packed.py)
+    PACKED        packed panels, MR x NR micro-kernels holding their block in vector registers (products/packed.py)
 
 The thresholds (COURSE_WORK, BLOCKED_WORK, MICRO_MIN_ROWS, ...) are in
 kernels/options.py with what each trades.
