@@ -39,6 +39,7 @@ import types
 import numba
 
 from . import loops, options
+from .loops.plans import ALL_PLANS, ALWAYS, PARALLEL, plan_globals, runs_in_parallel
 
 # The compile options are kernels.options' (one home for every flag).
 SERIAL_OPTIONS = options.SERIAL_OPTIONS
@@ -48,7 +49,8 @@ PARALLEL_OPTIONS = options.PARALLEL_OPTIONS
 # their own to run in parallel: the composites only call other kernels (each
 # callee runs its own parallel loops), all_finite stops at the first
 # non-finite value, and permutation is a sort.
-SERIAL_KERNELS = frozenset({"linear_backward", "linear_activation_backward", "all_finite", "permutation"})
+SERIAL_KERNELS = frozenset({"linear_forward", "linear_backward", "linear_activation_backward", "all_finite",
+                            "permutation"})
 
 # Compiled in this order: a kernel's callees come before it.
 KERNEL_NAMES = loops.KERNEL_NAMES
@@ -69,7 +71,7 @@ def source_digest(*paths):
 SOURCE_DIGEST = source_digest(pathlib.Path(__file__).parent)
 
 # A compiled function's name ends in "__<variant>_<digest>" (see compile_loops).
-_DIGEST_NAME = re.compile(r"__[A-Za-z]+_([0-9a-f]{10})[-.]")
+_DIGEST_NAME = re.compile(r"__[A-Za-z0-9]+_([0-9a-f]{10})[-.]")
 _pruned = set()
 
 
@@ -112,11 +114,16 @@ def rebind(func, namespace=None, suffix=""):
     return g
 
 
-def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None, digest=SOURCE_DIGEST):
+def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None, digest=SOURCE_DIGEST,
+                  plans=ALL_PLANS, own_options=None):
     """Compile ``module``'s kernels ``names`` with ``numba.njit(**options)``.
 
     Each function is named ``<name><suffix>_<digest>``: ``digest`` hashes all
-    the source the compiled code may contain (see the module docstring).
+    the source the compiled code may contain (see the module docstring). A
+    plan set other than all (``plans``, kernels.loops.plans) is compiled
+    under its own names, ``<suffix>p<plans>``: its kernels have no code for
+    the plans outside the set. ``own_options`` maps a name to the options it
+    is compiled with instead of ``options``.
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
     code object of ``module``'s function. Each function resolves its globals
@@ -129,13 +136,16 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     """
     namespaces = {}  # defining module -> the globals its variants see
     compiled = {}
-    suffix = f"{suffix}_{digest}"
+    extra = dict(extra or {}, **plan_globals(plans))
+    suffix = f"{suffix}{'' if plans == ALL_PLANS else f'p{plans}'}_{digest}"
     for name in names:
         func = getattr(module, name)
         namespace = namespaces.get(func.__module__)
         if namespace is None:
-            namespace = namespaces[func.__module__] = {**func.__globals__, **(extra or {}), **compiled}
-        opts = dict(options, parallel=False) if name in SERIAL_KERNELS else options
+            namespace = namespaces[func.__module__] = {**func.__globals__, **extra, **compiled}
+        opts = (own_options or {}).get(name) or options
+        if name in SERIAL_KERNELS or not runs_in_parallel(plans, name):
+            opts = dict(opts, parallel=False)
         dispatcher = numba.njit(**opts)(rebind(func, namespace, suffix))
         if opts.get("cache"):
             _prune_stale(dispatcher, digest)
@@ -154,3 +164,28 @@ VARIANTS = {
     "numba": ("__numba", SERIAL_OPTIONS, numba_kernels),
     "parallel": ("__parallel", PARALLEL_OPTIONS, parallel_kernels),
 }
+_plan_kernels = {}
+
+# The kernels whose code depends on the plan set: the products and the ops
+# made of them (callees first). The others are the same in every set.
+PLAN_KERNELS = ("linear_activation_forward", "linear_forward", "weight_gradients", "input_gradient",
+                "linear_backward", "linear_activation_backward")
+
+
+def variant_kernels(backend, plans=ALL_PLANS):
+    """The kernels of variant ``backend`` ("numba" or "parallel") for plan
+    set ``plans`` (kernels.loops.plans): the public ops' (all plans) but for
+    PLAN_KERNELS, compiled for the set (once per process). A set without
+    the PARALLEL bit gets the "numba" variant's kernels: the parallel
+    variant would run their serial branches."""
+    if backend == "parallel" and not plans & PARALLEL:
+        backend = "numba"
+    plans |= ALWAYS | PARALLEL
+    suffix, opts, kernels = VARIANTS[backend]
+    if plans == ALL_PLANS:
+        return kernels
+    key = (backend, plans)
+    if key not in _plan_kernels:
+        own = compile_loops(suffix, opts, PLAN_KERNELS, extra=vars(kernels), plans=plans)
+        _plan_kernels[key] = types.SimpleNamespace(**{**vars(kernels), **vars(own)})
+    return _plan_kernels[key]

@@ -112,7 +112,7 @@ class FitLoop:
     def _chunk_runner(self, X, Y, costs, cost_every, learning_rate):
         """Allocate every buffer of the fit once (or take those the last fit
         kept); return chunk(start, count)."""
-        p, dt = self.program, self.dtype
+        p, dt = self._program_for(X.shape[1]), self.dtype
         W, b = p.list(self._W), p.list(self._b)
         buf, W_next, b_next, zeros, codes = self._fit_scratch(X)
         eps = self._eps()
@@ -163,10 +163,11 @@ class FitLoop:
         """chunk(start, count) for the second course's training (model.training.fit_epochs):
         buffers for a batch and for the smaller last one, allocated once per
         fit; the optimizer's state taken over from the last fit where it fits."""
-        p, dt, ops = self.program, self.dtype, self._ops
+        dt, ops = self.dtype, self._ops
         m = X.shape[1]
         size = m if options.batch_size is None else min(options.batch_size, m)
         last = m % size
+        p = self._program_for(size, last or size, *([] if validation is None else [validation[0].shape[1]]))
         copy = size < m  # one batch in order: X itself is A[0]
         state = self._optimizer_state_for(options)
         full = self._batch_buffers(X, size, copy)

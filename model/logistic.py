@@ -7,6 +7,8 @@ import numbers
 
 import numpy as np
 
+from kernels.loops.plans import PARALLEL
+
 from . import _guard
 from .checks import check_parameters
 from .network import NeuralNetwork
@@ -59,6 +61,12 @@ class LogisticRegression(NeuralNetwork):
                              f"got {parameters!r:.80}")
         checked = check_parameters(parameters, {"w": (n_x, 1), "b": (1, 1)}, self.dtype)
         return super().set_parameters({"W1": checked["w"].T.copy(), "b1": checked["b"]})
+
+    def _set_backend(self, backend):
+        super()._set_backend(backend)
+        # logistic_pass runs its blocks under prange at every size: the
+        # parallel variant's program, never the serial one small sets get
+        self._plans |= PARALLEL
 
     def _loop_views(self):
         """w (n_x,) and b (1,) as views of the parameters (NumPy arrays on the loop backends)."""

@@ -18,6 +18,7 @@ import numpy as np
 
 import kernels
 from kernels.loops import ACTIVATION_CODES, SOFTMAX
+from kernels.loops.plans import ALWAYS, plans_needed
 
 from . import _guard
 from .checks import (check_activations, check_dtype, check_int, check_keep_prob, check_labels, check_layer_dims,
@@ -99,16 +100,27 @@ class NeuralNetwork(FitLoop, Persistence):
         self._ops = kernels.get_backend(backend)
         self.backend = self._ops.name
         self._program = None  # compiled (or bound) on first use
+        self._plans = ALWAYS  # the products' plans the shapes so far reach (see _program_for)
         self._fit_buffers = None  # (key, A[1:], lists) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
         self._chunk_hint = None  # (key, iterations per chunk) of the last fit
         self._optimizer_state = None  # the optimizer's moments, steps and epochs: see fit
 
     @property
     def program(self):
-        """The training loop bound to this network's backend (``model.program``)."""
+        """The training loop bound to this network's backend (``model.program``),
+        compiled for the products' plans its shapes so far have reached."""
         if self._program is None:
-            self._program = get_program(self._ops)
+            self._program = get_program(self._ops, self._plans)
         return self._program
+
+    def _program_for(self, *ms):
+        """``program``, grown to the plans batches of each m in ``ms`` reach
+        (kernels.loops.plans.plans_needed): a compiled backend compiles only
+        those, and a network's set only grows (a bigger one compiles once more)."""
+        plans = self._plans | plans_needed(self.layer_dims, ms, self.dtype.itemsize)
+        if plans != self._plans:
+            self._plans, self._program = plans, None
+        return self.program
 
     def _initial_parameters(self):
         rng = np.random.RandomState(self.seed)
@@ -202,7 +214,7 @@ class NeuralNetwork(FitLoop, Persistence):
 
     def _forward(self, X):
         """Backend forward pass; returns the buffers (Z, A) as program lists."""
-        p = self.program
+        p = self._program_for(X.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(X, backward=False).items()}
         p.forward(buf["Z"], buf["A"], p.list(self._W), p.list(self._b), p.codes(self._codes()))
         return buf
@@ -254,7 +266,7 @@ class NeuralNetwork(FitLoop, Persistence):
         l2 = check_nonnegative(l2, "l2")
         Xd, Yd = self._data(X, Y)
         buf = self._forward(Xd)
-        J = float(self._ops.kernels.cross_entropy(buf["A"][self.n_layers], Yd, self._eps(), self._ops.exact_math))
+        J = float(self.program.kernels.cross_entropy(buf["A"][self.n_layers], Yd, self._eps(), self._ops.exact_math))
         if l2:
             squares = sum(float(np.sum(np.square(self._ops.to_host(w), dtype=np.float64))) for w in self._W)
             J += l2 / (2 * Xd.shape[1]) * squares
@@ -277,7 +289,7 @@ class NeuralNetwork(FitLoop, Persistence):
         ``l2``, dW also has (l2 / m) W (the gradient of cost(X, Y, l2))."""
         l2 = check_nonnegative(l2, "l2")
         Xd, Yd = self._data(X, Y)
-        p = self.program
+        p = self._program_for(Xd.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(Xd, backward=True).items()}
         W, b, codes = p.list(self._W), p.list(self._b), p.codes(self._codes())
         p.forward(buf["Z"], buf["A"], W, b, codes)

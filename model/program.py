@@ -25,11 +25,13 @@ The arrays the model hands these functions come from the backend's hooks
 """
 
 import pathlib
+import types
 
 import numpy as np
 
 import kernels
 from kernels import cpu, threads
+from kernels.loops.plans import ALL_PLANS, ALWAYS, PARALLEL
 
 from . import training
 
@@ -40,6 +42,13 @@ PARALLEL_LOOPS = ("logistic_pass",)
 DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk", "forward_dropout",
            "backward_dropout", "optimizer_update", "fit_epochs", "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
+# Drivers inlined into their callers by Numba (inline="always"), not linked
+# as functions of their own: Numba optimizes and compiles a function's whole
+# call tree again in every caller, so each level it need not compile is saved
+# compile time. Called from Python (forward, backward: predict, gradients) they
+# compile as usual.
+INLINED = ("forward", "backward", "update", "swap_items", "forward_dropout", "backward_dropout",
+           "optimizer_update")
 
 # The kernels model.training calls, by their bare names; a backend without
 # the mini-batch ones (MINIBATCH_KERNELS) trains full batch with plain
@@ -65,38 +74,64 @@ def _always_finite(x, zeros):
     return True
 
 
-class Program:
-    """``model.training``'s functions bound to the kernels of ``ops``."""
+_compiled = {}
 
-    def __init__(self, ops):
+
+def _compiled_functions(variant, plans):
+    """model.training's functions compiled against variant ``variant``'s
+    kernels for plan set ``plans`` (kernels.cpu.variant_kernels: a set
+    without the PARALLEL bit is the "numba" variant's), once per process."""
+    if variant == "parallel" and not plans & PARALLEL:
+        variant = "numba"
+    plans |= ALWAYS | PARALLEL
+    key = (variant, plans)
+    if key in _compiled:
+        return _compiled[key]
+    suffix, options, _ = cpu.VARIANTS[variant]
+    if options.get("parallel"):
+        threads.start_pool()
+    # The training loop inlines the kernels: its cache entries depend on
+    # the kernels' source as well as its own (see kernels.cpu).
+    digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, pathlib.Path(training.__file__))
+    extra = dict(vars(cpu.variant_kernels(variant, plans)))
+    loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra, digest, plans)
+    extra.update(vars(loops))
+    serial = dict(options, parallel=False)
+    drivers = cpu.compile_loops(suffix, serial, DRIVERS, training, extra, digest, plans,
+                                {name: dict(serial, inline="always") for name in INLINED})
+    _compiled[key] = types.SimpleNamespace(**vars(loops), **vars(drivers))
+    return _compiled[key]
+
+
+class Program:
+    """``model.training``'s functions bound to the kernels of ``ops``; when
+    compiled, to its kernels for the plan set ``plans`` (kernels.loops.plans:
+    only the products' plans a network's shapes reach are compiled)."""
+
+    def __init__(self, ops, plans=ALL_PLANS):
         self.ops = ops
         self.name = ops.name
+        self.plans = plans
         # compiled when the backend's kernels are one of kernels.cpu's variants
-        variant = next((v for v in cpu.VARIANTS.values() if v[2] is ops.kernels), None)
+        variant = next((name for name, v in cpu.VARIANTS.items() if v[2] is ops.kernels), None)
         if variant is not None:
-            self._compile(*variant)
+            self._compile(variant, plans)
         else:
             self._interpret(ops)
 
-    def _compile(self, suffix, options, variant_kernels):
+    def _compile(self, variant, plans):
         self.compiled = True
-        if options.get("parallel"):
-            threads.start_pool()
-        # The training loop inlines the kernels: its cache entries depend on
-        # the kernels' source as well as its own (see kernels.cpu).
-        digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, pathlib.Path(training.__file__))
-        extra = dict(vars(variant_kernels))
-        loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra, digest)
-        extra.update(vars(loops))
-        drivers = cpu.compile_loops(suffix, dict(options, parallel=False), DRIVERS, training, extra, digest)
+        self.kernels = cpu.variant_kernels(variant, plans)  # those the functions call
+        functions = _compiled_functions(variant, plans)
         for name in FUNCTIONS:
-            setattr(self, name, getattr(loops, name, None) or getattr(drivers, name))
+            setattr(self, name, getattr(functions, name))
         self.fit_chunk_unguarded = self.fit_chunk
         self._typed_list = _typed_list
         self._python_list = _python_list
 
     def _interpret(self, ops):
         self.compiled = False
+        self.kernels = ops.kernels
         namespace = dict(vars(training))
         for name in KERNEL_NAMES:
             if hasattr(ops.kernels, name) or name not in OPTIONAL_KERNELS:
@@ -184,9 +219,12 @@ def _python_list(typed):
 _list_reader = None
 
 
-def get_program(ops):
-    """The (cached) ``Program`` of backend ``ops``."""
-    key = (ops.name, id(ops.kernels))
+def get_program(ops, plans=ALL_PLANS):
+    """The (cached) ``Program`` of backend ``ops`` for the products' plan set
+    ``plans`` (kernels.loops.plans.plans_needed; all plans by default).
+    Backends that are not compiled have one program whatever the set."""
+    compiled = any(v[2] is ops.kernels for v in cpu.VARIANTS.values())
+    key = (ops.name, id(ops.kernels), (plans | ALWAYS) if compiled else None)
     if key not in _programs:
-        _programs[key] = Program(ops)
+        _programs[key] = Program(ops, key[2] or ALL_PLANS)
     return _programs[key]

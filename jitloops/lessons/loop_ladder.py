@@ -32,7 +32,7 @@ import numpy as np
 import kernels
 from kernels import cpu, simd, target
 from kernels.loops import course
-from kernels.loops.forward import _blocked_tile, _packed_tile, _simple_tile
+from kernels.loops.forward import _dot_tile, _packed_tile, _rows_tile, _simple_tile
 from kernels.loops.plans import BLOCKED_DOT, BLOCKED_ROWS, PACKED, PLAN_NAMES, SIMPLE, forward_plan
 from kernels.loops.products.packed import packed_width
 from kernels.options import BLOCK, JB, MICRO_BYTES, MICRO_ROWS, SERIAL_OPTIONS
@@ -87,11 +87,14 @@ def _plan_product(Z, A_prev, W, b, width):
         for t in range((m + BLOCK - 1) // BLOCK * n):
             _simple_tile(Z, Z, A_prev, W, b, -1, t, n, m)
     elif PLAN == PACKED:
-        for j0 in range(0, m, width):
-            _packed_tile(Z, Z, A_prev, W, b, -1, j0, min(j0 + width, m))
-    else:
-        for j0 in range(0, m, width):
-            _blocked_tile(Z, Z, A_prev, W, b, -1, 0, n, j0, min(j0 + width, m), PLAN)
+        for t in range((m + width - 1) // width):
+            _packed_tile(Z, Z, A_prev, W, b, -1, t, width)
+    elif PLAN == BLOCKED_DOT:
+        for t in range((m + width - 1) // width):
+            _dot_tile(Z, Z, A_prev, W, b, -1, t, width)
+    else:  # BLOCKED_ROWS: tiles of all n rows
+        for t in range((m + width - 1) // width):
+            _rows_tile(Z, Z, A_prev, W, b, -1, t, width, 1, n)
 
 
 def _compile_plan(plan, args):

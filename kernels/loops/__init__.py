@@ -65,7 +65,7 @@ from .activations import (activate_row, activation_backward, activation_backward
 from .backward import input_gradient, linear_activation_backward, linear_backward, weight_gradients
 from .cost import cross_entropy, cross_entropy_backward, softmax
 from .forward import linear_activation_forward, linear_forward
-from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, weight_gradients_plan
+from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, plans_needed, weight_gradients_plan
 from .products.micro import MICRO_SOURCES, micro_block
 from .draws import dropout, hash3, permutation
 from .update import all_finite, dot, gather_columns, gradient_step, optimizer_step
@@ -75,8 +75,8 @@ from .views import flat
 # order): the public ops' (kernels.backend.Ops calls them) and those the
 # training loop needs from every backend (model.training).
 PUBLIC_KERNELS = (
-    "linear_forward",
     "linear_activation_forward",
+    "linear_forward",
     "activation_forward",
     "activation_backward",
     "weight_gradients",

@@ -13,9 +13,12 @@ from numba.extending import register_jitable
 from ..options import BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, PARALLEL_WORK
 from . import course
 from .activations import activation_backward
-from .plans import COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
+from .plans import ALL_PLANS, BLOCKED_DOT, BLOCKED_ROWS, COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
 from .products.blocked import dots_tile, product_tile, product_tiles
 from .products.packed import packed_tile, packed_width
+
+# The plan set this module's kernels are compiled for (see forward.py).
+PLANS, GRADIENT_DOT, GRADIENT_PACKED, INPUT_ROWS, INPUT_PACKED = ALL_PLANS, True, True, True, True
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -88,7 +91,7 @@ def weight_gradients(dW, db, dZ, A_prev):
     k = A_prev.shape[0]
     inv_m = dW.dtype.type(1.0) / dW.dtype.type(m)
     work = n * k * m
-    plan = weight_gradients_plan(n, k, m)
+    plan = weight_gradients_plan(n, k, m, PLANS)
     if plan == COURSE:
         course.weight_gradients(dW, db, dZ, A_prev)
         return
@@ -96,7 +99,7 @@ def weight_gradients(dW, db, dZ, A_prev):
         for i in range(n):
             _weight_gradients_simple_row(dW, db, dZ, A_prev, i, inv_m)
         return
-    if plan == PACKED:  # tiles of columns of dW
+    if GRADIENT_PACKED and plan == PACKED:  # tiles of columns of dW
         width = packed_width(k, MICRO_BYTES // dW.itemsize)
         if work < PARALLEL_WORK:
             for t in range((k + width - 1) // width):
@@ -105,6 +108,8 @@ def weight_gradients(dW, db, dZ, A_prev):
             for t in prange((k + width - 1) // width):
                 _weight_gradients_packed_tile(dW, dZ, A_prev, t * width, min(t * width + width, k), inv_m)
         _bias_gradient(db, dZ, inv_m)
+        return
+    if not (GRADIENT_DOT and plan == BLOCKED_DOT):
         return
     # BLOCKED_DOT, column blocks: whole groups of 4 columns, at most 16 groups
     # a block, the number of blocks a multiple of 8 (when k allows) and the
@@ -177,7 +182,7 @@ def input_gradient(dA_prev, dZ, W):
     n, k = W.shape
     m = dZ.shape[1]
     work = n * k * m
-    plan = input_gradient_plan(n, k, m)
+    plan = input_gradient_plan(n, k, m, PLANS)
     if plan == COURSE:
         course.input_gradient(dA_prev, dZ, W)
         return
@@ -186,7 +191,7 @@ def input_gradient(dA_prev, dZ, W):
         for t in range(nblocks * k):
             _input_gradient_simple_tile(dA_prev, dZ, W, t)
         return
-    if plan == PACKED:  # tiles of examples
+    if INPUT_PACKED and plan == PACKED:  # tiles of examples
         WT = np.ascontiguousarray(W.T)  # k x n: rows of the micro-kernels' A
         width = packed_width(m, MICRO_BYTES // dA_prev.itemsize)
         if work < PARALLEL_WORK:
@@ -195,6 +200,8 @@ def input_gradient(dA_prev, dZ, W):
         else:
             for t in prange((m + width - 1) // width):
                 _input_gradient_packed_tile(dA_prev, dZ, WT, t * width, min(t * width + width, m))
+        return
+    if not (INPUT_ROWS and plan == BLOCKED_ROWS):
         return
     WT = W.T
     njb, ngroups, rows = product_tiles(k, m)

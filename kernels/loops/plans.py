@@ -10,12 +10,26 @@ Every plan is plain loops; each product chooses one by its shape (below).
 
 The thresholds (COURSE_WORK, BLOCKED_WORK, MICRO_MIN_ROWS, ...) are in
 kernels/options.py with what each trades.
+
+Plan sets. The compiled code of BLOCKED_ROWS, BLOCKED_DOT and PACKED is most
+of a kernel's compile time, and a small network reaches few of them (the
+planar network: BLOCKED_ROWS in its forward pass, BLOCKED_DOT for one dW,
+nothing else). So the kernels can be compiled for a plan set: a bit mask
+with a bit per product (FORWARD, WEIGHT_GRADIENTS, INPUT_GRADIENT) and plan
+(``plan_bit``; COURSE and SIMPLE always in). A kernel's module sees the set
+as globals (``plan_globals``: PLANS, and FORWARD_ROWS, GRADIENT_PACKED, ...
+one flag per product and plan) and Numba prunes a branch ``if
+FORWARD_PACKED and ...`` before it types it, so that plan's helpers are
+never compiled. A shape whose plan is not in the set gets the next best one
+that is (SIMPLE at worst: correct for every shape). ``kernels.cpu`` compiles
+a set; ``plans_needed`` says which set a network's shapes reach (the
+training program compiles just that).
 """
 
 from numba.extending import register_jitable
 
-from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, HELPER_OPTIONS, JB, MICRO_MIN_K,
-                       MICRO_MIN_ROWS)
+from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, HELPER_OPTIONS, JB, MICRO_BYTES, MICRO_MIN_K,
+                       MICRO_MIN_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK)
 from .products.blocked import product_tiles
 from .products.packed import packed_width
 
@@ -27,23 +41,86 @@ PACKED = 4
 PLAN_NAMES = ("COURSE", "SIMPLE", "BLOCKED_ROWS", "BLOCKED_DOT", "PACKED")
 
 
+# The products, for plan sets.
+FORWARD = 0           # Z = W A_prev + b
+WEIGHT_GRADIENTS = 1  # dW = dZ A_prev^T / m
+INPUT_GRADIENT = 2    # dA_prev = W^T dZ
+PRODUCTS = (FORWARD, WEIGHT_GRADIENTS, INPUT_GRADIENT)
+# Each product's blocked form: the plan PACKED falls back to.
+BLOCKED_FORMS = {FORWARD: (BLOCKED_ROWS, BLOCKED_DOT), WEIGHT_GRADIENTS: (BLOCKED_DOT,),
+                 INPUT_GRADIENT: (BLOCKED_ROWS,)}
+# plan_globals' flag names: (prefix of the product, suffix of the plan).
+_FLAG_PRODUCTS = ("FORWARD", "GRADIENT", "INPUT")
+_FLAG_PLANS = {BLOCKED_ROWS: "ROWS", BLOCKED_DOT: "DOT", PACKED: "PACKED"}
+
+
 @register_jitable(**HELPER_OPTIONS)
-def product_plan(rows, reduction, work, blocked):
+def plan_bit(product, plan):
+    """The bit of ``plan`` for ``product`` in a plan set."""
+    return 1 << (5 * product + plan)
+
+
+ALWAYS = sum(plan_bit(p, COURSE) | plan_bit(p, SIMPLE) for p in PRODUCTS)
+# Not a plan: some loop of the run is big enough for threads (PARALLEL_WORK
+# multiply-adds, PARALLEL_ELEMENTS cells). Without it the "parallel"
+# backend's loops would all take their serial branches: it runs (and
+# compiles) the "numba" backend's code, which is the same.
+PARALLEL = 1 << 15
+ALL_PLANS = ALWAYS | sum(plan_bit(p, q) for p in PRODUCTS for q in BLOCKED_FORMS[p] + (PACKED,)) | PARALLEL
+
+
+# The kernel of each product: its prange loops are in its blocked and packed
+# plans' branches only (SIMPLE's work is below PARALLEL_WORK).
+PRODUCT_KERNELS = {"linear_activation_forward": FORWARD, "weight_gradients": WEIGHT_GRADIENTS,
+                   "input_gradient": INPUT_GRADIENT}
+
+
+def runs_in_parallel(plans, kernel):
+    """Whether ``kernel`` compiled for ``plans`` has a parallel loop (False:
+    a product kernel without its blocked and packed plans)."""
+    product = PRODUCT_KERNELS.get(kernel)
+    return product is None or any(plans & plan_bit(product, q) for q in BLOCKED_FORMS[product] + (PACKED,))
+
+
+def plan_globals(plans):
+    """The globals a kernel compiled for plan set ``plans`` sees (see above):
+    PLANS, and FORWARD_ROWS, FORWARD_DOT, FORWARD_PACKED, GRADIENT_DOT,
+    GRADIENT_PACKED, INPUT_ROWS, INPUT_PACKED: whether the set has that
+    product's plan."""
+    plans |= ALWAYS
+    flags = {f"{_FLAG_PRODUCTS[p]}_{_FLAG_PLANS[q]}": bool(plans & plan_bit(p, q))
+             for p in PRODUCTS for q in BLOCKED_FORMS[p] + (PACKED,)}
+    return dict(flags, PLANS=plans)
+
+
+def describe_plans(plans):
+    """A plan set in words: 'forward SIMPLE+BLOCKED_ROWS, dW ..., dA_prev ...'."""
+    names = ("forward", "dW", "dA_prev")
+    return ", ".join(f"{names[p]} " + "+".join(PLAN_NAMES[q] for q in range(5) if plans & plan_bit(p, q))
+                     for p in PRODUCTS) + (", parallel loops" if plans & PARALLEL else ", serial loops")
+
+
+@register_jitable(**HELPER_OPTIONS)
+def product_plan(rows, reduction, work, blocked, plans, product):
     """The plan of a product with ``rows`` output rows, a reduction of length
     ``reduction`` and ``work`` multiply-adds: COURSE, SIMPLE, PACKED (rows >=
     MICRO_MIN_ROWS and reduction >= MICRO_MIN_K: enough rows to repay the
-    packing), else ``blocked`` (the product's register-blocked form)."""
+    packing), else ``blocked`` (the product's register-blocked form). A plan
+    not in the set ``plans`` for ``product`` falls back: PACKED to
+    ``blocked``, that to SIMPLE."""
     if work <= COURSE_WORK:
         return COURSE
     if work < BLOCKED_WORK:
         return SIMPLE
-    if rows >= MICRO_MIN_ROWS and reduction >= MICRO_MIN_K:
+    if rows >= MICRO_MIN_ROWS and reduction >= MICRO_MIN_K and plans & plan_bit(product, PACKED):
         return PACKED
-    return blocked
+    if plans & plan_bit(product, blocked):
+        return blocked
+    return SIMPLE
 
 
 @register_jitable(**HELPER_OPTIONS)
-def forward_plan(n, k, m, nr):
+def forward_plan(n, k, m, nr, plans=ALL_PLANS):
     """How linear_forward splits Z (n, m) = W (n, k) A_prev (k, m) + b:
     (plan, tiles, width, groups, rows).
 
@@ -53,7 +130,7 @@ def forward_plan(n, k, m, nr):
     a multiple of 4, at least 8 tiles when m allows, so the cores share the
     work and each column of A_prev is packed once. BLOCKED_ROWS otherwise:
     tiles of JB columns by ``rows`` rows, ``groups`` row groups."""
-    plan = product_plan(n, k, n * k * m, BLOCKED_DOT if k >= DOT_FORM_K else BLOCKED_ROWS)
+    plan = product_plan(n, k, n * k * m, BLOCKED_DOT if k >= DOT_FORM_K else BLOCKED_ROWS, plans, FORWARD)
     if plan == COURSE:
         return COURSE, 1, m, 1, n
     if plan == SIMPLE:
@@ -70,14 +147,33 @@ def forward_plan(n, k, m, nr):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def weight_gradients_plan(n, k, m):
+def weight_gradients_plan(n, k, m, plans=ALL_PLANS):
     """The plan of dW (n, k) = dZ (n, m) A_prev^T (reduction over m): COURSE,
     SIMPLE (rows of dW), PACKED or BLOCKED_DOT."""
-    return product_plan(n, m, n * k * m, BLOCKED_DOT)
+    return product_plan(n, m, n * k * m, BLOCKED_DOT, plans, WEIGHT_GRADIENTS)
 
 
 @register_jitable(**HELPER_OPTIONS)
-def input_gradient_plan(n, k, m):
+def input_gradient_plan(n, k, m, plans=ALL_PLANS):
     """The plan of dA_prev (k, m) = W^T (k, n) dZ (n, m) (reduction over n):
     COURSE, SIMPLE, PACKED or BLOCKED_ROWS."""
-    return product_plan(k, n, n * k * m, BLOCKED_ROWS)
+    return product_plan(k, n, n * k * m, BLOCKED_ROWS, plans, INPUT_GRADIENT)
+
+
+def plans_needed(layer_dims, ms, itemsize):
+    """The plan set (a bit mask) that training and running a network of
+    ``layer_dims`` = [n0, n1, ..., nL] on batches of each m in ``ms`` reaches
+    in the products, with float ``itemsize`` bytes; with the PARALLEL bit
+    when a product, an activation or a parameter is big enough for threads."""
+    nr = MICRO_BYTES // itemsize
+    plans = ALWAYS
+    for m in ms:
+        for l in range(1, len(layer_dims)):
+            n, k = layer_dims[l], layer_dims[l - 1]
+            if n * k * m >= PARALLEL_WORK or max(n * m, k * m, n * k) >= PARALLEL_ELEMENTS:
+                plans |= PARALLEL
+            plans |= plan_bit(FORWARD, forward_plan(n, k, m, nr)[0])
+            plans |= plan_bit(WEIGHT_GRADIENTS, weight_gradients_plan(n, k, m))
+            if l > 1:  # dA of the input layer is never computed
+                plans |= plan_bit(INPUT_GRADIENT, input_gradient_plan(n, k, m))
+    return plans
