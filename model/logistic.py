@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from kernels.loops.plans import PARALLEL
+from kernels.loops.plans import ALL_PLANS
 
 from . import _guard
 from .checks import check_parameters
@@ -66,7 +66,7 @@ class LogisticRegression(NeuralNetwork):
         super()._set_backend(backend)
         # logistic_pass runs its blocks under prange at every size: the
         # parallel variant's program, never the serial one small sets get
-        self._plans |= PARALLEL
+        self._plans = ALL_PLANS
 
     def _loop_views(self):
         """w (n_x,) and b (1,) as views of the parameters (NumPy arrays on the loop backends)."""

@@ -18,7 +18,7 @@ import numpy as np
 
 import kernels
 from kernels.loops import ACTIVATION_CODES, SOFTMAX
-from kernels.loops.plans import ALWAYS, plans_needed
+from kernels.loops.plans import SMALL_PLANS, plan_tier, plans_needed
 
 from . import _guard
 from .checks import (check_activations, check_dtype, check_int, check_keep_prob, check_labels, check_layer_dims,
@@ -100,7 +100,7 @@ class NeuralNetwork(FitLoop, Persistence):
         self._ops = kernels.get_backend(backend)
         self.backend = self._ops.name
         self._program = None  # compiled (or bound) on first use
-        self._plans = ALWAYS  # the products' plans the shapes so far reach (see _program_for)
+        self._plans = SMALL_PLANS  # the products' plans the shapes so far reach (see _program_for)
         self._fit_buffers = None  # (key, A[1:], lists) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
         self._chunk_hint = None  # (key, iterations per chunk) of the last fit
         self._optimizer_state = None  # the optimizer's moments, steps and epochs: see fit
@@ -115,9 +115,10 @@ class NeuralNetwork(FitLoop, Persistence):
 
     def _program_for(self, *ms):
         """``program``, grown to the plans batches of each m in ``ms`` reach
-        (kernels.loops.plans.plans_needed): a compiled backend compiles only
-        those, and a network's set only grows (a bigger one compiles once more)."""
-        plans = self._plans | plans_needed(self.layer_dims, ms, self.dtype.itemsize)
+        (kernels.loops.plans.plans_needed, rounded up by plan_tier): a
+        compiled backend compiles only those, and a network's set only grows
+        (a bigger one compiles once more)."""
+        plans = plan_tier(self._plans | plans_needed(self.layer_dims, ms, self.dtype.itemsize))
         if plans != self._plans:
             self._plans, self._program = plans, None
         return self.program

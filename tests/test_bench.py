@@ -95,8 +95,15 @@ def test_goal_ratios_from_results():
                row("training", "planar [2, 4, 1] m=400", "parallel", 4.0),
                row("training", "planar [2, 4, 1] m=400", "torch", 40.0),
                row("dot", "dot n=1,000,000", "parallel", 1.0),
-               row("dot", "dot n=1,000,000", "np.dot all threads", 2.0)]
+               row("dot", "dot n=1,000,000", "np.dot all threads", 2.0),
+               row("training", "mnist [784, 128, 64, 1] m=1024", "numpy", 10.0),
+               row("training", "mnist [784, 128, 64, 1] m=1024", "parallel", 8.0),
+               row("training", "mnist [784, 128, 64, 1] m=1024", "torch", 5.0)]
     ratios = {what: (med, mn) for what, med, mn, _ in bench.goal_ratios(results)}
+    goals = {what: goal for what, _, _, goal in bench.goal_ratios(results)}
+    assert ratios["mnist float64: parallel / numpy"] == (0.8, 0.8) and goals["mnist float64: parallel / numpy"] == "<= 1"
+    assert ratios["mnist float64: parallel / torch"] == (1.6, 1.6) and goals["mnist float64: parallel / torch"] == "<= 1.1"
+    assert goals["planar float64: numpy / best compiled"] == ">= 8"
     assert ratios["planar float64: numpy / best compiled"] == (4.0, 4.0)
     assert ratios["planar float64: torch / best compiled"] == (20.0, 20.0)
     assert ratios["dot float64: parallel / np.dot"] == (0.5, 0.5)

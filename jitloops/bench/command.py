@@ -18,15 +18,14 @@ from .training import training_cases
 
 def all_cases(themes=THEMES, sweep="default", **kw):
     """The cases of ``themes`` in ``sweep``, theme by theme; ``backends=`` and
-    ``dtypes=`` narrow them (quick: ops in float64 only; dot: float64 only in
-    the smoke and quick sweeps)."""
+    ``dtypes=`` narrow them (quick: float64 only, each dtype being a compile
+    of its own; dot: float64 only in the smoke and quick sweeps)."""
     cases = []
+    default = ("float64",) if sweep == "quick" else ("float64", "float32")
     if "ops" in themes:
-        default = ("float64",) if sweep == "quick" else ("float64", "float32")
         cases += ops_cases(sweep, backends=kw.get("backends"), dtypes=kw.get("dtypes") or default)
     if "training" in themes:
-        cases += training_cases(sweep, backends=kw.get("backends"),
-                                dtypes=kw.get("dtypes") or ("float64", "float32"))
+        cases += training_cases(sweep, backends=kw.get("backends"), dtypes=kw.get("dtypes") or default)
     if "dot" in themes:
         cases += dot_cases(sweep, dtypes=kw.get("dtypes"))
     return cases
@@ -34,8 +33,8 @@ def all_cases(themes=THEMES, sweep="default", **kw):
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
-                        help="a short run (under 2 minutes on 2 cores): two sizes, ops in float64 "
-                             "only, fewer repetitions, start-up of the serial backend only")
+                        help="a short run: two sizes, float64 only, fewer repetitions, start-up of the "
+                             "serial backend's planar fit from a warm cache only")
     parser.add_argument("--sweep", choices=SWEEPS, default=None,
                         help="sizes to run: smoke, quick, default (L1-L3), full (+ main memory, "
                              "MNIST m=60000); --quick means --sweep quick")
@@ -103,10 +102,12 @@ def run(args):
     if sys.stderr.isatty():
         print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
     add_metrics(results, info, bandwidth)
-    # --quick measures the serial backend's start-up only (parallel compiles ~2x longer)
-    compiled = ("numba",) if sweep in ("quick", "smoke") else ("numba", "parallel")
+    # --quick measures the serial backend's planar fit from a warm cache only
+    # (a cold compile is the startup benchmark's, and `jitloops compare`'s)
+    short = sweep in ("quick", "smoke")
+    compiled = ("numba",) if short else ("numba", "parallel")
     startup = [] if args.no_startup else startup_times(
-        tuple(b for b in compiled if not backends or b in backends))
+        tuple(b for b in compiled if not backends or b in backends), with_ops=not short, cold=not short)
     memory = [] if args.no_startup or not model_available() else fit_memory(
         "numba" if not backends or "numba" in backends else backends[0])
     report = dict(machine=info, sweep=sweep, themes=themes, min_time=min_time, memory=memory,

@@ -42,10 +42,10 @@ calls = {
     "dot": lambda: K.dot(A[0], A[0]),
 }
 first = {}
-for name, call in calls.items():
+for name, call in (calls.items() if "ops" in sys.argv[2:] else ()):
     t = time.perf_counter(); call(); first[name] = time.perf_counter() - t
 fit = None
-if len(sys.argv) > 2:
+if "fit" in sys.argv[2:]:
     t = time.perf_counter()
     import model
     from jitloops.bench import training_data
@@ -66,31 +66,37 @@ def model_available():
         return False
 
 
-def startup_times(backends=("numba", "parallel"), with_fit=None):
+def startup_times(backends=("numba", "parallel"), with_fit=None, with_ops=True, cold=True):
     """For each compiled backend, two fresh processes sharing an empty Numba
-    cache directory: the first compiles every op (float64), the second loads
-    them from the cache. With the model available, each then also runs one
-    planar fit iteration (compiling or loading the model's loops too).
+    cache directory: the first compiles every op (float64; unless not
+    ``with_ops``), the second loads them from the cache. With the model
+    available, each then also runs one planar fit iteration (compiling or
+    loading the model's loops too: what ``jitloops compare`` waits for).
+    Not ``cold``: both processes use this process's cache (the first fills
+    it if need be; only the second, a cache load, is reported).
     Returns a list of dicts: backend, phase ('compile'/'cache load'),
-    import_s, ops_s (first calls of the ops), fit_s, wall_s (the whole process,
-    interpreter start included)."""
+    import_s, ops_s (first calls of the ops; None without them), fit_s,
+    wall_s (the whole process, interpreter start included)."""
     if with_fit is None:
         with_fit = model_available()
     rows = []
     for backend in backends:
         with tempfile.TemporaryDirectory(prefix="jitloops-cache-") as cache:
-            env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+            env = dict(os.environ, NUMBA_CACHE_DIR=cache) if cold else dict(os.environ)
             for phase in ("compile", "cache load"):
-                argv = [sys.executable, "-c", STARTUP_SCRIPT, backend] + (["fit"] if with_fit else [])
+                argv = [sys.executable, "-c", STARTUP_SCRIPT, backend] + (["fit"] if with_fit else []) + (
+                    ["ops"] if with_ops else [])
                 t = time.perf_counter()
                 proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
                 wall = time.perf_counter() - t
+                if not cold and phase == "compile" and proc.returncode == 0:
+                    continue
                 if proc.returncode != 0:
                     rows.append(dict(backend=backend, phase=phase, error=proc.stderr.strip()[-500:]))
                     continue
                 out = json.loads(proc.stdout.strip().splitlines()[-1])
                 rows.append(dict(backend=backend, phase=phase, import_s=out["import_s"],
-                                 ops_s=sum(out["first_calls_s"].values()),
+                                 ops_s=sum(out["first_calls_s"].values()) if with_ops else None,
                                  per_op_s=out["first_calls_s"], fit_s=out["first_fit_s"], wall_s=wall))
     return rows
 

@@ -69,6 +69,20 @@ PARALLEL = 1 << 15
 ALL_PLANS = ALWAYS | sum(plan_bit(p, q) for p in PRODUCTS for q in BLOCKED_FORMS[p] + (PACKED,)) | PARALLEL
 
 
+# The smaller of the two sets networks are compiled for (plan_tier): every
+# plan but PACKED, no threads.
+SMALL_PLANS = ALWAYS | sum(plan_bit(p, q) for p in PRODUCTS for q in BLOCKED_FORMS[p])
+
+
+def plan_tier(plans):
+    """The set a network that reaches ``plans`` is compiled for: SMALL_PLANS
+    when ``plans`` is within it (small networks: no packed products, no
+    threads), else ALL_PLANS. Two sets, not one per network: a process that
+    trains several networks (a benchmark, a lesson) compiles at most two
+    training programs per backend and dtype."""
+    return SMALL_PLANS if (plans | ALWAYS) & ~SMALL_PLANS == 0 else ALL_PLANS
+
+
 # The kernel of each product: its prange loops are in its blocked and packed
 # plans' branches only (SIMPLE's work is below PARALLEL_WORK).
 PRODUCT_KERNELS = {"linear_activation_forward": FORWARD, "weight_gradients": WEIGHT_GRADIENTS,
