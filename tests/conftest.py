@@ -57,6 +57,26 @@ def layer_arrays(n, k, m, dtype, seed):
     return A_prev, W, b, dZ
 
 
+def assert_gradients_like_numpy(K, dZ, A_prev, W, close):
+    """K.weight_gradients and K.input_gradient (raw kernels, outputs filled
+    with NaN first) against kernels.vectorized's, each compared by
+    ``close(got, want, reduction_length, dtype)``."""
+    from kernels import vectorized
+    n, m = dZ.shape
+    k, dtype = A_prev.shape[0], dZ.dtype.type
+    dW, db = np.full((n, k), np.nan, dtype), np.full((n, 1), np.nan, dtype)
+    K.weight_gradients(dW, db, dZ, A_prev)
+    dWr, dbr = np.empty_like(dW), np.empty_like(db)
+    vectorized.weight_gradients(dWr, dbr, dZ, A_prev)
+    close(dW, dWr, m, dtype)
+    close(db, dbr, m, dtype)
+    dA = np.full((k, m), np.nan, dtype)
+    K.input_gradient(dA, dZ, W)
+    dAr = np.empty_like(dA)
+    vectorized.input_gradient(dAr, dZ, W)
+    close(dA, dAr, n, dtype)
+
+
 def assert_trains_like_numpy(backend, dtype, make, fit):
     """``make(backend)`` -> a network, ``fit(net)`` trains it: on numpy and on
     ``backend`` the parameters and recorded costs agree within 1e-7 (float64:

@@ -15,7 +15,7 @@ inside TOL * sqrt(k) * max(1, max|want|) with TOL = 1e-12 (float64, eps
 
 import numpy as np
 import pytest
-from conftest import layer_arrays
+from conftest import assert_gradients_like_numpy, layer_arrays
 
 from kernels import cpu, loops, vectorized
 
@@ -51,18 +51,7 @@ def test_products_match_numpy(shape, dtype, variant):
     _close(Z2, Zr, k, dtype)
     _close(A2, np.tanh(Zr), k, dtype)
 
-    dW, db = np.full((n, k), np.nan, dtype), np.full((n, 1), np.nan, dtype)
-    K.weight_gradients(dW, db, dZ, A)
-    dWr, dbr = np.empty_like(dW), np.empty_like(db)
-    vectorized.weight_gradients(dWr, dbr, dZ, A)
-    _close(dW, dWr, m, dtype)
-    _close(db, dbr, m, dtype)
-
-    dA = np.full((k, m), np.nan, dtype)
-    K.input_gradient(dA, dZ, W)
-    dAr = np.empty_like(dA)
-    vectorized.input_gradient(dAr, dZ, W)
-    _close(dA, dAr, n, dtype)
+    assert_gradients_like_numpy(K, dZ, A, W, _close)
 
 
 def test_dispatch_covers_every_path():
