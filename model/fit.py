@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from kernels.loops.plans import PARALLEL
+
 from ._progress import Progress
 from .training import DIVERGED, STOPPED
 
@@ -58,11 +60,12 @@ _threadpools = None
 
 
 @contextlib.contextmanager
-def _blas_limited(ops):
-    """On the parallel backend, keep NumPy's BLAS to one thread during fit so
-    its threads do not compete with Numba's for the cores."""
+def _blas_limited(threads):
+    """Where fit runs Numba's threads (the parallel backend, a network big
+    enough for them), keep NumPy's BLAS to one thread during fit so its
+    threads do not compete with Numba's for the cores."""
     global _threadpools
-    if not ops.parallel:
+    if not threads:
         yield
         return
     if _threadpools is None:  # scanning the loaded libraries is slow: once; limiting then is cheap
@@ -86,7 +89,8 @@ class FitLoop:
         start, status = 0, 0
         try:
             # NumPy's overflow warnings are moot here: divergence is detected and raised
-            with _deferred_interrupt() as interrupted, _blas_limited(self._ops), \
+            with _deferred_interrupt() as interrupted, \
+                    _blas_limited(self._ops.parallel and bool(self._plans & PARALLEL)), \
                     np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while start < iterations:
                     count = min(count, iterations - start)

@@ -590,10 +590,13 @@ def test_unavailable_backend_is_explained():
 
 
 def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
-    """NumPy's BLAS threads must not compete with Numba's during a parallel fit."""
+    """NumPy's BLAS threads must not compete with Numba's during a parallel
+    fit that runs threads; a network too small for them (the parallel
+    backend then runs the serial program) leaves BLAS as it was."""
     from threadpoolctl import threadpool_info
 
     X, Y = planar
+    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
     seen = []
     runner = NeuralNetwork._chunk_runner
 
@@ -606,8 +609,12 @@ def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
         return spied
 
     monkeypatch.setattr(NeuralNetwork, "_chunk_runner", spy)
-    NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(X, Y, 3, 1.2)
+    big_X, big_Y = np.tile(X, 50), np.tile(Y, 50)  # 20000 examples: loops big enough for threads
+    NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(big_X, big_Y, 3, 1.2)
     assert seen and all(n == 1 for threads in seen for n in threads)
+    seen.clear()
+    NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(X, Y, 3, 1.2)
+    assert seen and all(threads == before for threads in seen)
 
 
 def test_cost_uses_the_backends_exact_math_like_fit(planar):
