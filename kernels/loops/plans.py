@@ -22,8 +22,10 @@ one flag per product and plan) and Numba prunes a branch ``if
 FORWARD_PACKED and ...`` before it types it, so that plan's helpers are
 never compiled. A shape whose plan is not in the set gets the next best one
 that is (SIMPLE at worst: correct for every shape). ``kernels.cpu`` compiles
-a set; ``plans_needed`` says which set a network's shapes reach (the
-training program compiles just that).
+a set; ``plans_needed`` says which set a network's shapes reach and
+``plan_tier`` rounds it up to one of two (the training program compiles
+that). The PARALLEL bit is not a plan: it says some loop is big enough
+for threads (without it the parallel backend runs the serial program).
 """
 
 from numba.extending import register_jitable
