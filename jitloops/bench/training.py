@@ -48,6 +48,9 @@ FIT_OPTIONS = {
     "adam64-mnist": dict(batch_size=64, optimizer="adam", seed=0),
 }
 SMOKE_PER_ROUND = 2
+# Problems under this many flops an iteration keep their full rounds in the
+# quick sweep (a round of them takes about a millisecond).
+QUICK_FULL_FLOPS = 1e6
 
 
 def training_data(name, dtype, seed=1):
@@ -235,7 +238,10 @@ def training_cases(sweep="default", backends=None, dtypes=("float64", "float32")
         for dtype in dtypes:
             contenders = list(backends) + torch_contenders
             for c in contenders:
-                k = {"smoke": SMOKE_PER_ROUND, "quick": max(2, per_round // 5)}.get(sweep, per_round)
+                # quick: a fifth of the iterations, except where an iteration is tiny
+                # (planar): there fit's own per-call cost would dominate the row
+                quick = per_round if training_flops(dims, m) < QUICK_FULL_FLOPS else max(2, per_round // 5)
+                k = {"smoke": SMOKE_PER_ROUND, "quick": quick}.get(sweep, per_round)
                 if c == "python":  # the interpreter: a tenth of the iterations, if under a second
                     k = max(1, k // 10)
                     if training_flops(dims, m) * k / 2 * PY_SECONDS_PER_ITER > PY_MAX_ROUND_S:
