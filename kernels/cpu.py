@@ -172,15 +172,23 @@ PLAN_KERNELS = ("linear_activation_forward", "linear_forward", "weight_gradients
                 "linear_backward", "linear_activation_backward")
 
 
-def variant_kernels(backend, plans=ALL_PLANS):
-    """The kernels of variant ``backend`` ("numba" or "parallel") for plan
-    set ``plans`` (kernels.loops.plans): the public ops' (all plans) but for
-    PLAN_KERNELS, compiled for the set (once per process). A set without
-    the PARALLEL bit gets the "numba" variant's kernels: the parallel
-    variant would run their serial branches."""
+def compiled_variant(backend, plans):
+    """(variant, plans) that code for ``backend`` ("numba" or "parallel") and
+    plan set ``plans`` is compiled as: a set without the PARALLEL bit is the
+    "numba" variant's (the parallel one would run its serial branches), and
+    COURSE, SIMPLE and the PARALLEL bit are added (so equal sets compare
+    equal and name the same cache entries)."""
     if backend == "parallel" and not plans & PARALLEL:
         backend = "numba"
-    plans |= ALWAYS | PARALLEL
+    return backend, plans | ALWAYS | PARALLEL
+
+
+def variant_kernels(backend, plans=ALL_PLANS):
+    """The kernels of variant ``backend`` ("numba" or "parallel") for plan
+    set ``plans`` (kernels.loops.plans, see compiled_variant): the public
+    ops' (all plans) but for PLAN_KERNELS, compiled for the set (once per
+    process)."""
+    backend, plans = compiled_variant(backend, plans)
     suffix, opts, kernels = VARIANTS[backend]
     if plans == ALL_PLANS:
         return kernels

@@ -31,7 +31,7 @@ import numpy as np
 
 import kernels
 from kernels import cpu, threads
-from kernels.loops.plans import ALL_PLANS, ALWAYS, PARALLEL
+from kernels.loops.plans import ALL_PLANS, ALWAYS
 
 from . import training
 
@@ -79,12 +79,9 @@ _compiled = {}
 
 def _compiled_functions(variant, plans):
     """model.training's functions compiled against variant ``variant``'s
-    kernels for plan set ``plans`` (kernels.cpu.variant_kernels: a set
+    kernels for plan set ``plans`` (kernels.cpu.compiled_variant: a set
     without the PARALLEL bit is the "numba" variant's), once per process."""
-    if variant == "parallel" and not plans & PARALLEL:
-        variant = "numba"
-    plans |= ALWAYS | PARALLEL
-    key = (variant, plans)
+    key = variant, plans = cpu.compiled_variant(variant, plans)
     if key in _compiled:
         return _compiled[key]
     suffix, options, _ = cpu.VARIANTS[variant]
