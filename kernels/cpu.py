@@ -136,7 +136,7 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     """
     namespaces = {}  # defining module -> the globals its variants see
     compiled = {}
-    extra = dict(extra or {}, **plan_globals(plans))
+    extra = dict(extra or {}, **plan_globals(plans), THREADED=bool(options.get("parallel")))
     suffix = f"{suffix}{'' if plans == ALL_PLANS else f'p{plans}'}_{digest}"
     for name in names:
         func = getattr(module, name)

@@ -6,7 +6,6 @@ a single unit), dA_prev over tiles of its cells.
 Shapes: dA_prev, A_prev (k, m); dW, W (n, k); db (n, 1); dZ, dA, Z (n, m).
 """
 
-import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
@@ -15,10 +14,11 @@ from . import course
 from .activations import activation_backward
 from .plans import ALL_PLANS, BLOCKED_DOT, BLOCKED_ROWS, COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
 from .products.blocked import dots_tile, product_tile, product_tiles
-from .products.packed import packed_tile, packed_width
+from .products.packed import packed_tile, packed_width, transposed
 
 # The plan set this module's kernels are compiled for (see forward.py).
 PLANS, GRADIENT_DOT, GRADIENT_PACKED, INPUT_ROWS, INPUT_PACKED = ALL_PLANS, True, True, True, True
+THREADED = True  # prange on threads (see forward.py)
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -100,7 +100,7 @@ def weight_gradients(dW, db, dZ, A_prev):
             _weight_gradients_simple_row(dW, db, dZ, A_prev, i, inv_m)
         return
     if GRADIENT_PACKED and plan == PACKED:  # tiles of columns of dW
-        width = packed_width(k, MICRO_BYTES // dW.itemsize)
+        width = packed_width(k, MICRO_BYTES // dW.itemsize, work < PARALLEL_WORK or not THREADED)
         if work < PARALLEL_WORK:
             for t in range((k + width - 1) // width):
                 _weight_gradients_packed_tile(dW, dZ, A_prev, t * width, min(t * width + width, k), inv_m)
@@ -192,8 +192,8 @@ def input_gradient(dA_prev, dZ, W):
             _input_gradient_simple_tile(dA_prev, dZ, W, t)
         return
     if INPUT_PACKED and plan == PACKED:  # tiles of examples
-        WT = np.ascontiguousarray(W.T)  # k x n: rows of the micro-kernels' A
-        width = packed_width(m, MICRO_BYTES // dA_prev.itemsize)
+        WT = transposed(W)  # k x n: rows of the micro-kernels' A
+        width = packed_width(m, MICRO_BYTES // dA_prev.itemsize, work < PARALLEL_WORK or not THREADED)
         if work < PARALLEL_WORK:
             for t in range((m + width - 1) // width):
                 _input_gradient_packed_tile(dA_prev, dZ, WT, t * width, min(t * width + width, m))

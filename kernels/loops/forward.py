@@ -13,6 +13,7 @@ from numba.extending import register_jitable
 from ..options import BLOCK, HELPER_OPTIONS, KC, MICRO_BYTES, PARALLEL_WORK
 from . import course
 from .activations import activate_row
+from .views import flat
 from .plans import ALL_PLANS, BLOCKED_DOT, COURSE, PACKED, SIMPLE, forward_plan
 from .products.blocked import dots_tile, pack_transposed, product_tile
 from .products.packed import packed_tile
@@ -20,6 +21,9 @@ from .products.packed import packed_tile
 # The plan set this module's kernels are compiled for: all plans here;
 # kernels.cpu compiles smaller sets too (plans.plan_globals).
 PLANS, FORWARD_ROWS, FORWARD_DOT, FORWARD_PACKED = ALL_PLANS, True, True, True
+# Whether prange runs on threads here: kernels.cpu sets it per variant (False
+# in the "numba" one, whose tiles then are as wide as the plan allows).
+THREADED = True
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -56,8 +60,12 @@ def _bias_tile(Z, b, i0, i1, j0, j1):
 
 @register_jitable(**HELPER_OPTIONS)
 def _activate_tile(Z, A, act, i0, i1, j0, j1):
-    """A = g(Z) on the tile (act < 0: no activation)."""
-    if act >= 0:
+    """A = g(Z) on the tile (act < 0: no activation). A tile of whole rows
+    is one contiguous stretch: one loop, not one short loop per row."""
+    if act >= 0 and j0 == 0 and j1 == Z.shape[1]:
+        m = Z.shape[1]
+        activate_row(flat(A)[i0 * m:i1 * m], flat(Z)[i0 * m:i1 * m], act)
+    elif act >= 0:
         for i in range(i0, i1):
             activate_row(A[i, j0:j1], Z[i, j0:j1], act)
 
@@ -123,8 +131,8 @@ def linear_activation_forward(Z, A, A_prev, W, b, act):
     """
     n, k = W.shape
     m = A_prev.shape[1]
-    plan, tiles, width, groups, rows = forward_plan(n, k, m, MICRO_BYTES // W.itemsize, PLANS)
-    serial = n * k * m < PARALLEL_WORK
+    serial = n * k * m < PARALLEL_WORK or not THREADED
+    plan, tiles, width, groups, rows = forward_plan(n, k, m, MICRO_BYTES // W.itemsize, PLANS, serial)
     if plan == COURSE:
         course.linear_activation_forward(Z, A, A_prev, W, b, act)
     elif plan == SIMPLE:  # below BLOCKED_WORK: always serial

@@ -136,15 +136,16 @@ def product_plan(rows, reduction, work, blocked, plans, product):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def forward_plan(n, k, m, nr, plans=ALL_PLANS):
+def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     """How linear_forward splits Z (n, m) = W (n, k) A_prev (k, m) + b:
     (plan, tiles, width, groups, rows).
 
     COURSE: one tile. SIMPLE: tiles of one unit by BLOCK examples. PACKED:
     tiles of all n rows by ``width`` columns, ``nr`` the panel width.
     BLOCKED_DOT (k >= DOT_FORM_K): tiles of all n rows by ``width`` columns,
-    a multiple of 4, at least 8 tiles when m allows, so the cores share the
-    work and each column of A_prev is packed once. BLOCKED_ROWS otherwise:
+    a multiple of 4, at least 8 tiles when m allows (unless ``serial``: one
+    thread runs them all), so the cores share the work and each column of
+    A_prev is packed once. BLOCKED_ROWS otherwise:
     tiles of JB columns by ``rows`` rows, ``groups`` row groups."""
     plan = product_plan(n, k, n * k * m, BLOCKED_DOT if k >= DOT_FORM_K else BLOCKED_ROWS, plans, FORWARD)
     if plan == COURSE:
@@ -152,10 +153,10 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS):
     if plan == SIMPLE:
         return SIMPLE, ((m + BLOCK - 1) // BLOCK) * n, BLOCK, n, 1
     if plan == PACKED:
-        width = packed_width(m, nr)
+        width = packed_width(m, nr, serial)
         return PACKED, (m + width - 1) // width, width, 1, n
     if plan == BLOCKED_DOT:
-        nt = max((m + JB - 1) // JB, min(8, (m + 15) // 16))
+        nt = (m + JB - 1) // JB if serial else max((m + JB - 1) // JB, min(8, (m + 15) // 16))
         width = ((m + nt - 1) // nt + 3) // 4 * 4
         return BLOCKED_DOT, (m + width - 1) // width, width, 1, n
     njb, ngroups, rows = product_tiles(n, m)

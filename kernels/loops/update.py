@@ -51,22 +51,31 @@ def dot(a, b):
 
 
 def all_finite(x, zeros):
-    """True if no element of ``x`` is NaN or +-inf: a serial loop that stops
-    at the first one (compiled, this costs far less than a parallel launch;
-    kernels.cpu compiles it serially in both variants). ``zeros`` (>= x.size,)
+    """True if no element of ``x`` is NaN or +-inf: a serial loop over blocks
+    of BLOCK cells that stops after the first block with one (compiled, this
+    costs far less than a parallel launch; kernels.cpu compiles it serially
+    in both variants). Within a block, |c| < inf (false for NaN and +-inf
+    alone) is and-ed over the cells: a loop the compiler vectorizes, where a
+    test per cell that returns at once would not be. ``zeros`` (>= x.size,)
     is unused here; another backend may test with one reduction against it
     (kernels.cuda: dot(x, zeros) is NaN as soon as one x is not finite).
 
     The training loop tests every new parameter with it (divergence)."""
     cells = flat(x)
-    for j in range(cells.shape[0]):
-        if not math.isfinite(cells[j]):
+    n = cells.shape[0]
+    big = cells.dtype.type(math.inf)
+    for j0 in range(0, n, BLOCK):
+        block = cells[j0:min(j0 + BLOCK, n)]
+        ok = True
+        for j in range(block.shape[0]):
+            ok &= abs(block[j]) < big
+        if not ok:
             return False
     return True
 
 
 @register_jitable(**HELPER_OPTIONS)
-def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, c1, c2):
+def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon):
     """optimizer_step on one block of cells (1-D views)."""
     one = o.dtype.type(1.0)
     if kind == MOMENTUM:
@@ -77,11 +86,11 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, c1, c2):
         for j in range(o.shape[0]):
             s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
             o[j] = p[j] - lr * g[j] / (math.sqrt(s[j]) + epsilon)
-    elif kind == ADAM:
+    elif kind == ADAM:  # lr, epsilon: the bias-corrected ones (see optimizer_step)
         for j in range(o.shape[0]):
             v[j] = beta1 * v[j] + (one - beta1) * g[j]
             s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
-            o[j] = p[j] - lr * (v[j] / c1) / (math.sqrt(s[j] / c2) + epsilon)
+            o[j] = p[j] - lr * v[j] / (math.sqrt(s[j]) + epsilon)
     else:  # GD
         for j in range(o.shape[0]):
             o[j] = p[j] - lr * g[j]
@@ -95,21 +104,30 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
         RMSPROP   s = beta2 s + (1 - beta2) grad^2;  out = param - lr grad / (sqrt(s) + epsilon)
         ADAM      v, s as above;  out = param - lr (v / (1 - beta1^t)) / (sqrt(s / (1 - beta2^t)) + epsilon)
 
+    Adam is computed as out = param - lr' v / (sqrt(s) + epsilon'), with
+    lr' = lr sqrt(c2) / c1 and epsilon' = epsilon sqrt(c2) (c1 = 1 - beta1^t,
+    c2 = 1 - beta2^t): the same value (divide the fraction's top and bottom
+    by sqrt(c2)) with one division and one square root a cell instead of
+    three divisions, the form of Kingma and Ba's paper (section 2); the two
+    differ by rounding only.
+
     v and s (the moments) are updated in place; t >= 1 counts Adam's steps.
     out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
     o, vv, ss, p, g = flat(out), flat(v), flat(s), flat(param), flat(grad)
     dt = o.dtype.type
     lr, b1, b2, e = dt(learning_rate), dt(beta1), dt(beta2), dt(epsilon)
-    c1 = dt(1.0 - beta1 ** t) if kind == ADAM else dt(1.0)  # bias corrections, in float64 first
-    c2 = dt(1.0 - beta2 ** t) if kind == ADAM else dt(1.0)
+    if kind == ADAM:  # bias corrections folded into lr and epsilon, in float64 first
+        r2 = math.sqrt(1.0 - beta2 ** t)
+        lr = dt(learning_rate * r2 / (1.0 - beta1 ** t))
+        e = dt(epsilon * r2)
     if o.shape[0] < PARALLEL_ELEMENTS:
-        _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, c1, c2)
+        _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e)
         return
     nblocks = (o.shape[0] + BLOCK - 1) // BLOCK
     for t_ in prange(nblocks):
         j0 = t_ * BLOCK
         j1 = min(j0 + BLOCK, o.shape[0])
-        _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e, c1, c2)
+        _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e)
 
 
 @register_jitable(**HELPER_OPTIONS)
