@@ -1,0 +1,96 @@
+"""The kernels a mini-batch step spends its time in besides the products:
+the optimizer step, the finiteness test, W^T for dA_prev, and the serial
+variant's tile widths.
+
+Tolerance of optimizer_step: the compiled loops compute Adam as
+param - lr' v / (sqrt(s) + epsilon') (bias corrections folded into lr' and
+epsilon', kernels.loops.update) where numpy divides three times, and may fuse
+a*b+c; each form is within a few roundings of the exact value, so with inputs
+that cancel nowhere (v of the gradient's sign) the moments and the step
+agree to 16 eps relative, plus the rounding of out = param - step. The other results are exact (copies and
+comparisons)."""
+
+import numpy as np
+import pytest
+from conftest import ALL_CPU, CPU_BACKENDS, DTYPES
+
+import kernels
+from kernels import cpu, vectorized
+from kernels.loops.products import packed
+from kernels.options import ADAM, BLOCK, GD, MOMENTUM, RMSPROP
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", CPU_BACKENDS)
+@pytest.mark.parametrize("kind", [GD, MOMENTUM, RMSPROP, ADAM])
+def test_optimizer_step_agrees_with_numpy(backend, dtype, kind):
+    K = kernels.get_backend(backend).kernels
+    rng = np.random.default_rng(kind)
+    shape = (37, 29)
+    param = rng.standard_normal(shape).astype(dtype)
+    for t in (1, 2, 50, 5000):
+        grad = rng.standard_normal(shape).astype(dtype) * dtype(10.0) ** rng.integers(-6, 2, shape)
+        # v of the gradient's sign: beta1 v + (1 - beta1) g cancels nowhere,
+        # so v (and the step) keep a relative error of a few eps
+        v0 = (np.abs(rng.standard_normal(shape)) * np.sign(grad)).astype(dtype) * dtype(0.1)
+        s0 = np.abs(rng.standard_normal(shape)).astype(dtype) * dtype(1e-3)
+        s0[0, :5] = 0  # a moment still zero: the division's bottom is epsilon alone
+        got, want = np.empty_like(param), np.empty_like(param)
+        v, s, vr, sr = v0.copy(), s0.copy(), v0.copy(), s0.copy()
+        K.optimizer_step(got, v, s, param, grad, 0.01, kind, 0.9, 0.999, 1e-8, t)
+        vectorized.optimizer_step(want, vr, sr, param, grad, 0.01, kind, 0.9, 0.999, 1e-8, t)
+        tol = 16 * float(np.finfo(dtype).eps)
+        np.testing.assert_allclose(v, vr, rtol=tol, atol=0)
+        np.testing.assert_allclose(s, sr, rtol=tol, atol=0)
+        step, want_step = param - got, param - want
+        # the step's own rounding, plus that of out = param - step (eps |param|)
+        np.testing.assert_allclose(step, want_step, rtol=tol,
+                                   atol=2 * float(np.finfo(dtype).eps) * float(np.abs(param).max()))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", ALL_CPU)
+def test_all_finite_finds_every_non_finite_value(backend, dtype):
+    K = kernels.get_backend(backend).kernels
+    for size in (1, BLOCK - 1, BLOCK, BLOCK + 1, 32 * BLOCK + 3):
+        x = np.linspace(-1, 1, size).astype(dtype)
+        x[0] = np.finfo(dtype).max  # the extremes are finite
+        zeros = np.zeros(size, dtype)
+        assert K.all_finite(x.reshape(1, size), zeros)
+        for where in sorted({0, size // 2, BLOCK - 1, BLOCK, size - 1} & set(range(size))):
+            for bad in (np.nan, np.inf, -np.inf):
+                y = x.copy()
+                y[where] = bad
+                assert not K.all_finite(y.reshape(1, size), zeros), (size, where, bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", [(1, 1), (8, 8), (10, 64), (64, 128), (13, 21), (3, 17), (17, 3)])
+def test_transposed_copies_w_transposed(shape, dtype):
+    """transposed (8 x 8 blocks and the edges), compiled inside a kernel
+    (numba's input_gradient calls it) and interpreted."""
+    W = np.random.default_rng(0).standard_normal(shape).astype(dtype)
+    got = packed.transposed(W)
+    assert got.flags.c_contiguous and np.array_equal(got, W.T)
+    import numba
+    compiled = numba.njit(lambda w: packed.transposed(w))
+    got = compiled(W)
+    assert got.flags.c_contiguous and got.dtype == dtype and np.array_equal(got, W.T)
+
+
+def test_the_serial_variant_knows_it_runs_on_one_thread():
+    """THREADED: False in the "numba" variant's kernels (the products take
+    the widest tiles there), True in the "parallel" one's."""
+    for name in ("linear_activation_forward", "weight_gradients", "input_gradient"):
+        assert getattr(cpu.numba_kernels, name).py_func.__globals__["THREADED"] is False
+        assert getattr(cpu.parallel_kernels, name).py_func.__globals__["THREADED"] is True
+
+
+@pytest.mark.parametrize("m, nr", [(64, 16), (64, 32), (300, 16), (1024, 32), (5, 16)])
+def test_packed_tiles_wide_when_serial_and_shared_when_threaded(m, nr):
+    serial, shared = packed.packed_width(m, nr, True), packed.packed_width(m, nr, False)
+    for width in (serial, shared):
+        assert width % nr == 0 and width * ((m + width - 1) // width) >= m
+    assert (m + serial - 1) // serial == (m + 255) // 256   # as few tiles as 256-column ones
+    if m >= 2 * nr:  # threaded: more tiles, for the cores to share
+        assert (m + shared - 1) // shared > (m + serial - 1) // serial
