@@ -75,6 +75,15 @@ def _blas_limited(threads):
         yield
 
 
+def _arrays(items):
+    """The arrays in ``items`` (arrays, lists and tuples of them, nested)."""
+    for item in items:
+        if hasattr(item, "nbytes"):
+            yield item
+        elif isinstance(item, (list, tuple)) or hasattr(item, "__len__"):
+            yield from _arrays(list(item))
+
+
 class FitLoop:
     """fit's machinery, mixed into NeuralNetwork (see the module docstring)."""
 
@@ -174,21 +183,38 @@ class FitLoop:
         p = self._program_for(size, last or size, *([] if validation is None else [validation[0].shape[1]]))
         copy = size < m  # one batch in order: X itself is A[0]
         state = self._optimizer_state_for(options)
-        full = self._batch_buffers(X, size, copy)
-        tail = self._batch_buffers(X, last, copy) if last else full
-        Yb = ops.empty((Y.shape[0], size), dt) if copy else Y  # Y (1, m), or (C, m) one-hot
-        Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
         W, b = p.list(self._W), p.list(self._b)
-        spare_W, spare_b, zeros = self._spare_parameters()
-        W_next, b_next = p.list(spare_W), p.list(spare_b)
-        dW = p.list([ops.empty(w.shape, dt) for w in self._W])
-        db = p.list([ops.empty(v.shape, dt) for v in self._b])
-        moments = [p.list(state[k]) for k in ("V_W", "V_b", "S_W", "S_b")]
+        # The buffers below hold nothing from one fit to the next (the
+        # moments are the optimizer state's own arrays), so the next fit of
+        # the same shapes takes them over, as _fit_scratch does: building
+        # them and their typed lists is a large part of a short fit. Not with
+        # validation data (its lists hold X_val) or one batch (A[0] is X).
+        key = ("epochs", self.backend, p, X.shape, size, copy, id(state), options.early_stopping)
+        kept = self._fit_buffers
+        if validation is None and copy and kept is not None and kept[0] == key and kept[1] is state:
+            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best = kept[2]
+        else:
+            self._fit_buffers = None
+            full = self._batch_buffers(X, size, copy)
+            tail = self._batch_buffers(X, last, copy) if last else full
+            Yb = ops.empty((Y.shape[0], size), dt) if copy else Y  # Y (1, m), or (C, m) one-hot
+            Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
+            spare_W, spare_b, zeros = self._spare_parameters()
+            W_next, b_next = p.list(spare_W), p.list(spare_b)
+            dW = p.list([ops.empty(w.shape, dt) for w in self._W])
+            db = p.list([ops.empty(v.shape, dt) for v in self._b])
+            moments = [p.list(state[k]) for k in ("V_W", "V_b", "S_W", "S_b")]
+            codes = p.codes(self._codes())
+            W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
+            b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
+            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best)
+            nbytes = sum(a.nbytes for a in _arrays(kept) if a is not X)
+            if validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES:
+                self._fit_buffers = (key, state, kept)
         perm = np.arange(m, dtype=np.int64)
         opt = options.optimizer
         beta1, beta2, epsilon = opt.hyper()
         eps, first_epoch = self._eps(), state["epochs"]
-        codes = p.codes(self._codes())
         # validation: its own forward buffers (A[0] = Xv), the best parameters
         # so far, and [best cost, epochs without improvement, best epoch]
         if validation is not None:
@@ -196,8 +222,6 @@ class FitLoop:
             Zv, Av = self._batch_buffers(Xv, Xv.shape[1], False)[:2]
         else:  # unused: the batch's own lists stand in
             (Zv, Av), Yv, val_costs = full[:2], Yb, costs
-        W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
-        b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
         track = np.array([np.inf, 0.0, -1.0])
         keep = np.array(list(options.keep_prob) + [1.0])  # per layer; the output keeps every unit
         self._early_stopping_track = track

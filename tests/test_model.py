@@ -172,6 +172,33 @@ def test_kept_fit_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
     np.testing.assert_array_equal(kept.costs_, fresh.costs_)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
+    """Mini-batch fits keep their buffers too (for the next fit of the same
+    shapes and optimizer state): fits that change the data, shuffle, the
+    parameters, then the optimizer train exactly as with new buffers."""
+    X, Y = planar
+    X2, Y2 = X[::-1].copy(), 1 - Y
+
+    def train():
+        net = NeuralNetwork([2, 5, 1], backend=backend, seed=2)
+        kw = dict(batch_size=64, optimizer="adam", seed=1)
+        net.fit(X, Y, 2, 0.01, **kw).fit(X2, Y2, 2, 0.01, **kw).fit(X, Y, 2, 0.01, shuffle=False, **kw)
+        kept_once = net._fit_buffers is not None
+        net.set_parameters({k: v * 0.5 for k, v in net.parameters.items()})
+        net.fit(X, Y, 2, 0.01, **kw).fit(X, Y, 2, 0.01, batch_size=64, optimizer="momentum")
+        return net, kept_once
+
+    kept, was_kept = train()
+    assert was_kept
+    monkeypatch.setattr(fit, "KEEP_FIT_BUFFERS_BYTES", 0)
+    fresh, was_kept = train()
+    assert not was_kept and fresh._fit_buffers is None
+    for k, v in fresh.parameters.items():
+        np.testing.assert_array_equal(kept.parameters[k], v)
+    np.testing.assert_array_equal(kept.costs_, fresh.costs_)
+
+
 @pytest.mark.parametrize("backend", ["numba", "parallel"])
 def test_later_fits_compile_nothing(planar, backend):
     """Only a process's first fit may compile (or load from Numba's cache):
