@@ -172,3 +172,59 @@ def test_training_contenders_are_timed_in_turns(monkeypatch):
              for c in ("numpy", "numba")]
     bench.run_cases(other, min_time=0.0, rounds=3)
     assert log == ["numpy"] * 3 + ["numba"] * 3  # min_reps 3, no turns
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_program_variant_is_the_one_a_network_compiles(dtype):
+    """The compile helper's split (bench.warm) rests on program_variant: it
+    must name the variant NeuralNetwork's own rule picks for each problem."""
+    from kernels.cpu import compiled_variant
+    from model import NeuralNetwork
+    got = {name: training.program_variant(name, "parallel", dtype) for name in training.TRAINING}
+    assert got["planar"] == "numba"  # too small for threads: the serial program
+    assert got["mnist"] == got["deep"] == got["logistic"] == "parallel"
+    for name, (dims, act, m, *_rest) in training.TRAINING.items():
+        if act is None:
+            continue
+        net = NeuralNetwork(dims, activations=act, dtype=dtype, backend="parallel",
+                            output="softmax" if dims[-1] > 1 else "sigmoid")
+        size = min(training.FIT_OPTIONS.get(name, {}).get("batch_size") or m, m)
+        net._program_for(size, m % size or size)  # what fit asks for (no compiling: dispatchers are lazy)
+        assert compiled_variant("parallel", net._plans)[0] == got[name], name
+        assert training.program_variant(name, "numba", dtype) == "numba"
+
+
+def test_the_compile_helper_takes_only_the_parallel_variants_cases():
+    from jitloops.bench import warm
+    cases = bench.training_cases("quick", backends=["numba", "parallel"], dtypes=("float64",), with_torch=False)
+    cases += bench.ops_cases("smoke", backends=["numba", "parallel"], dtypes=("float64",))
+    helper = warm._helper_cases(cases)
+    assert helper and all(c.contender == "parallel" for c in helper)
+    ids = {c.id for c in helper}
+    assert "planar-float64-parallel" not in ids and "mnist-float64-parallel" in ids
+    assert any(c.theme == "ops" for c in helper)
+
+
+def test_make_all_leaves_failures_to_the_timing_phase():
+    from jitloops.bench import warm
+    from jitloops.bench.cases import Case
+    made = []
+
+    def bad():
+        raise RuntimeError("no")
+
+    def good():
+        made.append(1)
+        return (lambda: None), (lambda: None)
+    cases = [Case("ops", "g", "numba", bad, 1), Case("ops", "g", "numba", good, 1)]
+    warm.make_all(cases)
+    assert made == [1]
+
+
+def test_the_compile_helper_runs_as_a_module():
+    """python -m jitloops.bench.warm: the helper warm_up starts (a smoke
+    sweep of the dot theme: one parallel kernel)."""
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "jitloops.bench.warm", "--themes", "dot", "--sweep", "smoke",
+                           "--dtypes", "float64"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr

@@ -14,6 +14,7 @@ from .report import format_report, header_lines, plot, write_json
 from .runner import add_metrics, run_cases
 from .startup import fit_memory, model_available, startup_times
 from .training import training_cases
+from .warm import warm_up
 
 
 def all_cases(themes=THEMES, sweep="default", **kw):
@@ -97,6 +98,9 @@ def run(args):
         print(f"\r[{i + 1}/{n}] {case.group} {case.contender}".ljust(100)[:100], end="",
               file=sys.stderr, flush=True)
 
+    if sys.stderr.isatty():
+        print("compiling (or loading from the cache) before timing...", end="", file=sys.stderr, flush=True)
+    warm_s, warm_mine_s, helper_rc = warm_up(cases, themes, sweep, dtypes, backends)  # compile first
     results = run_cases(cases, min_time=min_time, check=not args.no_check,
                         progress=progress if sys.stderr.isatty() else None)
     if sys.stderr.isatty():
@@ -113,13 +117,16 @@ def run(args):
     report = dict(machine=info, sweep=sweep, themes=themes, min_time=min_time, memory=memory,
                   load_average=dict(start=load_start, end=load_average()),
                   bandwidth_gbs=bandwidth, bandwidth_mb=bandwidth_mb, results=results, startup=startup,
-                  elapsed_s=time.perf_counter() - t_start)
+                  elapsed_s=time.perf_counter() - t_start,
+                  warm_up=dict(seconds=warm_s, this_process_s=warm_mine_s, helper=helper_rc is not None))
     text = format_report(report)
     print("\n".join(text.splitlines()[len(head):]))
     print(f"\n(ran in {report['elapsed_s']:.0f} s; 1-minute load average {load_start:.2f} at the start, "
           f"{report['load_average']['end']:.2f} at the end: other work on the cores skews the "
           f"multi-threaded rows most; reproduce: jitloops bench --sweep {sweep}"
-          f"{' --threads ' + str(args.threads) if args.threads else ''})")
+          f"{' --threads ' + str(args.threads) if args.threads else ''}; compiling or loading every case "
+          f"took {warm_s:.0f} s of it, before the timing"
+          f"{f', {warm_mine_s:.0f} s in this process beside a helper for the parallel cases' if helper_rc is not None else ''})")
     if args.json:
         write_json(report, args.json)
         print(f"wrote {args.json}")

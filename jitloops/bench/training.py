@@ -53,6 +53,23 @@ SMOKE_PER_ROUND = 2
 QUICK_FULL_FLOPS = 1e6
 
 
+def program_variant(name, contender, dtype):
+    """The compiled variant ("numba" or "parallel") whose training program a
+    compiled contender runs on problem ``name``: a network whose shapes
+    reach no loop big enough for threads runs the serial program on
+    "parallel" too (kernels.cpu.compiled_variant; LogisticRegression always
+    compiles every plan). The same rule as model's NeuralNetwork._program_for."""
+    from kernels.cpu import compiled_variant
+    from kernels.loops.plans import ALL_PLANS, SMALL_PLANS, plan_tier, plans_needed
+    dims, act, m, *_ = TRAINING[name]
+    if act is None:
+        return compiled_variant(contender, ALL_PLANS)[0]
+    size = min(FIT_OPTIONS.get(name, {}).get("batch_size") or m, m)
+    ms = [size] + ([m % size] if m % size else [])
+    plans = plan_tier(SMALL_PLANS | plans_needed(dims, ms, np.dtype(dtype).itemsize))
+    return compiled_variant(contender, plans)[0]
+
+
 def training_data(name, dtype, seed=1):
     dims, _, m, *_ = TRAINING[name]
     if name == "planar":
