@@ -66,11 +66,15 @@ BLOCK = 256
 PARALLEL_ELEMENTS = 16384
 # The products (see kernels/loops/plans.py for the plans these choose between):
 # the course's loops up to COURSE_WORK multiply-adds, the SIMPLE plan up to
-# BLOCKED_WORK, a serial loop over tiles below PARALLEL_WORK (thread start-up
-# costs more than it saves there), a parallel one above.
+# BLOCKED_WORK, a serial loop over tiles below PARALLEL_WORK, a parallel one
+# above. PARALLEL_WORK trades the thread pool's start-up and the narrower
+# tiles two threads need (a few microseconds each product) against half the
+# work: 2M multiply-adds take ~40 us on one AVX-512 core in float64. Below
+# that the two-thread products measured no faster than the serial ones
+# (README, "Threads for mid-sized products").
 COURSE_WORK = 256
 BLOCKED_WORK = 2048
-PARALLEL_WORK = 65536
+PARALLEL_WORK = 1 << 21
 # BLOCKED_ROWS: tiles of JB examples by all rows, the reduction QB at a time,
 # so the QB x JB panel of the right-hand factor stays in L2 while every 4-row
 # block of the output walks over it.

@@ -23,6 +23,7 @@ SHAPES = [  # (n, k, m)
     (1, 1, 1), (4, 2, 400), (1, 4, 400), (3, 5, 7), (5, 7, 300), (7, 20, 209),
     (13, 11, 1), (1, 300, 9), (9, 1, 530), (20, 301, 209), (66, 129, 517), (6, 2100, 33), (5, 6, 4500),
     (32, 16, 16), (40, 320, 64), (264, 40, 48),
+    (6, 200, 1800), (20, 400, 300),  # above PARALLEL_WORK: BLOCKED_ROWS, BLOCKED_DOT under prange
 ]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -60,6 +61,11 @@ def test_dispatch_covers_every_path():
     assert min(works) < loops.BLOCKED_WORK
     assert any(loops.BLOCKED_WORK <= w < loops.PARALLEL_WORK for w in works)
     assert max(works) >= loops.PARALLEL_WORK
+    # each blocked form once under prange (forward plan of a shape above PARALLEL_WORK)
+    from kernels.loops import plans
+    big = {plans.forward_plan(n, k, m, loops.MICRO_BYTES // 8)[0] for n, k, m in SHAPES
+           if n * k * m >= loops.PARALLEL_WORK}
+    assert {plans.BLOCKED_ROWS, plans.BLOCKED_DOT, plans.PACKED} <= big
     assert any(m > loops.JB for _, _, m in SHAPES) and any(k > loops.QB for _, k, _ in SHAPES)
     assert any(m > loops.JR_BYTES // 4 for _, _, m in SHAPES) and any(k > loops.KC for _, k, _ in SHAPES)
     blocked = [(n, k, m) for n, k, m in SHAPES if n * k * m >= loops.BLOCKED_WORK]
