@@ -32,6 +32,12 @@ CHUNK_SECONDS = 0.1
 # allocating them and building Numba's typed lists costs more than several
 # iterations. Larger buffers are freed when fit returns.
 KEEP_FIT_BUFFERS_BYTES = 4 << 20
+# Mini-batches of an X of at least this many bytes are gathered once an
+# epoch into a buffer the size of X (the course's shuffled_X; scikit-learn's
+# MLP shuffles a copy of X every epoch too), then copied batch by batch:
+# past the caches, a batch's own gather reads a cache line of X for every
+# cell it takes (model.training.fit_epochs).
+EPOCH_GATHER_BYTES = 4 << 20
 
 
 @contextlib.contextmanager
@@ -212,6 +218,10 @@ class FitLoop:
             if validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES:
                 self._fit_buffers = (key, state, kept)
         perm = np.arange(m, dtype=np.int64)
+        if copy and X.nbytes >= EPOCH_GATHER_BYTES:  # freed when fit returns: not kept
+            Xs, iota = ops.empty(X.shape, dt), np.arange(m, dtype=np.int64)
+        else:
+            Xs, iota = ops.empty((0, 0), dt), perm
         opt = options.optimizer
         beta1, beta2, epsilon = opt.hyper()
         eps, first_epoch = self._eps(), state["epochs"]
@@ -230,7 +240,7 @@ class FitLoop:
             try:
                 done, status, steps = p.fit_epochs(
                     costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
-                    codes, start, count, cost_every, first_epoch, state["steps"], learning_rate,
+                    Xs, iota, codes, start, count, cost_every, first_epoch, state["steps"], learning_rate,
                     options.decay_rate, options.decay_every, opt.code, beta1, beta2, epsilon, options.l2, eps,
                     ops.exact_math, copy, options.shuffle and copy, options.seed, Zv, Av, Yv, val_costs,
                     W_best, b_best, track, validation is not None, options.early_stopping,

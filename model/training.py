@@ -213,7 +213,7 @@ def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, zeros, le
 
 
 def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, dW, db,
-               zeros, X, Y, Yb, Ybl, perm, acts, start, count, cost_every, first_epoch, first_step,
+               zeros, X, Y, Yb, Ybl, perm, Xs, iota, acts, start, count, cost_every, first_epoch, first_step,
                learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
                copy_batches, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
                patience, tol, keep, dropping):
@@ -223,6 +223,13 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     batches of b = Yb.shape[1] examples, the last one smaller (its buffers Zl,
     Al, dZl, dAl, Ybl) when b does not divide m. Each batch: forward, cost,
     backward (+ (l2 / b_batch) W with L2), one optimizer step.
+
+    When ``Xs`` has X's shape (a large X: see model.fit), each epoch first
+    gathers all of X's columns in the epoch's order into it, the course's
+    ``shuffled_X = X[:, permutation]``, and each batch copies its consecutive
+    columns from there (``iota`` = 0, 1, ..., m-1): one pass over X an epoch
+    uses every cache line it reads, where a batch's own gather from X reads
+    a whole line for each of its cells. The batches are the same either way.
 
     With ``dropping``, inverted dropout on the layers l with keep[l] < 1, the
     masks drawn from (seed, step * L + l) (forward_dropout, backward_dropout).
@@ -248,6 +255,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     L = len(W)
     m = X.shape[1]
     bsize = Yb.shape[1]
+    whole = copy_batches and Xs.shape[1] == m  # one gather an epoch (see above)
     Wc, bc, Ws, bs = W, b, W_next, b_next
     traded = False
     t = first_step
@@ -257,12 +265,17 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
         epoch = first_epoch + e
         if shuffle:
             permutation(perm, seed, epoch)
+        if whole:
+            gather_columns(Xs, X, perm)
         lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
         total = 0.0
         for j0 in range(0, m, bsize):
             mb = min(bsize, m - j0)
             Zx, Ax, dZx, dAx, Yx = (Z, A, dZ, dA, Yb) if mb == bsize else (Zl, Al, dZl, dAl, Ybl)
-            if copy_batches:
+            if whole:
+                gather_columns(Ax[0], Xs, iota[j0:j0 + mb])
+                gather_columns(Yx, Y, perm[j0:j0 + mb])
+            elif copy_batches:
                 gather_columns(Ax[0], X, perm[j0:j0 + mb])
                 gather_columns(Yx, Y, perm[j0:j0 + mb])
             if dropping:

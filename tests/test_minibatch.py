@@ -337,3 +337,27 @@ def test_keep_prob_one_changes_nothing_and_divergence_is_reported_in_epochs():
     with pytest.raises(DivergenceError, match="diverged at epoch"):
         net.fit(X * 1e200, Y, 5, 1e300, batch_size=32, optimizer="momentum")
     assert all(np.isfinite(v).all() for v in net.parameters.values())
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_a_large_x_is_gathered_once_an_epoch_with_the_same_batches(backend, monkeypatch):
+    """Past EPOCH_GATHER_BYTES fit gathers X's columns once an epoch (the
+    course's shuffled_X) and copies each batch from there: the batches, and
+    so every parameter and cost, are exactly those of a gather per batch.
+    A last batch smaller than the others, shuffled and in order."""
+    from model import fit
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((6, 300))
+    Y = (X[0:1] + X[1:2] > 0).astype(float)
+
+    def train(threshold):
+        monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", threshold)
+        net = NeuralNetwork([6, 5, 1], backend=backend, seed=1)
+        net.fit(X, Y, 3, 0.01, batch_size=64, optimizer="adam", seed=2, cost_every=1)
+        net.fit(X, Y, 2, 0.01, batch_size=64, shuffle=False, cost_every=1)
+        return net
+
+    once, per_batch = train(0), train(1 << 60)
+    for k, v in per_batch.parameters.items():
+        np.testing.assert_array_equal(once.parameters[k], v)
+    np.testing.assert_array_equal(once.costs_, per_batch.costs_)
