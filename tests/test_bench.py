@@ -228,3 +228,19 @@ def test_the_compile_helper_runs_as_a_module():
     done = subprocess.run([sys.executable, "-m", "jitloops.bench.warm", "--themes", "dot", "--sweep", "smoke",
                            "--dtypes", "float64"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
+
+
+def test_rounds_pause_before_compiled_code_only_where_blas_may_spin(monkeypatch):
+    """In a group's rounds a compiled contender waits BLAS_SETTLE_S after
+    NumPy (its BLAS threads spin) and any contender after "parallel" (its
+    workers spin), but "parallel" right after "numba" (no BLAS, no pool) does not."""
+    order = []
+    monkeypatch.setattr(runner.time, "sleep", lambda s: order.append("pause"))
+
+    def make(name):
+        return lambda: ((lambda: order.append(name)), (lambda: None))
+    cases = [bench.Case(theme="training", group="training g", contender=c, make=make(c), size=1,
+                        label="g", id=f"g-{c}") for c in ("numpy", "numba", "parallel")]
+    bench.run_cases(cases, min_time=0.0, rounds=2)
+    timed = order[order.index("numpy"):]  # the rounds, after the warm-up
+    assert timed == ["numpy", "pause", "numba", "parallel", "pause", "numpy", "pause", "numba", "parallel"]

@@ -72,10 +72,20 @@ def _row(case):
                 bound=case.bound, threads=case.threads, per_round=case.per_round, id=case.id)
 
 
-def _settle(case, previous):
+# Contenders whose timed code calls no BLAS and starts no thread pool: right
+# after one of them, in a group's rounds (no check runs between), the BLAS
+# threads have long stopped spinning, so the next compiled contender needs no
+# pause. (After single cases a check has just run NumPy.)
+QUIET = ("numba",)
+
+
+def _settle(case, previous, in_rounds=False):
     """Pause before compiled code (BLAS threads spinning) and after parallel
-    code (the OpenMP/TBB workers spin too before they sleep)?"""
-    return case.compiled or previous in ("parallel", "cuda")
+    code (the OpenMP/TBB workers spin too before they sleep)? Not between
+    rounds' turns that follow a QUIET contender."""
+    if previous in ("parallel", "cuda"):
+        return True
+    return case.compiled and not (in_rounds and previous in QUIET)
 
 
 def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS):
@@ -132,7 +142,7 @@ def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS, previous=None):
         for k, (run, _) in prepared.items():
             case = cases[k]
             with blas_threads(case.blas_threads):
-                if _settle(case, previous):
+                if _settle(case, previous, in_rounds=True):
                     time.sleep(BLAS_SETTLE_S)
                 times[k] += timings(run, min_time=min_time / rounds, min_reps=1,
                                     max_reps=1 if case.contender == "python" else 10_000, warmup=0)
