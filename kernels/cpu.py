@@ -18,6 +18,18 @@ Three details make this safe:
   ``weight_gradients``) must call the compiled callee of its own variant, so
   each variant's functions see a copy of the module globals in which the
   callees are that variant's dispatchers.
+- **One writer of a cache index at a time.** Numba keeps one index file per
+  function (its compiled signatures and their data files) and adds an entry
+  by loading the index, choosing a data file name and writing both back.
+  Two processes adding *different* signatures of one function at once (a
+  process pool training float32 and float64 networks, ``jitloops bench``'s
+  compile helper) could each load the old index and pick the same data
+  file: one signature's entry lost, or an index naming the other's machine
+  code. ``kernels.threads.lock_cache_index_saves`` (run when ``kernels`` is
+  imported) makes each such save hold an exclusive lock on
+  a file in the cache folder (POSIX ``flock``; elsewhere Numba's own
+  behaviour), so the second process loads the first one's index
+  (``tests/test_cache_source.py`` races two processes to prove it).
 - **Cache entries true to all their source.** Numba's cache checks only the
   file of the function it compiled (its timestamp and size), but a kernel
   inlines callees from other modules (``kernels.approx``'s tanh, exp, log,

@@ -28,6 +28,17 @@ The choice, made when ``kernels`` is imported (before Numba starts its pool):
 
 ``layer()`` names the layer in use (``jitloops --version`` and ``compare``'s
 header print it).
+
+Processes
+---------
+Numba keeps one index file per cached function and adds a signature by
+loading it, choosing a data file and writing both back: two processes adding
+different signatures of one function at once (a process pool training
+float32 and float64 networks, ``jitloops bench``'s compile helper) can lose
+one entry or leave the index naming the other's machine code.
+``lock_cache_index_saves`` (run on import) makes that save hold an exclusive
+lock on a file in the cache folder (POSIX ``flock``; elsewhere Numba's own
+behaviour).
 """
 
 import ctypes
@@ -158,9 +169,41 @@ def _after_fork_in_child():
             "or use the 'numba' backend in the child")
 
 
+INDEX_LOCK_NAME = ".jitloops-index.lock"
+
+
+def lock_cache_index_saves():
+    """Wrap Numba's cache-index save in an exclusive lock on INDEX_LOCK_NAME
+    in the cache folder (see "Processes" above). Where the lock cannot be had
+    (no fcntl, a folder we cannot write a file in) the save runs as Numba's
+    own."""
+    try:
+        import fcntl
+        from numba.core.caching import IndexDataCacheFile
+    except ImportError:
+        return
+    original = IndexDataCacheFile.save
+    if getattr(original, "locked_by_jitloops", False):
+        return
+
+    def save(self, key, data):
+        try:
+            lock = open(os.path.join(self._cache_path, INDEX_LOCK_NAME), "a")
+        except OSError:
+            return original(self, key, data)
+        with lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            return original(self, key, data)
+
+    save.locked_by_jitloops = True
+    save.original = original
+    IndexDataCacheFile.save = save
+
+
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 choose_layer()
+lock_cache_index_saves()
 
-__all__ = ["choose_layer", "start_pool", "layer", "describe", "check_fork_safe"]
+__all__ = ["choose_layer", "start_pool", "layer", "describe", "check_fork_safe", "lock_cache_index_saves"]

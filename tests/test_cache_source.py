@@ -96,3 +96,66 @@ def test_digest_covers_every_source_file_and_only_source(tmp_path):
     assert d1 != d0
     (pkg / "sub" / "b.py").rename(pkg / "sub" / "c.py")  # same bytes, another module
     assert cpu.source_digest(pkg) not in (d0, d1)
+
+
+# Two processes add different signatures of one cached function at once:
+# each waits for the other before it saves (so both are inside Numba's
+# load-index, pick-a-name, write-index window together) and writes its index
+# half a second late. With ``locked`` 0 the child undoes kernels.cpu's lock.
+RACE = textwrap.dedent("""
+    import pathlib, sys, time
+    import numpy as np
+    import kernels  # locks index saves
+    from numba.core import caching
+    me, other, dtype, locked = sys.argv[1:5]
+    cls = caching.IndexDataCacheFile
+    if locked == "0":
+        cls.save = cls.save.original
+    inner = cls.save
+    def save(self, key, data):
+        pathlib.Path(me + ".ready").touch()
+        t0 = time.time()
+        while not pathlib.Path(other + ".ready").exists() and time.time() - t0 < 60:
+            time.sleep(0.01)
+        return inner(self, key, data)
+    cls.save = save
+    write_index = cls._save_index
+    def late(self, overloads):
+        time.sleep(0.5)
+        write_index(self, overloads)
+    cls._save_index = late
+    sys.path.insert(0, ".")
+    import target
+    assert target.twice(np.ones(3, dtype))[0] == 2
+""")
+
+
+def _race(root, locked):
+    import os
+    import pickle
+    (root / "target.py").write_text("from numba import njit\n\n\n@njit(cache=True)\n"
+                                    "def twice(x):\n    return x * 2\n")
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(root / "cache")}
+    procs = [subprocess.Popen([sys.executable, "-c", RACE, me, other, dtype, locked], cwd=root, env=env,
+                              stderr=subprocess.PIPE, text=True)
+             for me, other, dtype in (("a", "b", "float64"), ("b", "a", "float32"))]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+    (index,) = (root / "cache").rglob("*twice*.nbi")
+    with open(index, "rb") as f:
+        pickle.load(f)  # Numba's version
+        _, overloads = pickle.loads(f.read())
+    return overloads
+
+
+def test_two_processes_adding_signatures_at_once_keep_both(tmp_path):
+    """kernels.cpu locks Numba's index saves: both signatures are in the
+    index, each with a data file of its own. Without the lock the same race
+    keeps one (the test's control: the race is real)."""
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "unlocked").mkdir()
+    locked = _race(tmp_path / "locked", "1")
+    assert len(locked) == 2 and len(set(locked.values())) == 2, locked
+    unlocked = _race(tmp_path / "unlocked", "0")
+    assert len(unlocked) == 1, unlocked
