@@ -86,7 +86,7 @@ def _arrays(items):
     for item in items:
         if hasattr(item, "nbytes"):
             yield item
-        elif isinstance(item, (list, tuple)) or hasattr(item, "__len__"):
+        elif hasattr(item, "__len__"):  # lists, tuples, typed lists
             yield from _arrays(list(item))
 
 

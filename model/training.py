@@ -272,11 +272,11 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
         for j0 in range(0, m, bsize):
             mb = min(bsize, m - j0)
             Zx, Ax, dZx, dAx, Yx = (Z, A, dZ, dA, Yb) if mb == bsize else (Zl, Al, dZl, dAl, Ybl)
-            if whole:
-                gather_columns(Ax[0], Xs, iota[j0:j0 + mb])
-                gather_columns(Yx, Y, perm[j0:j0 + mb])
-            elif copy_batches:
-                gather_columns(Ax[0], X, perm[j0:j0 + mb])
+            if copy_batches:
+                if whole:
+                    gather_columns(Ax[0], Xs, iota[j0:j0 + mb])
+                else:
+                    gather_columns(Ax[0], X, perm[j0:j0 + mb])
                 gather_columns(Yx, Y, perm[j0:j0 + mb])
             if dropping:
                 forward_dropout(Zx, Ax, Wc, bc, acts, keep, seed, t * L)

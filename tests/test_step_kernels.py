@@ -16,7 +16,7 @@ from conftest import ALL_CPU, CPU_BACKENDS, DTYPES
 
 import kernels
 from kernels import cpu, vectorized
-from kernels.loops.products import packed
+from kernels.loops.products import blocked, packed
 from kernels.options import ADAM, BLOCK, GD, MOMENTUM, RMSPROP
 
 
@@ -67,13 +67,13 @@ def test_all_finite_finds_every_non_finite_value(backend, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", [(1, 1), (8, 8), (10, 64), (64, 128), (13, 21), (3, 17), (17, 3)])
 def test_transposed_copies_w_transposed(shape, dtype):
-    """transposed (8 x 8 blocks and the edges), compiled inside a kernel
+    """transposed (8 rows at a time and the edges), compiled inside a kernel
     (numba's input_gradient calls it) and interpreted."""
     W = np.random.default_rng(0).standard_normal(shape).astype(dtype)
-    got = packed.transposed(W)
+    got = blocked.transposed(W)
     assert got.flags.c_contiguous and np.array_equal(got, W.T)
     import numba
-    compiled = numba.njit(lambda w: packed.transposed(w))
+    compiled = numba.njit(lambda w: blocked.transposed(w))
     got = compiled(W)
     assert got.flags.c_contiguous and got.dtype == dtype and np.array_equal(got, W.T)
 

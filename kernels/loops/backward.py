@@ -13,8 +13,8 @@ from ..options import BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, PARALLEL
 from . import course
 from .activations import activation_backward
 from .plans import ALL_PLANS, BLOCKED_DOT, BLOCKED_ROWS, COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
-from .products.blocked import dots_tile, product_tile, product_tiles
-from .products.packed import packed_tile, packed_width, transposed
+from .products.blocked import dots_tile, product_tile, product_tiles, transposed
+from .products.packed import packed_tile, packed_width
 
 # The plan set this module's kernels are compiled for (see forward.py).
 PLANS, GRADIENT_DOT, GRADIENT_PACKED, INPUT_ROWS, INPUT_PACKED = ALL_PLANS, True, True, True, True

@@ -16,6 +16,7 @@ pack_transposed   a block of A_prev transposed into a scratch panel, so both
               factors of linear_forward's dot products are contiguous.
 """
 
+import numpy as np
 from numba.extending import register_jitable
 
 from ...options import HELPER_OPTIONS, JB, QB
@@ -243,3 +244,12 @@ def pack_transposed(T, X, p0, p1, j0, j1):
             T[j, c] = x0[j]
         q += 1
 
+
+@register_jitable(**HELPER_OPTIONS)
+def transposed(W):
+    """W^T as a new C-contiguous array (k, n), for W (n, k): pack_transposed
+    of all of W (8 rows at a time: 2-3x faster than np.ascontiguousarray(W.T))."""
+    n, k = W.shape
+    WT = np.empty((k, n), dtype=W.dtype)
+    pack_transposed(WT, W, 0, n, 0, k)
+    return WT

@@ -122,30 +122,6 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def transposed(W):
-    """W^T as a new C-contiguous array (k, n), for W (n, k): 8 x 8 blocks,
-    so that each block's reads (8 rows of W) and writes (8 rows of W^T)
-    stay within a few cache lines; 2-3x faster than
-    np.ascontiguousarray(W.T)'s cell-by-cell copy."""
-    n, k = W.shape
-    WT = np.empty((k, n), dtype=W.dtype)
-    n8, k8 = n - n % 8, k - k % 8
-    for i0 in range(0, n8, 8):
-        for p0 in range(0, k8, 8):
-            for p in range(8):
-                row = WT[p0 + p, i0:i0 + 8]
-                for i in range(8):
-                    row[i] = W[i0 + i, p0 + p]
-    for i in range(n8, n):  # the edges
-        for p in range(k):
-            WT[p, i] = W[i, p]
-    for p in range(k8, k):
-        for i in range(n8):
-            WT[p, i] = W[i, p]
-    return WT
-
-
-@register_jitable(**HELPER_OPTIONS)
 def packed_width(m, nr, serial=False):
     """Columns per tile of a packed product with m output columns: a multiple
     of nr, at most 256, and (unless ``serial``: one thread runs every tile)
