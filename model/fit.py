@@ -22,6 +22,7 @@ import numpy as np
 from kernels.loops.plans import PARALLEL
 
 from ._progress import Progress
+from . import team
 from .training import DIVERGED, STOPPED
 
 # Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
@@ -186,8 +187,14 @@ class FitLoop:
         m = X.shape[1]
         size = m if options.batch_size is None else min(options.batch_size, m)
         last = m % size
-        p = self._program_for(size, last or size, *([] if validation is None else [validation[0].shape[1]]))
         copy = size < m  # one batch in order: X itself is A[0]
+        dropping = bool(min(options.keep_prob, default=1.0) < 1.0)
+        ms = [size, last or size] + ([] if validation is None else [validation[0].shape[1]])
+        p = self._program_for(*ms)
+        # the parallel backend shares each step between its threads (model.team)
+        parts = team.team_parts(self.layer_dims, size, dropping) if p.team and copy else 0
+        if parts:
+            p = self._program_for(*ms, size // parts, *([last // parts] if last >= parts else []))
         state = self._optimizer_state_for(options)
         W, b = p.list(self._W), p.list(self._b)
         # The buffers below hold nothing from one fit to the next (the
@@ -195,10 +202,10 @@ class FitLoop:
         # the same shapes takes them over, as _fit_scratch does: building
         # them and their typed lists is a large part of a short fit. Not with
         # validation data (its lists hold X_val) or one batch (A[0] is X).
-        key = ("epochs", self.backend, p, X.shape, size, copy, id(state), options.early_stopping)
+        key = ("epochs", self.backend, p, X.shape, size, copy, id(state), options.early_stopping, parts)
         kept = self._fit_buffers
         if validation is None and copy and kept is not None and kept[0] == key and kept[1] is state:
-            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best = kept[2]
+            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared = kept[2]
         else:
             self._fit_buffers = None
             full = self._batch_buffers(X, size, copy)
@@ -213,7 +220,8 @@ class FitLoop:
             codes = p.codes(self._codes())
             W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
             b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
-            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best)
+            shared = team.team_arrays(self, X, Y, size, last, parts) if parts else ()
+            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared)
             nbytes = sum(a.nbytes for a in _arrays(kept) if a is not X)
             if validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES:
                 self._fit_buffers = (key, state, kept)
@@ -238,13 +246,22 @@ class FitLoop:
 
         def chunk(start, count):
             try:
-                done, status, steps = p.fit_epochs(
-                    costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
-                    Xs, iota, codes, start, count, cost_every, first_epoch, state["steps"], learning_rate,
-                    options.decay_rate, options.decay_every, opt.code, beta1, beta2, epsilon, options.l2, eps,
-                    ops.exact_math, copy, options.shuffle and copy, options.seed, Zv, Av, Yv, val_costs,
-                    W_best, b_best, track, validation is not None, options.early_stopping,
-                    options.n_iter_no_change, options.tol, keep, bool(min(keep) < 1.0))
+                steps_so_far = state["steps"]
+                settings = (learning_rate, options.decay_rate, options.decay_every, opt.code, beta1, beta2,
+                            epsilon, options.l2, eps, ops.exact_math)
+                ending = (Zv, Av, Yv, val_costs, W_best, b_best, track, validation is not None,
+                          options.early_stopping, options.n_iter_no_change, options.tol)
+                if parts:
+                    *arrays, sync = shared
+                    done, status, steps = p.fit_epochs_team(
+                        sync, costs, W, b, W_next, b_next, *moments, *arrays, dW, db, zeros, X, Y, perm, Xs, iota,
+                        codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
+                        options.shuffle, options.seed, *ending, team.team_members())
+                else:
+                    done, status, steps = p.fit_epochs(
+                        costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
+                        Xs, iota, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, copy,
+                        options.shuffle and copy, options.seed, *ending, keep, dropping)
                 state["steps"] = steps
                 return done, status
             finally:  # the lists may have traded arrays: W, b hold the current parameters

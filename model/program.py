@@ -33,7 +33,7 @@ import kernels
 from kernels import cpu, threads
 from kernels.loops.plans import ALL_PLANS, ALWAYS
 
-from . import training
+from . import team, training
 
 # Functions of model.training with prange loops (compiled with the variant's
 # options) and those that only call kernels (compiled serially: they have no
@@ -76,6 +76,11 @@ def _always_finite(x, zeros):
 
 _compiled = {}
 
+# model.team's functions, callees first: the team's parallel loop
+# (fit_epochs_team) and what its members run, inlined into team_member.
+TEAM_FUNCTIONS = ("team_part", "team_update", "team_epoch_end", "team_member", "fit_epochs_team")
+TEAM_INLINED = ("team_part", "team_update", "team_epoch_end")
+
 
 def _compiled_functions(variant, plans):
     """model.training's functions compiled against variant ``variant``'s
@@ -100,6 +105,28 @@ def _compiled_functions(variant, plans):
     return _compiled[key]
 
 
+def _team_functions(plans):
+    """model.team's functions for plan set ``plans``, once per process: the
+    members run the "numba" variant's kernels and training drivers (one
+    thread each: a parallel loop inside a member would nest in the team's),
+    fit_epochs_team's loop over the members runs on Numba's threads."""
+    plans = cpu.compiled_variant("numba", plans)[1]
+    key = ("team", plans)
+    if key in _compiled:
+        return _compiled[key]
+    threads.start_pool()
+    serial = _compiled_functions("numba", plans)
+    extra = dict(vars(cpu.variant_kernels("numba", plans)),
+                 **{name: getattr(serial, name) for name in ("forward", "backward", "swap_items")})
+    here = pathlib.Path(training.__file__)
+    digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, here, here.with_name("team.py"))
+    options = cpu.VARIANTS["parallel"][1]
+    own = {name: dict(options, parallel=False, **({"inline": "always"} if name in TEAM_INLINED else {}))
+           for name in TEAM_FUNCTIONS[:-1]}
+    _compiled[key] = cpu.compile_loops("__team", options, TEAM_FUNCTIONS, team, extra, digest, plans, own)
+    return _compiled[key]
+
+
 class Program:
     """``model.training``'s functions bound to the kernels of ``ops``; when
     compiled, to its kernels for the plan set ``plans`` (kernels.loops.plans:
@@ -111,6 +138,8 @@ class Program:
         self.plans = plans
         # compiled when the backend's kernels are one of kernels.cpu's variants
         variant = next((name for name, v in cpu.VARIANTS.items() if v[2] is ops.kernels), None)
+        # the parallel backend shares mini-batch steps out to a team of threads (model.team)
+        self.team = variant == "parallel"
         if variant is not None:
             self._compile(variant, plans)
         else:
@@ -149,6 +178,10 @@ class Program:
         self.fit_chunk_unguarded = unguarded["fit_chunk"]
         self._typed_list = list
         self._python_list = list
+
+    def fit_epochs_team(self, *args):
+        """model.team.fit_epochs_team, compiled on its first call."""
+        return _team_functions(self.plans).fit_epochs_team(*args)
 
     def list(self, arrays):
         """A list of the backend's arrays in the form the program takes."""

@@ -1,0 +1,171 @@
+"""The parallel backend's mini-batch epochs shared by a team of threads
+(model.team, kernels.loops.team).
+
+Tolerances: against the numpy backend as every compiled backend
+(conftest.assert_trains_like_numpy: 1e-7 relative in float64, 5e-4 in
+float32): a step summed in two parts of the batch rounds differently from
+one summed whole, by the few ulp a summation order makes, amplified by
+Adam's division by sqrt(s) + eps where s is tiny. Between team runs of
+different numbers of members, or of threads, nothing may differ: which
+member does an item never changes what it writes (assert_array_equal).
+"""
+
+import numba
+import numpy as np
+import pytest
+from conftest import assert_trains_like_numpy
+
+from model import DivergenceError, NeuralNetwork, fit, team
+from model.program import Program
+
+
+def data(m=300, n=12, seed=3, classes=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, m))
+    if classes:
+        return X, np.argmax(rng.standard_normal((classes, n)) @ X, axis=0).reshape(1, m)
+    return X, (X[0:1] + X[1:2] * X[2:3] > 0).astype(float)
+
+
+@pytest.fixture
+def two_parts(monkeypatch):
+    """Every mini-batch fit of the parallel backend in the team, in two parts
+    (whatever the network's size and the machine's threads), its members as
+    set in ``members`` (the default: Numba's threads); records the calls."""
+    calls = []
+    members = []
+    monkeypatch.setattr(team, "team_parts", lambda dims, size, dropping: 0 if dropping else 2)
+    monkeypatch.setattr(team, "team_members", lambda: members[0] if members else numba.get_num_threads())
+    original = Program.fit_epochs_team
+
+    def spy(self, *args):
+        calls.append(args[-1])
+        return original(self, *args)
+    monkeypatch.setattr(Program, "fit_epochs_team", spy)
+    return calls, members
+
+
+def net(backend, dtype="float64", dims=(12, 16, 8, 1), seed=1):
+    return NeuralNetwork(list(dims), activations="relu", init="he", seed=seed, backend=backend, dtype=dtype,
+                         output="softmax" if dims[-1] > 1 else "sigmoid")
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("optimizer", ["gd", "momentum", "rmsprop", "adam"])
+def test_the_team_trains_like_numpy(two_parts, optimizer, dtype):
+    """Shuffled batches of 48 (a last one of 12), decay and L2, every optimizer."""
+    X, Y = data()
+    lr = {"gd": 0.05, "momentum": 0.05, "rmsprop": 0.005, "adam": 0.005}[optimizer]
+    assert_trains_like_numpy("parallel", dtype, lambda name: net(name, dtype), lambda n: n.fit(
+        X.astype(dtype), Y, 3, lr, batch_size=48, optimizer=optimizer, decay_rate=0.3, l2=0.7, seed=5,
+        cost_every=1))
+    assert two_parts[0], "the parallel backend's fit did not run in the team"
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_softmax_network_and_unshuffled_batches_train_like_numpy(two_parts, dtype):
+    X, Y = data(classes=4)
+    for shuffle in (True, False):
+        assert_trains_like_numpy("parallel", dtype, lambda name: net(name, dtype, (12, 16, 8, 4)), lambda n: n.fit(
+            X.astype(dtype), Y, 3, 0.01, batch_size=64, optimizer="adam", seed=2, shuffle=shuffle, cost_every=1))
+    assert two_parts[0]
+
+
+def run(members_list, members, threads, **options):
+    """Parameters and costs of a team fit with ``members`` members on ``threads`` of Numba's threads."""
+    X, Y = data(m=257)  # batches of 64 and a last one of 1: one part of it empty
+    members_list[:] = [members]
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        n = net("parallel")
+        kwargs = dict(batch_size=64, optimizer="adam", seed=4, cost_every=1)
+        kwargs.update(options)
+        try:
+            n.fit(X, Y, kwargs.pop("epochs", 4), kwargs.pop("learning_rate", 0.01), **kwargs)
+            error = None
+        except DivergenceError as e:
+            error = str(e)
+        return n.parameters, n.costs_, n.n_iter_, error
+    finally:
+        numba.set_num_threads(previous)
+
+
+def assert_same(a, b):
+    for k, v in a[0].items():
+        np.testing.assert_array_equal(b[0][k], v, err_msg=k)
+    np.testing.assert_array_equal(b[1], a[1])
+    assert a[2:] == b[2:]
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    dict(l2=0.3, decay_rate=0.5, optimizer="momentum"),
+    dict(epochs=60, early_stopping=True, n_iter_no_change=2, tol=1e-2),
+    dict(learning_rate=1e300, optimizer="gd"),  # diverges in the first epoch
+], ids=["adam", "momentum-l2-decay", "early-stopping", "diverging"])
+def test_members_and_threads_change_nothing(two_parts, options):
+    """One member doing every item, two members on two threads, and two
+    members run one after the other on one thread (the second finds each
+    phase done, and must stop where the first stopped: early stopping,
+    divergence) give the very same parameters, costs and epochs."""
+    calls, members = two_parts
+    if options.get("early_stopping"):
+        options = dict(options, validation_data=data(m=100, seed=9))
+    one = run(members, 1, 1, **options)
+    assert_same(one, run(members, 2, 2, **options))
+    assert_same(one, run(members, 2, 1, **options))
+    assert set(calls) == {1, 2}  # the team ran, with one member and with two
+    if "learning_rate" in options:
+        assert "diverged at epoch" in one[3]
+        assert all(np.isfinite(v).all() for v in one[0].values())
+    if options.get("early_stopping"):
+        assert one[2] < 60
+
+
+def test_early_stopping_and_validation_costs_match_numpy(two_parts):
+    X, Y = data()
+    Xv, Yv = data(m=100, seed=9)
+    kwargs = dict(batch_size=32, optimizer="adam", seed=1, validation_data=(Xv, Yv), early_stopping=True,
+                  n_iter_no_change=3, tol=1e-3, cost_every=1)
+    ref = net("numpy").fit(X, Y, 200, 0.05, **kwargs)
+    got = net("parallel").fit(X, Y, 200, 0.05, **kwargs)
+    assert got.best_epoch_ == ref.best_epoch_ and got.n_iter_ == ref.n_iter_ < 200
+    np.testing.assert_allclose(got.val_costs_, ref.val_costs_, rtol=1e-7)
+    for k, v in ref.parameters.items():
+        np.testing.assert_allclose(got.parameters[k], v, rtol=1e-7, atol=1e-10)
+
+
+def test_one_epoch_n_times_equals_n_epochs_and_a_large_x(two_parts, monkeypatch):
+    """The optimizer's state carries over between the team's fits; X gathered
+    once an epoch (past EPOCH_GATHER_BYTES) gives the same batches."""
+    X, Y = data()
+    kwargs = dict(batch_size=48, optimizer="adam", seed=2, decay_rate=0.5)
+    once = net("parallel").fit(X, Y, 4, 0.01, **kwargs)
+    steps = net("parallel")
+    for _ in range(4):
+        steps.fit(X, Y, 1, 0.01, **kwargs)
+    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    gathered = net("parallel").fit(X, Y, 4, 0.01, **kwargs)
+    for k, v in once.parameters.items():
+        np.testing.assert_array_equal(steps.parameters[k], v)
+        np.testing.assert_array_equal(gathered.parameters[k], v)
+
+
+def test_dropout_runs_without_the_team(two_parts):
+    """Dropout's masks are drawn per batch: fit_epochs runs it, still like numpy."""
+    X, Y = data()
+    assert_trains_like_numpy("parallel", "float64", lambda name: net(name), lambda n: n.fit(
+        X, Y, 2, 0.01, batch_size=64, optimizer="adam", keep_prob=0.8, seed=3, cost_every=1))
+    assert not two_parts[0]
+
+
+def test_when_a_team_pays():
+    digits, planar = [64, 128, 64, 10], [2, 4, 1]
+    assert team.team_parts(digits, 64, False, threads=2) == 2
+    assert team.team_parts(digits, 64, False, threads=16) == 64 // team.MIN_PART
+    assert team.team_parts(digits, 64, False, threads=1) == 0      # one thread
+    assert team.team_parts(digits, 64, True, threads=2) == 0       # dropout
+    assert team.team_parts(planar, 64, False, threads=2) == 0      # too little work a batch
+    assert team.team_parts(digits, 16, False, threads=2) == 0      # parts narrower than MIN_PART
+    assert team.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
