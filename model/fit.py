@@ -220,7 +220,7 @@ class FitLoop:
             codes = p.codes(self._codes())
             W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
             b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
-            shared = team.team_arrays(self, X, Y, size, last, parts) if parts else ()
+            shared = team.team_arrays(self, X, Y, size, last, parts, dW, db) if parts else ()
             kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared)
             nbytes = sum(a.nbytes for a in _arrays(kept) if a is not X)
             if validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES:

@@ -49,7 +49,7 @@ from .training import DIVERGED, FINISHED, STOPPED, backward, forward, swap_items
 # micro-kernel's tiles full), and the multiply-adds of a batch's forward
 # pass from which sharing a step pays for the team's synchronisation.
 MIN_PART = 16
-TEAM_WORK = 1 << 17
+TEAM_WORK = 1 << 18
 # Cells of an update block: enough to outweigh claiming it, small enough
 # that the largest layer's blocks spread over the members.
 UPDATE_BLOCK = 4096
@@ -90,7 +90,7 @@ def team_update(Ws, bs, Wc, bc, dW, db, dWp, dbp, V_W, V_b, S_W, S_b, zeros, blo
         w = offsets[q + 1] - offsets[q]
         if w == 0:  # an empty part of a small last batch: no gradient of its own
             continue
-        part = flat(dbp[q][l])[a:z] if is_b else flat(dWp[q][l])[a:z]
+        part = flat(dbp[q][l])[a:z] if is_b else flat(dWp[q][l])[a:z]  # g itself for q = 0
         scale = g.dtype.type(w / size)
         if first:
             for j in range(g.shape[0]):
@@ -119,7 +119,6 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, d
     docstring; fit_epochs_team's arguments). Every member keeps its own
     copy of the loop's state (epoch, step, which list holds the current
     parameters), all alike; only claimed items write shared arrays."""
-    L = len(W)
     m = X.shape[1]
     P = len(Zf)
     bsize = offsets_full[P]
@@ -291,11 +290,13 @@ def _offsets(size, parts):
     return np.array([q * size // parts for q in range(parts + 1)], dtype=np.int64)
 
 
-def team_arrays(net, X, Y, size, last, parts):
+def team_arrays(net, X, Y, size, last, parts, dW, db):
     """fit_epochs_team's own arguments for ``net`` (a NeuralNetwork) training
     on X (n[0], m), Y with batches of ``size`` (the last of ``last``
     examples, 0 if none): the parts' buffers, gradients, offsets, update
-    blocks, loss log and sync, as a tuple in the order it takes them."""
+    blocks, loss log and sync, as a tuple in the order it takes them. The
+    first part's gradients are dW, db themselves (program lists): the
+    update blocks scale them in place, one array fewer to stream."""
     p, ops, dt = net.program, net._ops, net.dtype
 
     def buffers(offsets):
@@ -310,8 +311,8 @@ def team_arrays(net, X, Y, size, last, parts):
     last_offsets = _offsets(last, parts) if last else full_offsets
     full = buffers(full_offsets)
     tail = buffers(last_offsets) if last else full
-    dWp = numba.typed.List([p.list([ops.empty(w.shape, dt) for w in net._W]) for _ in range(parts)])
-    dbp = numba.typed.List([p.list([ops.empty(v.shape, dt) for v in net._b]) for _ in range(parts)])
+    dWp = numba.typed.List([dW] + [p.list([ops.empty(w.shape, dt) for w in net._W]) for _ in range(1, parts)])
+    dbp = numba.typed.List([db] + [p.list([ops.empty(v.shape, dt) for v in net._b]) for _ in range(1, parts)])
     blocks = [(l, is_b, a, min(a + UPDATE_BLOCK, x.size))
               for l, (w, v) in enumerate(zip(net._W, net._b)) for is_b, x in ((0, w), (1, v))
               for a in range(0, x.size, UPDATE_BLOCK)]

@@ -169,3 +169,23 @@ def test_when_a_team_pays():
     assert team.team_parts(planar, 64, False, threads=2) == 0      # too little work a batch
     assert team.team_parts(digits, 16, False, threads=2) == 0      # parts narrower than MIN_PART
     assert team.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
+
+
+def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
+    """Two networks fit at once in two Python threads, each with its team (a
+    member never waits for one that has not claimed an item, so teams
+    sharing Numba's threads cannot hang each other): as trained one by one."""
+    import threading
+    X, Y = data()
+    kwargs = dict(batch_size=48, optimizer="adam", seed=2)
+    alone = [net("parallel", seed=s).fit(X, Y, 20, 0.01, **kwargs).parameters for s in (1, 2)]
+    together = [net("parallel", seed=s) for s in (1, 2)]
+    threads = [threading.Thread(target=n.fit, args=(X, Y, 20, 0.01), kwargs=kwargs) for n in together]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+        assert not t.is_alive(), "a team hung"
+    for want, n in zip(alone, together):
+        for k, v in want.items():
+            np.testing.assert_array_equal(n.parameters[k], v)

@@ -58,13 +58,18 @@ def program_variant(name, contender, dtype):
     compiled contender runs on problem ``name``: a network whose shapes
     reach no loop big enough for threads runs the serial program on
     "parallel" too (kernels.cpu.compiled_variant; LogisticRegression always
-    compiles every plan). The same rule as model's NeuralNetwork._program_for."""
+    compiles every plan). The same rule as model's NeuralNetwork._program_for.
+    A mini-batch fit that a team of threads shares (model.team) runs the
+    serial variant's kernels and drivers, one member a thread: "numba"."""
     from kernels.cpu import compiled_variant
     from kernels.loops.plans import ALL_PLANS, SMALL_PLANS, plan_tier, plans_needed
+    from model.team import team_parts
     dims, act, m, *_ = TRAINING[name]
     if act is None:
         return compiled_variant(contender, ALL_PLANS)[0]
     size = min(FIT_OPTIONS.get(name, {}).get("batch_size") or m, m)
+    if size < m and team_parts(dims, size, False):
+        return "numba"
     ms = [size] + ([m % size] if m % size else [])
     plans = plan_tier(SMALL_PLANS | plans_needed(dims, ms, np.dtype(dtype).itemsize))
     return compiled_variant(contender, plans)[0]
