@@ -10,6 +10,9 @@ different numbers of members, or of threads, nothing may differ: which
 member does an item never changes what it writes (assert_array_equal).
 """
 
+import os
+import pickle
+
 import numba
 import numpy as np
 import pytest
@@ -189,3 +192,33 @@ def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
     for want, n in zip(alone, together):
         for k, v in want.items():
             np.testing.assert_array_equal(n.parameters[k], v)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() does not exist on this platform")
+def test_a_child_forked_after_a_team_ran_trains_like_its_parent(two_parts):
+    """The team is a parallel loop of the threading layer: a child forked
+    after the parent's team ran (tbb: fork-safe, kernels/threads.py) runs
+    its own, to the same parameters, bit for bit; a hang ends in the timeout."""
+    X, Y = data()
+    kwargs = dict(batch_size=48, optimizer="adam", seed=2)
+    parent = net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report through the pipe, never return into pytest
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as f:
+                pickle.dump(net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters, f)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        received = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"child ended with status {status}"
+    child = pickle.loads(received)
+    assert two_parts[0], "the parent's fit did not run in the team"
+    for k, v in parent.items():
+        np.testing.assert_array_equal(child[k], v)
