@@ -40,7 +40,7 @@ import numpy as np
 from numba import prange
 
 from kernels.loops import all_finite, cross_entropy, gather_columns, optimizer_step, permutation
-from kernels.loops.team import STOP, SYNC_SIZE, WHY, claim, finish, halt, halted, reset, wait
+from kernels.loops.team import STOP, SYNC_SIZE, WHY, claim, finish, halt, meet, reset, wait
 from kernels.loops.views import flat
 
 from .training import DIVERGED, FINISHED, STOPPED, backward, forward, swap_items
@@ -173,9 +173,8 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, d
                 if not math.isfinite(wJ):
                     halt(sync, end, DIVERGED, k, t, traded)
                 finish(sync)
-            wait(sync, end)
             base = end
-            if halted(sync, end):
+            if meet(sync, end):
                 return
             t += 1
             end = base + blocks.shape[0]
@@ -187,9 +186,8 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, d
                                    offsets, l2, lr, kind, beta1, beta2, epsilon, t):
                     halt(sync, end, DIVERGED, k, t, traded)
                 finish(sync)
-            wait(sync, end)
             base = end
-            if halted(sync, end):
+            if meet(sync, end):
                 return
             Wc, Ws = Ws, Wc
             bc, bs = bs, bc
@@ -200,9 +198,8 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, d
                               track, validate, early, patience, tol, epoch, acts, eps, exact):
                 halt(sync, end, STOPPED, k + 1, t, traded)
             finish(sync)
-        wait(sync, end)
         base = end
-        if halted(sync, end):
+        if meet(sync, end):
             return
 
 

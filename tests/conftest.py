@@ -77,6 +77,30 @@ def assert_gradients_like_numpy(K, dZ, A_prev, W, close):
     close(dA, dAr, n, dtype)
 
 
+def in_forked_child(work):
+    """What ``work()`` returns when run in a child made with os.fork(),
+    pickled back through a pipe; the child never returns into pytest, and
+    the test fails if it ends with an error."""
+    import pickle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            with os.fdopen(write, "wb") as f:
+                pickle.dump(work(), f)
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        received = f.read()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"child ended with status {status}"
+    return pickle.loads(received)
+
+
 def assert_trains_like_numpy(backend, dtype, make, fit):
     """``make(backend)`` -> a network, ``fit(net)`` trains it: on numpy and on
     ``backend`` the parameters and recorded costs agree within 1e-7 (float64:

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import in_forked_child
 
 import kernels
 from kernels import threads
@@ -68,23 +69,7 @@ def test_forked_child_fits_like_its_parent(backend):
     """After a fit in the parent, a child made with os.fork() fits the same
     network to the same parameters, bit for bit (same code, same data)."""
     parent = _fit(backend)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe, never return into pytest
-        code = 1
-        try:
-            os.close(read)
-            with os.fdopen(write, "wb") as f:
-                pickle.dump(_fit(backend), f)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"child ended with status {status}"
-    child = pickle.loads(data)
+    child = in_forked_child(lambda: _fit(backend))
     _assert_same(child, parent, rtol=0)
 
 

@@ -11,12 +11,11 @@ member does an item never changes what it writes (assert_array_equal).
 """
 
 import os
-import pickle
 
 import numba
 import numpy as np
 import pytest
-from conftest import assert_trains_like_numpy
+from conftest import assert_trains_like_numpy, in_forked_child
 
 from model import DivergenceError, NeuralNetwork, fit, team
 from model.program import Program
@@ -202,23 +201,7 @@ def test_a_child_forked_after_a_team_ran_trains_like_its_parent(two_parts):
     X, Y = data()
     kwargs = dict(batch_size=48, optimizer="adam", seed=2)
     parent = net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: report through the pipe, never return into pytest
-        code = 1
-        try:
-            os.close(read)
-            with os.fdopen(write, "wb") as f:
-                pickle.dump(net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters, f)
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        received = f.read()
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"child ended with status {status}"
-    child = pickle.loads(received)
+    child = in_forked_child(lambda: net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters)
     assert two_parts[0], "the parent's fit did not run in the team"
     for k, v in parent.items():
         np.testing.assert_array_equal(child[k], v)

@@ -150,6 +150,13 @@ def halted(sync, end):
 
 
 @register_jitable(**HELPER_OPTIONS)
+def meet(sync, end):
+    """The end of a member's phase: wait for its items, then whether one halted the team."""
+    wait(sync, end)
+    return halted(sync, end)
+
+
+@register_jitable(**HELPER_OPTIONS)
 def reset(sync):
     """Ready for a new run of phases."""
     sync[CLAIMED] = 0
