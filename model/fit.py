@@ -6,7 +6,9 @@ CHUNK_SECONDS: between two chunks the progress bar moves and a Ctrl-C
 lands. ``_chunk_runner`` allocates the fit's buffers once (or takes those the
 last fit kept) and returns ``chunk``, which calls the program's ``fit_chunk``
 (model/training.py): forward, cost, backward and update for ``count``
-iterations, compiled in one call on "numba" and "parallel".
+iterations, compiled in one call on "numba" and "parallel". Mini-batch
+fits go through ``_epoch_runner`` and ``fit_epochs``; on "parallel" their
+steps are shared by a team of threads (``model/team.py``, ``fit_epochs_team``).
 
 ``FitLoop`` is a mixin of NeuralNetwork: it reads the network's parameters
 (``_W``, ``_b``), its backend (``_ops``, ``program``) and its kept buffers.

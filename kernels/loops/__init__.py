@@ -20,6 +20,7 @@ Read in this order:
     products/       the engine: blocked.py (register blocking), packed.py
                     (packed panels), micro.py (the micro-kernels)
     views.py        flat, the 1-D view the elementwise loops walk
+    team.py         atomics and claimed phases: how model/team.py's threads meet
 
 Shape key (the course's notation):
     m      number of examples (examples are columns)
