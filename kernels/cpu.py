@@ -82,28 +82,37 @@ def source_digest(*paths):
 
 SOURCE_DIGEST = source_digest(pathlib.Path(__file__).parent)
 
-# A compiled function's name ends in "__<variant>_<digest>" (see compile_loops).
-_DIGEST_NAME = re.compile(r"__[A-Za-z0-9]+_([0-9a-f]{10})[-.]")
+# A compiled function's name ends in "__<family>[p<plans>]_<digest>" (see
+# compile_loops): the family is a variant ("numba", "parallel") or what is
+# compiled against one ("team", a lesson's). Families sharing a cache folder
+# hash different sources (model/: the training loop's and the team's), so
+# each prunes only its own.
+_DIGEST_NAME = re.compile(r"__([A-Za-z0-9]+?)(?:p[0-9]+)?_([0-9a-f]{10})[-.]")
 _pruned = set()
 
 
 def _prune_stale(dispatcher, digest):
-    """Delete the cache files of other source digests from ``dispatcher``'s
-    cache folder (best effort: once per folder and digest, errors ignored)."""
+    """Delete the cache files of ``dispatcher``'s family (its name's variant,
+    any plan set) compiled from other source digests, in its cache folder
+    (best effort: once per folder, family and digest, errors ignored)."""
     try:
         folder = dispatcher._cache._cache_path  # Numba's own choice of folder
     except AttributeError:
         return
-    if (folder, digest) in _pruned:
+    own = _DIGEST_NAME.search(dispatcher.py_func.__name__ + "-")
+    if own is None:
         return
-    _pruned.add((folder, digest))
+    family = own.group(1)
+    if (folder, family, digest) in _pruned:
+        return
+    _pruned.add((folder, family, digest))
     try:
         names = os.listdir(folder)
     except OSError:
         return
     for name in names:
         match = _DIGEST_NAME.search(name)
-        if match and match.group(1) != digest and name.endswith((".nbi", ".nbc")):
+        if match and match.group(1) == family and match.group(2) != digest and name.endswith((".nbi", ".nbc")):
             try:
                 os.remove(os.path.join(folder, name))
             except OSError:

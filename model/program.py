@@ -78,9 +78,9 @@ def _always_finite(x, zeros):
 
 _compiled = {}
 
-# model.team's functions, callees first: the team's parallel loop
-# (fit_epochs_team) and what its members run, inlined into team_member.
-TEAM_FUNCTIONS = ("team_part", "team_update", "team_epoch_end", "team_member", "fit_epochs_team")
+# model.team's compiled functions, callees first: what the team's members
+# run (fit_epochs_team, plain Python, starts them), inlined into team_member.
+TEAM_FUNCTIONS = ("team_part", "team_update", "team_epoch_end", "team_member")
 TEAM_INLINED = ("team_part", "team_update", "team_epoch_end")
 
 
@@ -110,21 +110,18 @@ def _compiled_functions(variant, plans):
 def _team_functions(plans):
     """model.team's functions for plan set ``plans``, once per process: the
     members run the "numba" variant's kernels and training drivers (one
-    thread each: a parallel loop inside a member would nest in the team's),
-    fit_epochs_team's loop over the members runs on Numba's threads."""
+    thread each), compiled nogil so that the team's threads run at once."""
     plans = cpu.compiled_variant("numba", plans)[1]
     key = ("team", plans)
     if key in _compiled:
         return _compiled[key]
-    threads.start_pool()
     serial = _compiled_functions("numba", plans)
     extra = dict(vars(cpu.variant_kernels("numba", plans)),
                  **{name: getattr(serial, name) for name in ("forward", "backward", "swap_items")})
     here = pathlib.Path(training.__file__)
     digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, here, here.with_name("team.py"))
-    options = cpu.VARIANTS["parallel"][1]
-    own = {name: dict(options, parallel=False, **({"inline": "always"} if name in TEAM_INLINED else {}))
-           for name in TEAM_FUNCTIONS[:-1]}
+    options = cpu.VARIANTS["numba"][1]
+    own = {name: dict(options, inline="always") for name in TEAM_INLINED}
     _compiled[key] = cpu.compile_loops("__team", options, TEAM_FUNCTIONS, team, extra, digest, plans, own)
     return _compiled[key]
 
@@ -182,8 +179,8 @@ class Program:
         self._python_list = list
 
     def fit_epochs_team(self, *args):
-        """model.team.fit_epochs_team, compiled on its first call."""
-        return _team_functions(self.plans).fit_epochs_team(*args)
+        """model.team.fit_epochs_team, its members compiled on the first call."""
+        return team.fit_epochs_team(_team_functions(self.plans).team_member, *args)
 
     def list(self, arrays):
         """A list of the backend's arrays in the form the program takes."""

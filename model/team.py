@@ -3,9 +3,10 @@
 ``model.training.fit_epochs`` runs a batch's step on one thread; the parallel
 backend could only split its matrix products, and a batch of 64 gives each
 product too little work to pay for a parallel loop's start (README, "Threads
-for mid-sized products"). Here one parallel loop runs a whole chunk of
-epochs: its members (one a thread) share every step by the columns of the
-batch, as data-parallel training shares a batch between devices:
+for mid-sized products"). Here a team of members, each a thread running the
+compiled ``team_member`` over a whole chunk of epochs, shares every step by
+the columns of the batch, as data-parallel training shares a batch between
+devices:
 
 1. **parts**: the batch's columns split into P parts (``offsets``); part p
    gathers its columns, runs forward, its cost and backward into its own
@@ -18,7 +19,7 @@ batch, as data-parallel training shares a batch between devices:
    and early stopping, as fit_epochs does.
 
 The members synchronise with ``kernels.loops.team`` (claimed items, no
-barrier that can hang), so the parameters after a step do not depend on
+barrier that can hang; ``fit_epochs_team`` starts and joins their threads), so the parameters after a step do not depend on
 which thread did what, or on how many threads ran: only on P (a batch
 summed in P parts rounds differently from one summed whole; within the
 tolerances of the agreement tests). Dropout is not shared out (its masks
@@ -34,10 +35,10 @@ Shape key as in model.training; per part p (lists of P items):
 """
 
 import math
+import threading
 
 import numba
 import numpy as np
-from numba import prange
 
 from kernels.loops import all_finite, cross_entropy, gather_columns, optimizer_step, permutation
 from kernels.loops.team import STOP, SYNC_SIZE, WHY, claim, finish, halt, meet, reset, wait
@@ -237,26 +238,34 @@ def team_epoch_end(costs, Wc, bc, jlog, m, e, cost_every, Zv, Av, Yv, val_costs,
     return False
 
 
-def fit_epochs_team(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At, dZt,
-                    dAt, Yt, dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs,
+def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At,
+                    dZt, dAt, Yt, dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs,
                     iota, acts, start, count, cost_every, first_epoch, first_step, learning_rate, decay_rate,
                     decay_every, kind, beta1, beta2, epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs,
                     W_best, b_best, track, validate, early, patience, tol, members):
     """model.training.fit_epochs (the same arguments, the same returns:
-    done, status, steps), each step shared by a team of members, one per
-    thread (the module docstring); the team's buffers and ``sync``
-    (kernels.loops.team.SYNC_SIZE,) int64 come first, the number of
-    members (numba.get_num_threads()) last. Always batches copied from X
-    (fit runs one batch in order with fit_epochs)."""
+    done, status, steps), each step shared by a team of ``members`` members
+    (the module docstring): ``member`` is team_member compiled (nogil), run
+    by this thread and by members - 1 threads of our own, at most one a
+    thread Numba runs (numba.set_num_threads); a thread with more runs
+    them one after the other, each finding the phases done. The team's
+    buffers and ``sync`` (kernels.loops.team.SYNC_SIZE,) int64 come first.
+    Always batches copied from X (fit runs one batch in order with
+    fit_epochs).
+
+    Why threads of our own and not a parallel loop: a ``prange`` over the
+    members makes Numba optimize team_member's whole call tree twice more
+    (in the loop's body and in the function around it), 2/3 of the team's
+    cold compile; the members need nothing of a threading layer."""
+    args = (sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At, dZt, dAt, Yt,
+            dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start,
+            count, cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
+            epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
+            patience, tol)
     reset(sync)
-    for _ in prange(members):
-        team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At, dZt,
-                    dAt, Yt, dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs,
-                    iota, acts, start, count, cost_every, first_epoch, first_step, learning_rate, decay_rate,
-                    decay_every, kind, beta1, beta2, epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs,
-                    W_best, b_best, track, validate, early, patience, tol)
+    run_members(member, args, members, min(members, numba.get_num_threads()))
     if sync[STOP] >= 0:  # an item halted the team: halt's record
-        status, done, steps, traded = sync[WHY], sync[WHY + 1], sync[WHY + 2], sync[WHY + 3] != 0
+        status, done, steps, traded = int(sync[WHY]), int(sync[WHY + 1]), int(sync[WHY + 2]), sync[WHY + 3] != 0
     else:
         steps_per_chunk = count * jlog.shape[0]
         done, status, steps, traded = count, FINISHED, first_step + steps_per_chunk, steps_per_chunk % 2 == 1
@@ -264,6 +273,32 @@ def fit_epochs_team(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, A
         swap_items(W, W_next)
         swap_items(b, b_next)
     return done, status, steps
+
+
+def run_members(member, args, members, threads):
+    """member(*args) ``members`` times on ``threads`` threads (this one and
+    threads - 1 started here, all joined before it returns, whatever
+    happens: none outlives the call, so a fork after it copies no team)."""
+    errors = []
+
+    def run(first):
+        try:
+            for _ in range(first, members, threads):
+                member(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(i,), name=f"jitloops-team-{i}", daemon=True)
+               for i in range(1, max(threads, 1))]
+    try:
+        for w in workers:
+            w.start()
+        run(0)
+    finally:
+        for w in workers:
+            w.join()
+    if errors:
+        raise errors[0]
 
 
 def team_members():

@@ -159,3 +159,27 @@ def test_two_processes_adding_signatures_at_once_keep_both(tmp_path):
     assert len(locked) == 2 and len(set(locked.values())) == 2, locked
     unlocked = _race(tmp_path / "unlocked", "0")
     assert len(unlocked) == 1, unlocked
+
+
+def test_pruning_keeps_other_families_sharing_the_folder(tmp_path):
+    """model/__pycache__ holds the training loop's functions (digest of the
+    kernels and training.py) and the team's (the same and team.py): a team
+    compiled after a training loop must not delete the training loop's
+    cache entries as stale (each then recompiled the other's, every run),
+    only its own family's of other digests."""
+    import types
+
+    from kernels import cpu
+    names = ["training.fit_epochs__numba_1111111111-215.py311.nbi",
+             "training.fit_epochs__numba_1111111111-215.py311.1.nbc",
+             "training.fit_epochs__numbap5_1111111111-215.py311.nbi",
+             "team.team_member__team_2222222222-114.py311.nbi",      # the team, this source
+             "team.team_member__teamp5_3333333333-114.py311.nbi",    # the team, an older source
+             "team.team_member__team_3333333333-114.py311.1.nbc",
+             "notes.txt"]
+    for n in names:
+        (tmp_path / n).write_text("")
+    team_member = types.SimpleNamespace(_cache=types.SimpleNamespace(_cache_path=str(tmp_path)),
+                                        py_func=types.SimpleNamespace(__name__="team_member__teamp5_2222222222"))
+    cpu._prune_stale(team_member, "2222222222")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n in names if "3333333333" not in n)

@@ -173,6 +173,58 @@ def test_when_a_team_pays():
     assert team.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
 
 
+def test_members_run_on_threads_joined_before_fit_returns(two_parts):
+    """The members run on threads of their own (two when Numba may run two),
+    all joined when fit returns: none is left to a fork or to the next fit."""
+    import threading
+    seen = []
+    original = team.run_members
+
+    def spy(member, args, members, threads):
+        def watched(*a):
+            seen.append(threading.current_thread().name)
+            return member(*a)
+        return original(watched, args, members, threads)
+
+    X, Y = data()
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(team, "run_members", spy)
+            two_parts[1][:] = [2]
+            net("parallel").fit(X, Y, 2, 0.01, batch_size=64, optimizer="adam")
+    finally:
+        numba.set_num_threads(previous)
+    assert len(seen) >= 2 and len(seen) % 2 == 0  # two members a chunk
+    if numba.config.NUMBA_NUM_THREADS >= 2:
+        assert set(seen) == {threading.current_thread().name, "jitloops-team-1"}
+    assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
+
+
+def test_run_members_runs_each_member_and_raises_what_one_raised():
+    """``members`` calls on ``threads`` threads (the extra ones one after the
+    other on a thread), every thread joined; a member's error is raised in
+    the caller's thread after the others finished."""
+    import threading
+    names = []
+    team.run_members(lambda tag: names.append((tag, threading.current_thread().name)), ("x",), 3, 2)
+    assert sorted(n for _, n in names) == sorted([threading.current_thread().name] * 2 + ["jitloops-team-1"])
+    names.clear()
+    team.run_members(lambda tag: names.append(threading.current_thread().name), ("x",), 2, 1)
+    assert names == [threading.current_thread().name] * 2
+
+    def member(tag):
+        if threading.current_thread().name == "jitloops-team-1":
+            raise RuntimeError("a member failed")
+        names.append(tag)
+    names.clear()
+    with pytest.raises(RuntimeError, match="a member failed"):
+        team.run_members(member, ("done",), 2, 2)
+    assert names == ["done"]
+    assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
+
+
 def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
     """Two networks fit at once in two Python threads, each with its team (a
     member never waits for one that has not claimed an item, so teams
@@ -195,9 +247,9 @@ def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() does not exist on this platform")
 def test_a_child_forked_after_a_team_ran_trains_like_its_parent(two_parts):
-    """The team is a parallel loop of the threading layer: a child forked
-    after the parent's team ran (tbb: fork-safe, kernels/threads.py) runs
-    its own, to the same parameters, bit for bit; a hang ends in the timeout."""
+    """A child forked after the parent's team ran (its threads joined when
+    fit returned: the child has none of them) runs its own team, to the
+    same parameters, bit for bit; a hang ends in the timeout."""
     X, Y = data()
     kwargs = dict(batch_size=48, optimizer="adam", seed=2)
     parent = net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters
