@@ -239,7 +239,7 @@ def test_rounds_pause_before_compiled_code_only_where_blas_may_spin(monkeypatch)
     NumPy (its BLAS threads spin) and any contender after "parallel" (its
     workers spin), but "parallel" right after "numba" (no BLAS, no pool) does not."""
     order = []
-    monkeypatch.setattr(runner.time, "sleep", lambda s: order.append("pause"))
+    monkeypatch.setattr(runner, "settle_threads", lambda: order.append("pause"))
 
     def make(name):
         return lambda: ((lambda: order.append(name)), (lambda: None))
@@ -248,3 +248,52 @@ def test_rounds_pause_before_compiled_code_only_where_blas_may_spin(monkeypatch)
     bench.run_cases(cases, min_time=0.0, rounds=2)
     timed = order[order.index("numpy"):]  # the rounds, after the warm-up
     assert timed == ["numpy", "pause", "numba", "parallel", "pause", "numpy", "pause", "numba", "parallel"]
+
+
+def test_a_pause_lasts_while_other_threads_run_and_no_longer(monkeypatch):
+    """settle_threads polls until no other thread of the process runs (the
+    BLAS workers stopped spinning), BLAS_SETTLE_S at most; where /proc
+    cannot tell, it sleeps the whole limit."""
+    clock = [0.0]
+    monkeypatch.setattr(runner.time, "perf_counter", lambda: clock[0])
+    slept = []
+
+    def sleep(s):
+        slept.append(s)
+        clock[0] += s
+    monkeypatch.setattr(runner.time, "sleep", sleep)
+    states = iter([True, True, False])
+    monkeypatch.setattr(runner, "_other_threads_running", lambda: next(states))
+    runner.settle_threads(0.15)
+    assert slept == [runner.SETTLE_POLL_S] * 2  # two polls while running, none after
+    slept.clear()
+    monkeypatch.setattr(runner, "_other_threads_running", lambda: True)
+    runner.settle_threads(0.15)
+    assert sum(slept) == pytest.approx(0.15, abs=runner.SETTLE_POLL_S)  # the limit, never longer
+    slept.clear()
+    monkeypatch.setattr(runner, "_other_threads_running", lambda: None)
+    runner.settle_threads(0.15)
+    assert sum(slept) == pytest.approx(0.15)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc/self/task")
+def test_a_spinning_thread_is_seen_running():
+    """A thread computing outside the GIL (hashing: as a BLAS worker spins)
+    is seen running; once it has ended it is not."""
+    import hashlib
+    import threading
+    block = bytes(1 << 20)
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            hashlib.sha256(block).digest()  # releases the GIL for large inputs
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        seen = [runner._other_threads_running() for _ in range(200)]
+    finally:
+        stop.set()
+        t.join()
+    assert any(seen)
+    assert runner._other_threads_running() is not None  # /proc tells, on Linux

@@ -5,11 +5,15 @@ Numba's cache) is never timed; the time is the median of repeated calls (the
 minimum is reported beside it: on a shared machine it is the better estimate
 of what the code can do); BLAS threads (which keep spinning ~0.1 s after a
 NumPy call and slow a Numba parallel loop that follows ~3x on 2 cores) are
-given ``BLAS_SETTLE_S`` to go to sleep before a compiled contender is timed,
-and are limited to one thread while a Numba parallel contender runs.
+given up to ``BLAS_SETTLE_S`` to go to sleep before a compiled contender is
+timed (``settle_threads``: where Linux tells which threads run, no longer than they
+spin: nothing after a call too small for BLAS's threads), and are limited to
+one thread while a Numba parallel contender runs.
 ``add_metrics`` turns the times into speed-ups, GFLOP/s, GB/s and % of peak.
 """
 
+import os
+import threading
 import time
 
 import numpy as np
@@ -19,6 +23,44 @@ from jitloops.timing import timings
 from .machine import blas_threads, compute_peak, level_of
 
 BLAS_SETTLE_S = 0.15   # BLAS worker threads spin ~0.1 s after a NumPy call
+SETTLE_POLL_S = 0.002
+
+
+def _other_threads_running():
+    """Whether a thread of this process other than the calling one is
+    running or runnable (Linux's /proc state R: a spinning BLAS or TBB
+    worker); None where /proc cannot tell."""
+    me = threading.get_native_id()
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        if tid == str(me):
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]  # after the name, which may hold spaces
+        except (OSError, IndexError):
+            continue  # the thread ended
+        if state == "R":
+            return True
+    return False
+
+
+def settle_threads(limit_s=BLAS_SETTLE_S):
+    """Let the worker threads of the last BLAS (or parallel) call go to
+    sleep before the next timing: until none of this process's other
+    threads runs, ``limit_s`` at most (all of it where that cannot be told)."""
+    deadline = time.perf_counter() + limit_s
+    while time.perf_counter() < deadline:
+        running = _other_threads_running()
+        if running is None:
+            time.sleep(max(0.0, deadline - time.perf_counter()))
+            return
+        if not running:
+            return
+        time.sleep(SETTLE_POLL_S)
 
 
 class Skip(Exception):
@@ -48,7 +90,7 @@ def time_case(case, min_time=0.1, check=True, settle=None):
     with blas_threads(case.blas_threads):
         run, chk = prepare(case)
         if case.compiled if settle is None else settle:
-            time.sleep(BLAS_SETTLE_S)
+            settle_threads()
         # the pure-Python contender: three calls, they are long
         times = timings(run, min_time=min_time, min_reps=3,
                         max_reps=3 if case.contender == "python" else 10_000, warmup=0)
@@ -143,7 +185,7 @@ def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS, previous=None):
             case = cases[k]
             with blas_threads(case.blas_threads):
                 if _settle(case, previous, in_rounds=True):
-                    time.sleep(BLAS_SETTLE_S)
+                    settle_threads()
                 times[k] += timings(run, min_time=min_time / rounds, min_reps=1,
                                     max_reps=1 if case.contender == "python" else 10_000, warmup=0)
             previous = case.contender
