@@ -43,6 +43,15 @@ KEEP_FIT_BUFFERS_BYTES = 4 << 20
 EPOCH_GATHER_BYTES = 4 << 20
 
 
+# signal.signal wraps the C module's in enum conversions: 12 us a call
+# against 1 us, a large part of a short fit's call (every fit sets and
+# restores the handler). The same function, where CPython has it.
+try:
+    from _signal import signal as _set_handler
+except ImportError:  # another interpreter
+    _set_handler = signal.signal
+
+
 @contextlib.contextmanager
 def _deferred_interrupt():
     """While fit runs, a Ctrl-C (SIGINT) is only noted; fit raises
@@ -55,14 +64,14 @@ def _deferred_interrupt():
         yield received
         return
     try:
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+        previous = _set_handler(signal.SIGINT, lambda signum, frame: received.append(signum))
     except ValueError:  # e.g. an embedded interpreter
         yield received
         return
     try:
         yield received
     finally:
-        signal.signal(signal.SIGINT, previous)
+        _set_handler(signal.SIGINT, previous)
 
 
 _threadpools = None
@@ -135,7 +144,7 @@ class FitLoop:
         """Allocate every buffer of the fit once (or take those the last fit
         kept); return chunk(start, count)."""
         p, dt = self._program_for(X.shape[1]), self.dtype
-        W, b = p.list(self._W), p.list(self._b)
+        W, b = self._parameter_lists(p)
         buf, W_next, b_next, zeros, codes = self._fit_scratch(X)
         eps = self._eps()
         ops = self._ops
@@ -155,9 +164,12 @@ class FitLoop:
                 ops.copy(b[l], b_start[l])
 
         def chunk(start, count):
+            traded = True  # whether W, b may hold other arrays than _W, _b now
             try:
                 if not optimistic:
-                    return run(p.fit_chunk, start, count)
+                    done, status = run(p.fit_chunk, start, count)
+                    traded = done % 2 == 1  # fit_chunk trades the lists' arrays once per step
+                    return done, status
                 # A device backend: run the chunk without the per-iteration test
                 # (each test is a host sync), test the parameters once at its end,
                 # and only if that fails (or a recorded cost is NaN/inf) run it
@@ -177,7 +189,7 @@ class FitLoop:
                 restore()
                 return run(p.fit_chunk, start, count)
             finally:  # the lists may have traded arrays: W, b hold the current parameters
-                self._W, self._b = p.unlist(W), p.unlist(b)
+                self._keep_parameter_lists(p, W, b, traded)
 
         return chunk
 
@@ -198,7 +210,7 @@ class FitLoop:
         if parts:
             p = self._program_for(*ms, size // parts, *([last // parts] if last >= parts else []))
         state = self._optimizer_state_for(options)
-        W, b = p.list(self._W), p.list(self._b)
+        W, b = self._parameter_lists(p)
         # The buffers below hold nothing from one fit to the next (the
         # moments are the optimizer state's own arrays), so the next fit of
         # the same shapes takes them over, as _fit_scratch does: building
@@ -267,7 +279,7 @@ class FitLoop:
                 state["steps"] = steps
                 return done, status
             finally:  # the lists may have traded arrays: W, b hold the current parameters
-                self._W, self._b = p.unlist(W), p.unlist(b)
+                self._keep_parameter_lists(p, W, b)
 
         return chunk
 

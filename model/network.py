@@ -104,6 +104,7 @@ class NeuralNetwork(FitLoop, Persistence):
         self._fit_buffers = None  # (key, A[1:], lists) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
         self._chunk_hint = None  # (key, iterations per chunk) of the last fit
         self._optimizer_state = None  # the optimizer's moments, steps and epochs: see fit
+        self._parameter_lists_kept = None  # (program, _W, _b, W list, b list): see _parameter_lists
 
     @property
     def program(self):
@@ -112,6 +113,24 @@ class NeuralNetwork(FitLoop, Persistence):
         if self._program is None:
             self._program = get_program(self._ops, self._plans)
         return self._program
+
+    def _parameter_lists(self, p):
+        """W, b as program ``p``'s lists: the last fit's while ``_W`` and
+        ``_b`` are the very lists it left (``_keep_parameter_lists``), new
+        ones otherwise (a typed list made from Python costs microseconds, a
+        large part of a short fit's call)."""
+        kept = self._parameter_lists_kept
+        if kept is not None and kept[0] is p and kept[1] is self._W and kept[2] is self._b:
+            return kept[3], kept[4]
+        return p.list(self._W), p.list(self._b)
+
+    def _keep_parameter_lists(self, p, W, b, traded=True):
+        """After a run of ``p`` on the lists W, b: ``_W``, ``_b`` hold their
+        arrays (read back only where the run may have ``traded`` them with
+        the spare ones), and the lists are kept for the next run."""
+        if traded:
+            self._W, self._b = p.unlist(W), p.unlist(b)
+        self._parameter_lists_kept = (p, self._W, self._b, W, b)
 
     def _program_for(self, *ms):
         """``program``, grown to the plans batches of each m in ``ms`` reach
@@ -217,7 +236,7 @@ class NeuralNetwork(FitLoop, Persistence):
         """Backend forward pass; returns the buffers (Z, A) as program lists."""
         p = self._program_for(X.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(X, backward=False).items()}
-        p.forward(buf["Z"], buf["A"], p.list(self._W), p.list(self._b), p.codes(self._codes()))
+        p.forward(buf["Z"], buf["A"], *self._parameter_lists(p), p.codes(self._codes()))
         return buf
 
     def _codes(self):
@@ -292,7 +311,7 @@ class NeuralNetwork(FitLoop, Persistence):
         Xd, Yd = self._data(X, Y)
         p = self._program_for(Xd.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(Xd, backward=True).items()}
-        W, b, codes = p.list(self._W), p.list(self._b), p.codes(self._codes())
+        (W, b), codes = self._parameter_lists(p), p.codes(self._codes())
         p.forward(buf["Z"], buf["A"], W, b, codes)
         p.backward(buf["dW"], buf["db"], buf["dZ"], buf["dA"], W, buf["Z"], buf["A"], Yd, codes)
         host = self._ops.to_host

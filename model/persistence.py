@@ -104,7 +104,8 @@ class Persistence:
         return net
 
     # ----------------------------------------------- pickle, copy.deepcopy
-    _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_optimizer_state", "_W", "_b")
+    _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_optimizer_state", "_W", "_b",
+                    "_parameter_lists_kept")
 
     def __getstate__(self):
         with self._guard.shared():

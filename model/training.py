@@ -124,7 +124,9 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     Returns (done, status): ``done`` iterations
     completed; status DIVERGED if iteration start + done produced a NaN/inf
     cost or parameter, in which case W, b are still those of the last finite
-    iteration.
+    iteration. Each completed step trades the arrays of W, b with those of
+    W_next, b_next: where ``done`` is even the lists hold the arrays they
+    held before (fit reads them back only where it is odd).
 
     Bound unguarded (``Program.fit_chunk_unguarded``: all_finite always true),
     the parameters are not tested per iteration: a device backend's chunks run

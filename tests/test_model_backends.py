@@ -216,3 +216,40 @@ def test_compiled_lists_are_numba_typed_lists():
     # constructor, which raises its own error
     with pytest.raises(Exception):
         p.list([np.ones((2, 2)), np.ones((2, 2), dtype=np.float32)])
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fits_in_pieces_take_every_step_whatever_the_lists_kept(planar, backend):
+    """fit keeps its parameter lists for the next fit while the network's
+    parameters are the arrays it left (and reads them back only after an
+    odd number of steps, when the lists have traded arrays with the spare
+    ones). Each fit(1) must be one gradient-descent step from the parameters
+    the network shows (W - lr dW, dW from ``gradients``: no fit machinery),
+    and fits of 3, 4 and 2 iterations must end where as many fit(1) do, bit
+    for bit; new parameters set in between are the ones trained on."""
+    X, Y = planar
+    lr = 1.2
+    net, ref = planar_net(backend, "float64"), planar_net(backend, "float64")
+
+    def one_step_each(n):
+        for _ in range(n):
+            before, grads = ref.parameters, ref.gradients(X, Y)
+            ref.fit(X, Y, 1, lr)
+            for k, v in before.items():  # the update kernel's W - lr dW, to rounding
+                np.testing.assert_allclose(ref.parameters[k], v - lr * grads["d" + k], rtol=1e-13, atol=1e-15,
+                                           err_msg=k)
+
+    for n in (3, 4, 2):
+        net.fit(X, Y, n, lr)
+        one_step_each(n)
+        for k, v in ref.parameters.items():
+            np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
+    kept = net._parameter_lists_kept
+    assert kept is not None and kept[1] is net._W
+    fresh = planar_net(backend, "float64").parameters
+    net.set_parameters(fresh)  # new arrays: the kept lists must not be used
+    ref.set_parameters(fresh)
+    net.fit(X, Y, 3, lr)
+    one_step_each(3)
+    for k, v in ref.parameters.items():
+        np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
