@@ -8,6 +8,7 @@ W[l] (n[l], n[l-1]), b[l] (n[l], 1).
 import math
 import numbers
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -70,6 +71,8 @@ def check_X(X, n_x, dtype):
         raise ValueError("X has no examples (shape (n_x, 0)); it needs at least one column")
     if X.dtype.kind == "f" and not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity; remove or impute those values first")
+    if X.dtype == dtype and X.flags.c_contiguous:  # as fit needs it, and checked
+        return _writable(X)
     with np.errstate(over="ignore"):
         X = np.ascontiguousarray(X, dtype=dtype)
     if not np.isfinite(X).all():  # finite in float64 but out of float32's range
@@ -237,7 +240,7 @@ class TrainingOptions:
     tol: float = 1e-4
     keep_prob: tuple = ()  # per hidden layer
 
-    @property
+    @cached_property
     def plain(self):
         """True for the first course's batch gradient descent (none of the options)."""
         from kernels.options import GD
@@ -271,6 +274,8 @@ def check_nonnegative(value, name):
 
 def check_keep_prob(keep_prob, hidden):
     """keep_prob as a tuple, one probability in (0, 1] per hidden layer."""
+    if type(keep_prob) is float and keep_prob == 1.0:  # the default, at every fit
+        return (1.0,) * hidden
     values = [keep_prob] * hidden if isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool) \
         else keep_prob
     try:
@@ -287,10 +292,31 @@ def check_keep_prob(keep_prob, hidden):
     return tuple(float(v) for v in values)
 
 
-def check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
-                           validation=False, early_stopping=False, n_iter_no_change=10, tol=1e-4,
-                           keep_prob=()):
-    """The second course's fit options as TrainingOptions, or an error that says how to fix it."""
+# check_training_options' results by their arguments (each with its type,
+# so that True and 1, or 1 and 1.0, are never taken for one another): a fit
+# called again with the same options skips ~10 us of checks.
+_checked_options = {}
+
+
+def check_training_options(*args):
+    """The second course's fit options as TrainingOptions, or an error that
+    says how to fix it (the arguments of _check_training_options)."""
+    try:
+        key = tuple((type(a), a) for a in args)
+        options = _checked_options.get(key)
+    except TypeError:  # an unhashable argument (an optimizer object that is not)
+        return _check_training_options(*args)
+    if options is None:
+        options = _check_training_options(*args)
+        if len(_checked_options) >= 64:
+            _checked_options.clear()
+        _checked_options[key] = options
+    return options
+
+
+def _check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
+                            validation=False, early_stopping=False, n_iter_no_change=10, tol=1e-4,
+                            keep_prob=()):
     if not isinstance(early_stopping, (bool, np.bool_)):
         raise TypeError(f"early_stopping must be True or False, got {early_stopping!r}")
     if early_stopping and not validation:

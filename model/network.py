@@ -12,6 +12,7 @@ Arrays are made with the backend's hooks (``ops.empty``, ``ops.asarray``,
 ``ops.to_host``), so a device backend keeps them on its device.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -28,6 +29,13 @@ from .fit import FitLoop
 from .persistence import Persistence
 from .program import get_program
 from .training import DIVERGED
+
+
+@functools.lru_cache(maxsize=256)
+def _plans_needed(layer_dims, ms, itemsize):
+    """plans_needed, remembered: every fit, predict and cost asks it again."""
+    return plans_needed(list(layer_dims), ms, itemsize)
+
 
 __all__ = ["NeuralNetwork", "DivergenceError", "INITIALIZATIONS"]
 
@@ -137,7 +145,7 @@ class NeuralNetwork(FitLoop, Persistence):
         (kernels.loops.plans.plans_needed, rounded up by plan_tier): a
         compiled backend compiles only those, and a network's set only grows
         (a bigger one compiles once more)."""
-        plans = plan_tier(self._plans | plans_needed(self.layer_dims, ms, self.dtype.itemsize))
+        plans = plan_tier(self._plans | _plans_needed(tuple(self.layer_dims), ms, self.dtype.itemsize))
         if plans != self._plans:
             self._plans, self._program = plans, None
         return self.program

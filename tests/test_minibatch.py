@@ -226,6 +226,29 @@ def test_bad_training_options_say_how_to_fix_them():
     assert not check_training_options(8, True, 0, "gd", 0.0, 1, 0.0).plain
 
 
+def test_checked_options_are_remembered_by_value_and_type():
+    """fit remembers the options it checked (a short fit's call is mostly
+    checks): the same arguments give the same options, but an argument
+    equal to a good one of another type (True == 1, 1.0 == 1) is checked
+    afresh, and bad ones are refused however often asked."""
+    X, Y = moons_like(m=20)
+    net = NeuralNetwork([2, 3, 1])
+    net.fit(X, Y, 1, 0.1, batch_size=1, seed=1, decay_every=1)
+    first = check_training_options(1, True, 1, "gd", 0.0, 1, 0.0)
+    assert check_training_options(1, True, 1, "gd", 0.0, 1, 0.0) is first
+    for _ in range(2):
+        for kwargs, message in [(dict(batch_size=True), "batch_size must be an int >= 1"),
+                                (dict(seed=1.0), "seed must be an int >= 0"),
+                                (dict(decay_every=True), "decay_every must be an int >= 1"),
+                                (dict(shuffle=1), "shuffle must be True or False"),
+                                (dict(batch_size=0), "batch_size must be an int >= 1")]:
+            with pytest.raises((TypeError, ValueError), match=message):
+                net.fit(X, Y, 1, 0.1, **kwargs)
+    adam = optimizers.Adam(beta1=0.5)
+    assert check_training_options(None, True, 0, adam, 0.0, 1, 0.0).optimizer == adam
+    assert check_training_options(None, True, 0, optimizers.Adam(beta1=0.6), 0.0, 1, 0.0).optimizer.beta1 == 0.6
+
+
 def test_a_backend_without_the_minibatch_kernels_names_the_option():
     """The cuda backend has no optimizer kernels yet: asking for them there
     is an error naming the option (played with an Ops over the numpy kernels
