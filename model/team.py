@@ -19,8 +19,9 @@ devices:
    and early stopping, as fit_epochs does.
 
 The members synchronise with ``kernels.loops.team`` (claimed items, no
-barrier that can hang; ``fit_epochs_team`` starts and joins their threads), so the parameters after a step do not depend on
-which thread did what, or on how many threads ran: only on P (a batch
+barrier that can hang; ``fit_epochs_team`` starts and joins their
+threads), so the parameters after a step do not depend on which thread
+did what, or on how many threads ran: only on P (a batch
 summed in P parts rounds differently from one summed whole; within the
 tolerances of the agreement tests). Dropout is not shared out (its masks
 are drawn per batch): fit runs such fits with fit_epochs.

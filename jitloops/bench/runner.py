@@ -6,9 +6,9 @@ minimum is reported beside it: on a shared machine it is the better estimate
 of what the code can do); BLAS threads (which keep spinning ~0.1 s after a
 NumPy call and slow a Numba parallel loop that follows ~3x on 2 cores) are
 given up to ``BLAS_SETTLE_S`` to go to sleep before a compiled contender is
-timed (``settle_threads``: where Linux tells which threads run, no longer than they
-spin: nothing after a call too small for BLAS's threads), and are limited to
-one thread while a Numba parallel contender runs.
+timed (``settle_threads``: where Linux tells which threads run, no longer
+than they spin: nothing after a call too small for BLAS's threads), and are
+limited to one thread while a Numba parallel contender runs.
 ``add_metrics`` turns the times into speed-ups, GFLOP/s, GB/s and % of peak.
 """
 
