@@ -11,6 +11,8 @@ member does an item never changes what it writes (assert_array_equal).
 """
 
 import os
+import signal
+import threading
 
 import numba
 import numpy as np
@@ -176,7 +178,6 @@ def test_when_a_team_pays():
 def test_members_run_on_threads_joined_before_fit_returns(two_parts):
     """The members run on threads of their own (two when Numba may run two),
     all joined when fit returns: none is left to a fork or to the next fit."""
-    import threading
     seen = []
     original = team.run_members
 
@@ -206,7 +207,6 @@ def test_run_members_runs_each_member_and_raises_what_one_raised():
     """``members`` calls on ``threads`` threads (the extra ones one after the
     other on a thread), every thread joined; a member's error is raised in
     the caller's thread after the others finished."""
-    import threading
     names = []
     team.run_members(lambda tag: names.append((tag, threading.current_thread().name)), ("x",), 3, 2)
     assert sorted(n for _, n in names) == sorted([threading.current_thread().name] * 2 + ["jitloops-team-1"])
@@ -229,7 +229,6 @@ def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
     """Two networks fit at once in two Python threads, each with its team (a
     member never waits for one that has not claimed an item, so teams
     sharing Numba's threads cannot hang each other): as trained one by one."""
-    import threading
     X, Y = data()
     kwargs = dict(batch_size=48, optimizer="adam", seed=2)
     alone = [net("parallel", seed=s).fit(X, Y, 20, 0.01, **kwargs).parameters for s in (1, 2)]
@@ -257,3 +256,28 @@ def test_a_child_forked_after_a_team_ran_trains_like_its_parent(two_parts):
     assert two_parts[0], "the parent's fit did not run in the team"
     for k, v in parent.items():
         np.testing.assert_array_equal(child[k], v)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGINT") or threading.current_thread() is not threading.main_thread(),
+                    reason="signals need the main thread")
+def test_ctrl_c_stops_the_team_after_a_completed_epoch(two_parts):
+    """A Ctrl-C during a team's fit stops it between two chunks: the
+    members' threads are joined, the parameters are those of the epochs
+    done, as a fit of that many epochs gives them."""
+    X, Y = data()
+    kwargs = dict(batch_size=64, optimizer="adam", seed=2)
+    net("parallel").fit(X, Y, 1, 0.01, **kwargs)  # compiled outside the timer
+    n = net("parallel")
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            n.fit(X, Y, 10**7, 0.01, **kwargs)
+    finally:
+        timer.cancel()
+    assert two_parts[0], "the fit did not run in the team"
+    assert 0 < n.n_iter_ < 10**7
+    assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
+    again = net("parallel").fit(X, Y, n.n_iter_, 0.01, **kwargs)
+    for k, v in again.parameters.items():
+        np.testing.assert_array_equal(n.parameters[k], v, err_msg=k)
