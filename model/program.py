@@ -9,8 +9,9 @@ included, and may supply its own ``parameters_finite``).
 - "numba" / "parallel": compiled with ``kernels.cpu.compile_loops`` against the
   variant's kernels, so ``fit_chunk`` runs whole chunks of iterations in compiled
   code. Lists are ``numba.typed.List``. "parallel" also has
-  ``fit_epochs_team`` (model/team.py: mini-batch steps shared by its threads),
-  compiled on first use against the "numba" variant's kernels.
+  ``fit_epochs_team`` (model/team.py: mini-batch steps shared by a team of
+  threads), whose members run ``team_member``, compiled on first use
+  against the "numba" variant's kernels.
 - every other backend ("python", "numpy", "cuda", ...): the same functions
   interpreted, calling ``ops.kernels``; lists are Python lists.
 
