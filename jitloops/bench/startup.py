@@ -125,13 +125,20 @@ def fit_memory(backend="numba", counts=(100, 10_000)):
     """Peak memory of one planar fit of each iteration count, each in a fresh
     process after a warm-up fit: tracemalloc's peak (NumPy's allocations,
     costs_ included) and the growth of the process's maximum RSS. Flat
-    numbers mean fit's memory does not grow with the iterations."""
+    numbers mean fit's memory does not grow with the iterations. The
+    processes run at once: each measures only its own memory."""
+    procs = [subprocess.Popen([sys.executable, "-c", MEMORY_SCRIPT, backend, str(n)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in counts]
     rows = []
-    for n in counts:
-        proc = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, backend, str(n)],
-                              capture_output=True, text=True, timeout=600)
+    for n, proc in zip(counts, procs):
+        try:
+            out, err = proc.communicate(timeout=600)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            err = f"timed out after 600 s. {err}"
         if proc.returncode != 0:
-            rows.append(dict(backend=backend, iterations=n, error=proc.stderr.strip()[-500:]))
+            rows.append(dict(backend=backend, iterations=n, error=err.strip()[-500:]))
             continue
-        rows.append(dict(backend=backend, **json.loads(proc.stdout.strip().splitlines()[-1])))
+        rows.append(dict(backend=backend, **json.loads(out.strip().splitlines()[-1])))
     return rows
