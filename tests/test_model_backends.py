@@ -253,3 +253,20 @@ def test_fits_in_pieces_take_every_step_whatever_the_lists_kept(planar, backend)
     one_step_each(3)
     for k, v in ref.parameters.items():
         np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
+
+
+def test_unlist_gives_the_arrays_themselves_and_an_empty_list_for_an_empty_one():
+    """Program.unlist reads a typed list back in compiled code (without
+    len() from Python, which Numba compiles anew in every process): the
+    very arrays, in order; an empty typed list gives []."""
+    import numba
+    import numba.typed
+
+    import kernels
+    from model.program import get_program
+
+    p = get_program(kernels.get_backend("numba"))
+    arrays = [np.arange(6.0).reshape(2, 3), np.ones((1, 3))]
+    back = p.unlist(p.list(arrays))
+    assert len(back) == 2 and all(a is not None and np.shares_memory(a, b) for a, b in zip(back, arrays))
+    assert p.unlist(numba.typed.List.empty_list(numba.types.float64[:, ::1])) == []

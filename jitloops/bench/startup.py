@@ -21,6 +21,19 @@ t0 = time.perf_counter()
 import numpy as np
 import kernels
 t_import = time.perf_counter() - t0
+from numba.core import event
+compiled = []  # Numba's compile events fire only for what the cache did not have
+
+
+class Compiles(event.Listener):
+    def on_start(self, ev):
+        compiled.append(1)
+
+    def on_end(self, ev):
+        pass
+
+
+event.register("numba:compile", Compiles())
 backend = sys.argv[1]
 ops = kernels.get_backend(backend)
 K = ops.kernels
@@ -54,7 +67,7 @@ if "fit" in sys.argv[2:]:
     net.fit(X, Y, iterations=1, learning_rate=1.2)
     fit = time.perf_counter() - t
 print(json.dumps(dict(import_s=t_import, first_calls_s=first, first_fit_s=fit,
-                      total_s=time.perf_counter() - t0)))
+                      total_s=time.perf_counter() - t0, compiled=bool(compiled))))
 """
 
 
@@ -72,8 +85,9 @@ def startup_times(backends=("numba", "parallel"), with_fit=None, with_ops=True, 
     ``with_ops``), the second loads them from the cache. With the model
     available, each then also runs one planar fit iteration (compiling or
     loading the model's loops too: what ``jitloops compare`` waits for).
-    Not ``cold``: both processes use this process's cache (the first fills
-    it if need be; only the second, a cache load, is reported).
+    Not ``cold``: the processes use this process's cache, and only a cache
+    load is reported: the first process's where it compiled nothing (the
+    cache was full), else the second's.
     Returns a list of dicts: backend, phase ('compile'/'cache load'),
     import_s, ops_s (first calls of the ops; None without them), fit_s,
     wall_s (the whole process, interpreter start included)."""
@@ -89,15 +103,19 @@ def startup_times(backends=("numba", "parallel"), with_fit=None, with_ops=True, 
                 t = time.perf_counter()
                 proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
                 wall = time.perf_counter() - t
-                if not cold and phase == "compile" and proc.returncode == 0:
-                    continue
                 if proc.returncode != 0:
                     rows.append(dict(backend=backend, phase=phase, error=proc.stderr.strip()[-500:]))
                     continue
                 out = json.loads(proc.stdout.strip().splitlines()[-1])
+                if not cold and phase == "compile":
+                    if out["compiled"]:
+                        continue  # it filled the cache: the next process loads
+                    phase = "cache load"
                 rows.append(dict(backend=backend, phase=phase, import_s=out["import_s"],
                                  ops_s=sum(out["first_calls_s"].values()) if with_ops else None,
                                  per_op_s=out["first_calls_s"], fit_s=out["first_fit_s"], wall_s=wall))
+                if not cold:
+                    break
     return rows
 
 
