@@ -297,3 +297,21 @@ def test_a_spinning_thread_is_seen_running():
         t.join()
     assert any(seen)
     assert runner._other_threads_running() is not None  # /proc tells, on Linux
+
+
+def test_a_short_run_times_the_pure_python_contender_once():
+    """run_cases(python_calls=1) (the quick and smoke sweeps) calls a single
+    pure-Python case once after making it; others as many times as min_time asks."""
+    calls = {"python": 0, "numpy": 0}
+
+    def make(name):
+        def run():
+            calls[name] += 1
+        return lambda: (run, (lambda: None))
+    cases = [bench.Case(theme="ops", group=f"g {c}", contender=c, make=make(c), size=1, label="g", id=f"g-{c}")
+             for c in ("python", "numpy")]
+    bench.run_cases(cases, min_time=0.0, python_calls=1)
+    assert calls["python"] == 1 and calls["numpy"] >= 3
+    calls.update(python=0)
+    bench.run_cases(cases[:1], min_time=0.0)
+    assert calls["python"] == 3

@@ -34,8 +34,9 @@ def all_cases(themes=THEMES, sweep="default", **kw):
 
 def add_arguments(parser):
     parser.add_argument("--quick", action="store_true",
-                        help="a short run: two sizes, float64 only, fewer repetitions, start-up of the "
-                             "serial backend's planar fit from a warm cache only")
+                        help="a short run: two sizes, float64 only, fewer repetitions (one call of the "
+                             "pure-Python contender), start-up of the serial backend's planar fit from a "
+                             "warm cache only")
     parser.add_argument("--sweep", choices=SWEEPS, default=None,
                         help="sizes to run: smoke, quick, default (L1-L3), full (+ main memory, "
                              "MNIST m=60000); --quick means --sweep quick")
@@ -101,14 +102,15 @@ def run(args):
     if sys.stderr.isatty():
         print("compiling (or loading from the cache) before timing...", end="", file=sys.stderr, flush=True)
     warm_s, warm_mine_s, helper_rc = warm_up(cases, themes, sweep, dtypes, backends)  # compile first
+    short = sweep in ("quick", "smoke")
+    # the pure-Python contender is 10-1000x off the others: one call says so in a short run
     results = run_cases(cases, min_time=min_time, check=not args.no_check,
-                        progress=progress if sys.stderr.isatty() else None)
+                        progress=progress if sys.stderr.isatty() else None, python_calls=1 if short else 3)
     if sys.stderr.isatty():
         print("\r" + " " * 100 + "\r", end="", file=sys.stderr)
     add_metrics(results, info, bandwidth)
     # --quick measures the serial backend's planar fit from a warm cache only
     # (a cold compile is the startup benchmark's, and `jitloops compare`'s)
-    short = sweep in ("quick", "smoke")
     compiled = ("numba",) if short else ("numba", "parallel")
     startup = [] if args.no_startup else startup_times(
         tuple(b for b in compiled if not backends or b in backends), with_ops=not short, cold=not short)

@@ -81,7 +81,7 @@ def prepare(case):
         raise
 
 
-def time_case(case, min_time=0.1, check=True, settle=None):
+def time_case(case, min_time=0.1, check=True, settle=None, python_calls=3):
     """(median, minimum) seconds per call of one case (its warm-up call
     excluded), with the BLAS limit of the case and the settle pause before
     compiled code (``settle``: pause or not, default: for compiled contenders).
@@ -91,9 +91,10 @@ def time_case(case, min_time=0.1, check=True, settle=None):
         run, chk = prepare(case)
         if case.compiled if settle is None else settle:
             settle_threads()
-        # the pure-Python contender: three calls, they are long
-        times = timings(run, min_time=min_time, min_reps=3,
-                        max_reps=3 if case.contender == "python" else 10_000, warmup=0)
+        # the pure-Python contender: ``python_calls`` calls, they are long
+        python = case.contender == "python"
+        times = timings(run, min_time=min_time, min_reps=python_calls if python else 3,
+                        max_reps=python_calls if python else 10_000, warmup=0)
         if check:
             chk()
     return float(np.median(times)), float(np.min(times))
@@ -130,10 +131,11 @@ def _settle(case, previous, in_rounds=False):
     return case.compiled and not (in_rounds and previous in QUIET)
 
 
-def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS):
+def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS, python_calls=3):
     """Time every case; returns a list of result dicts (one per case that ran).
     Consecutive cases of one group of an INTERLEAVED_THEMES theme are timed
-    in ``rounds`` turns (see time_group)."""
+    in ``rounds`` turns (see time_group); a single pure-Python case with
+    ``python_calls`` calls (each up to the sweep's budget)."""
     results = []
     previous = None
     i = 0
@@ -154,7 +156,7 @@ def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS):
             settle = _settle(case, previous)
             previous = case.contender
             try:
-                row["time_s"], row["time_min_s"] = time_case(case, min_time, check, settle)
+                row["time_s"], row["time_min_s"] = time_case(case, min_time, check, settle, python_calls)
             except Skip as exc:
                 row["skipped"] = str(exc)
             results.append(row)
