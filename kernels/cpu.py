@@ -51,7 +51,8 @@ import types
 import numba
 
 from . import loops, options
-from .loops.plans import ALL_PLANS, ALWAYS, PARALLEL, plan_globals, runs_in_parallel
+from .external import external
+from .loops.plans import ALL_PLANS, ALWAYS, PARALLEL, PRODUCT_KERNELS, plan_globals, runs_in_parallel
 
 # The compile options are kernels.options' (one home for every flag).
 SERIAL_OPTIONS = options.SERIAL_OPTIONS
@@ -81,6 +82,7 @@ def source_digest(*paths):
 
 
 SOURCE_DIGEST = source_digest(pathlib.Path(__file__).parent)
+TILE_CALLEES = {}  # set below, once the tiles are compiled
 
 # A compiled function's name ends in "__<family>[p<plans>]_<digest>" (see
 # compile_loops): the family is a variant ("numba", "parallel") or what is
@@ -136,7 +138,7 @@ def rebind(func, namespace=None, suffix=""):
 
 
 def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None, digest=SOURCE_DIGEST,
-                  plans=ALL_PLANS, own_options=None):
+                  plans=ALL_PLANS, own_options=None, tiles=None):
     """Compile ``module``'s kernels ``names`` with ``numba.njit(**options)``.
 
     Each function is named ``<name><suffix>_<digest>``: ``digest`` hashes all
@@ -144,7 +146,9 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     plan set other than all (``plans``, kernels.loops.plans) is compiled
     under its own names, ``<suffix>p<plans>``: its kernels have no code for
     the plans outside the set. ``own_options`` maps a name to the options it
-    is compiled with instead of ``options``.
+    is compiled with instead of ``options``. The products of ``loops`` call
+    their tiles through ``tiles`` (``callees(compile_tiles(...))``; default:
+    this process's ``tile_kernels``).
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
     code object of ``module``'s function. Each function resolves its globals
@@ -157,13 +161,16 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     """
     namespaces = {}  # defining module -> the globals its variants see
     compiled = {}
-    extra = dict(extra or {}, **plan_globals(plans), THREADED=bool(options.get("parallel")))
+    called = {}  # what later kernels call: compiled's, the products external
+    if tiles is None:
+        tiles = TILE_CALLEES if module is loops else {}
+    extra = dict(tiles, **(extra or {}), **plan_globals(plans), THREADED=bool(options.get("parallel")))
     suffix = f"{suffix}{'' if plans == ALL_PLANS else f'p{plans}'}_{digest}"
     for name in names:
         func = getattr(module, name)
         namespace = namespaces.get(func.__module__)
         if namespace is None:
-            namespace = namespaces[func.__module__] = {**func.__globals__, **extra, **compiled}
+            namespace = namespaces[func.__module__] = {**func.__globals__, **extra, **called}
         opts = (own_options or {}).get(name) or options
         if name in SERIAL_KERNELS or not runs_in_parallel(plans, name):
             opts = dict(opts, parallel=False)
@@ -171,10 +178,34 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
         if opts.get("cache"):
             _prune_stale(dispatcher, digest)
         compiled[name] = dispatcher
-        for ns in namespaces.values():  # later kernels, in any module, call this variant
-            ns[name] = dispatcher
+        called[name] = callee = external(dispatcher) if name in PRODUCT_KERNELS else dispatcher
+        # later kernels, in any module, call this variant; a product through
+        # its address (kernels.external: its callers do not compile it again)
+        for ns in namespaces.values():
+            ns[name] = callee
     return types.SimpleNamespace(**compiled)
 
+
+# The products' tiles (the blocked and packed plans' code, most of a
+# product kernel's compile time) compiled once, serially, for every variant
+# and plan set: the kernels call them through their addresses
+# (kernels.external), in their serial loops and in their prange bodies alike.
+def compile_tiles(suffix, options):
+    """The products' tiles (kernels.loops.TILE_KERNELS) compiled with
+    ``options``, as a SimpleNamespace of dispatchers; ``callees(tiles)``
+    is what compile_loops' ``tiles`` takes."""
+    return types.SimpleNamespace(**{
+        name: dispatcher for module, names in loops.TILE_KERNELS.items()
+        for name, dispatcher in vars(compile_loops(suffix, options, names, module)).items()})
+
+
+def callees(tiles):
+    """The tiles of ``tiles`` as the kernels call them: through their addresses."""
+    return {name: external(d) for name, d in vars(tiles).items()}
+
+
+tile_kernels = compile_tiles("__tiles", SERIAL_OPTIONS)
+TILE_CALLEES = callees(tile_kernels)
 
 numba_kernels = compile_loops("__numba", SERIAL_OPTIONS)
 parallel_kernels = compile_loops("__parallel", PARALLEL_OPTIONS)

@@ -34,7 +34,8 @@ import numpy as np
 
 import kernels
 from kernels import cpu, threads
-from kernels.loops.plans import ALL_PLANS, ALWAYS
+from kernels.external import external
+from kernels.loops.plans import ALL_PLANS, ALWAYS, PRODUCT_KERNELS
 
 from . import team, training
 
@@ -85,6 +86,17 @@ TEAM_FUNCTIONS = ("team_part", "team_update", "team_epoch_end", "team_member")
 TEAM_INLINED = ("team_part", "team_update", "team_epoch_end")
 
 
+def _kernels_called(variant, plans):
+    """The kernels the compiled training loop calls, by name: the matrix
+    products through their addresses (kernels.external: the loop's module
+    does not compile them again), the others linked in (small loops LLVM
+    inlines)."""
+    called = dict(vars(cpu.variant_kernels(variant, plans)))
+    for name in PRODUCT_KERNELS:
+        called[name] = external(called[name])
+    return called
+
+
 def _compiled_functions(variant, plans):
     """model.training's functions compiled against variant ``variant``'s
     kernels for plan set ``plans`` (kernels.cpu.compiled_variant: a set
@@ -98,7 +110,7 @@ def _compiled_functions(variant, plans):
     # The training loop inlines the kernels: its cache entries depend on
     # the kernels' source as well as its own (see kernels.cpu).
     digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, pathlib.Path(training.__file__))
-    extra = dict(vars(cpu.variant_kernels(variant, plans)))
+    extra = _kernels_called(variant, plans)
     loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra, digest, plans)
     extra.update(vars(loops))
     serial = dict(options, parallel=False)
@@ -117,7 +129,7 @@ def _team_functions(plans):
     if key in _compiled:
         return _compiled[key]
     serial = _compiled_functions("numba", plans)
-    extra = dict(vars(cpu.variant_kernels("numba", plans)),
+    extra = dict(_kernels_called("numba", plans),
                  **{name: getattr(serial, name) for name in ("forward", "backward", "swap_items")})
     here = pathlib.Path(training.__file__)
     digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, here, here.with_name("team.py"))

@@ -15,6 +15,8 @@ import pytest
 
 import kernels
 from kernels import cpu, loops
+from kernels.external import External
+from kernels.loops.plans import PRODUCT_KERNELS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,10 +50,30 @@ def test_each_variant_calls_its_own_variants_callees(variant):
         namespace = getattr(own, name).py_func.__globals__
         for callee in cpu.KERNEL_NAMES:
             if callee in getattr(loops, name).__code__.co_names:
-                assert namespace[callee] is getattr(own, callee), f"{variant} {name} -> {callee}"
-                assert namespace[callee] is not getattr(other, callee)
+                # a product is called through its address (kernels.external)
+                called = namespace[callee]
+                assert isinstance(called, External) == (callee in PRODUCT_KERNELS)
+                called = getattr(called, "dispatcher", called)
+                assert called is getattr(own, callee), f"{variant} {name} -> {callee}"
+                assert called is not getattr(other, callee)
                 checked += 1
     assert checked >= 4  # the composites call at least four kernels between them
+
+
+@pytest.mark.parametrize("variant", ["numba", "parallel"])
+def test_the_products_tiles_are_compiled_once_for_every_variant(variant):
+    """The blocked and packed tiles are the serial tile kernels of
+    kernels.cpu.tile_kernels, called through their addresses by both
+    variants' products (so neither compiles them again)."""
+    own = kernels.get_backend(variant).kernels
+    for module, names in loops.TILE_KERNELS.items():
+        for name in names:
+            callers = [k for k in PRODUCT_KERNELS if k in vars(module) and name in vars(module)[k].__code__.co_names]
+            assert callers, name
+            for kernel in callers:
+                called = getattr(own, kernel).py_func.__globals__[name]
+                assert isinstance(called, External) and called.dispatcher is getattr(cpu.tile_kernels, name)
+                assert not called.dispatcher.targetoptions.get("parallel", False)
 
 
 PROBE = textwrap.dedent("""

@@ -228,7 +228,9 @@ def test_float32_loops_stay_float32():
     whose float64 accumulator is deliberate (documented in loops.cross_entropy).
     Compiled fresh without the cache, since cached code cannot be inspected."""
     from kernels import cpu
-    fresh = cpu.compile_loops("__f32check", dict(cpu.SERIAL_OPTIONS, cache=False))
+    options = dict(cpu.SERIAL_OPTIONS, cache=False)
+    tiles = cpu.compile_tiles("__f32check", options)  # the products' tiles, fresh too
+    fresh = cpu.compile_loops("__f32check", options, tiles=cpu.callees(tiles))
     ops = kernels.Ops("f32check", fresh)
     f = np.float32
     rng = np.random.default_rng(0)
@@ -240,11 +242,18 @@ def test_float32_loops_stay_float32():
     ops.cross_entropy_backward(np.full((1, 5), 0.5, f), np.ones((1, 5), f))
     ops.gradient_step(W.copy(), W, 0.1)
     ops.dot(A_prev[0], A_prev[1])
+    reached = set()
+    for n, k, m in ((4, 256, 32), (8, 8, 1024), (64, 64, 256)):  # every blocked and packed tile
+        A_prev, W, b = layer(rng, n, k, m, f)
+        Z, A = ops.linear_activation_forward(A_prev, W, b, "tanh")
+        ops.linear_activation_backward(A, Z, A_prev, W, "tanh")
+        reached |= {name for name in vars(tiles) if getattr(tiles, name).signatures}
+    assert reached == set(vars(tiles))
     promoted = []
-    for name in cpu.KERNEL_NAMES:
+    for name in cpu.KERNEL_NAMES + tuple(vars(tiles)):
         if name == "cross_entropy":
             continue
-        for sig, ir in getattr(fresh, name).inspect_llvm().items():
+        for sig, ir in getattr(fresh if hasattr(fresh, name) else tiles, name).inspect_llvm().items():
             if "float32" not in str(sig):
                 continue
             function = ""

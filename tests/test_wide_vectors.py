@@ -43,8 +43,11 @@ def test_products_use_512_bit_fmas_on_avx512(dtype):
     """On an AVX-512 CPU the register-blocked forward product's inner loops
     are 512-bit (zmm) FMAs, though LLVM's tuning prefers 256 bits elsewhere."""
     from kernels import cpu
-    # compiled fresh: code loaded from Numba's cache cannot be inspected
-    K = cpu.compile_loops("__widecheck", dict(cpu.SERIAL_OPTIONS, cache=False))
+    # compiled fresh: code loaded from Numba's cache cannot be inspected;
+    # the product's loops are in its tile (kernels.cpu.compile_tiles)
+    options = dict(cpu.SERIAL_OPTIONS, cache=False)
+    tiles = cpu.compile_tiles("__widecheck", options)
+    K = cpu.compile_loops("__widecheck", options, tiles=cpu.callees(tiles))
     rng = np.random.default_rng(0)
     n, k, m = 4, 256, 32  # version 2, dot-product form (n < MICRO_ROWS, k >= DOT_FORM_K)
     A_prev = rng.random((k, m)).astype(dtype)
@@ -53,8 +56,8 @@ def test_products_use_512_bit_fmas_on_avx512(dtype):
     Z = np.empty((n, m), dtype)
     K.linear_forward(Z, A_prev, W, b)
     np.testing.assert_allclose(Z, W @ A_prev, rtol=1e-5 if dtype == np.float32 else 1e-12)
-    sig = next(s for s in K.linear_forward.signatures if str(s[0].dtype) == np.dtype(dtype).name)
-    asm = K.linear_forward.inspect_asm(sig)
+    sig = next(s for s in tiles._dot_tile.signatures if str(s[0].dtype) == np.dtype(dtype).name)
+    asm = tiles._dot_tile.inspect_asm(sig)
     wide_fmas = [line for line in asm.splitlines() if "vfmadd" in line and "zmm" in line]
     assert wide_fmas, "no 512-bit FMA in the compiled forward product"
 

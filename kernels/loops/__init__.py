@@ -71,6 +71,7 @@ from .products.micro import MICRO_SOURCES, micro_block
 from .draws import dropout, hash3, permutation
 from .update import all_finite, dot, gather_columns, gradient_step, optimizer_step
 from .views import flat
+from . import backward, forward
 
 # The loop kernels, callees before callers (kernels.cpu compiles them in this
 # order): the public ops' (kernels.backend.Ops calls them) and those the
@@ -108,3 +109,9 @@ __all__ = list(KERNEL_NAMES) + [
     "sigmoid_scalar", "PLAN_NAMES", "forward_plan", "input_gradient_plan", "weight_gradients_plan",
     "MICRO_SOURCES", "micro_block", "flat", "KERNEL_NAMES", "PUBLIC_KERNELS", "TRAINING_KERNELS", "hash3",
 ]
+
+# The products' tiles, by defining module: kernels.cpu compiles them once and
+# the kernels above call them through their addresses (kernels.external).
+TILE_KERNELS = {forward: ("_rows_tile", "_dot_tile", "_packed_tile"),
+                backward: ("_weight_gradients_block", "_weight_gradients_packed_tile", "_input_gradient_block",
+                           "_input_gradient_packed_tile")}
