@@ -138,7 +138,7 @@ def rebind(func, namespace=None, suffix=""):
 
 
 def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None, digest=SOURCE_DIGEST,
-                  plans=ALL_PLANS, own_options=None, tiles=None):
+                  plans=ALL_PLANS, own_options=None, tiles=None, externals=PRODUCT_KERNELS):
     """Compile ``module``'s kernels ``names`` with ``numba.njit(**options)``.
 
     Each function is named ``<name><suffix>_<digest>``: ``digest`` hashes all
@@ -148,7 +148,8 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     the plans outside the set. ``own_options`` maps a name to the options it
     is compiled with instead of ``options``. The products of ``loops`` call
     their tiles through ``tiles`` (``callees(compile_tiles(...))``; default:
-    this process's ``tile_kernels``).
+    this process's ``tile_kernels``). Later functions call those named in
+    ``externals`` through their addresses (kernels.external).
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
     code object of ``module``'s function. Each function resolves its globals
@@ -178,9 +179,10 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
         if opts.get("cache"):
             _prune_stale(dispatcher, digest)
         compiled[name] = dispatcher
-        called[name] = callee = external(dispatcher) if name in PRODUCT_KERNELS else dispatcher
-        # later kernels, in any module, call this variant; a product through
-        # its address (kernels.external: its callers do not compile it again)
+        called[name] = callee = external(dispatcher) if name in externals else dispatcher
+        # later kernels, in any module, call this variant; the ``externals``
+        # (the products) through their addresses (kernels.external: their
+        # callers do not compile them again)
         for ns in namespaces.values():
             ns[name] = callee
     return types.SimpleNamespace(**compiled)

@@ -94,3 +94,28 @@ def test_packed_tiles_wide_when_serial_and_shared_when_threaded(m, nr):
     assert (m + serial - 1) // serial == (m + 255) // 256   # as few tiles as 256-column ones
     if m >= 2 * nr:  # threaded: more tiles, for the cores to share
         assert (m + shared - 1) // shared > (m + serial - 1) // serial
+
+
+@pytest.mark.parametrize("variant", ["numba_kernels", "parallel_kernels"])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, k, m", [(37, 300, 45), (64, 129, 33), (130, 70, 531)])
+def test_packed_gradients_overwrite_their_outputs(variant, dtype, n, k, m):
+    """dW and dA_prev of the PACKED plan start from zero by storing the first
+    block of the reduction (no zeroing pass): outputs filled with NaN first
+    must come out whole, with partial panels (k, m not multiples of the
+    panel width) and reductions over several MICRO_KC blocks (m = 531).
+    Tolerance: float64 1e-12 relative to the largest value (rounding of
+    reductions of at most 531 terms), float32 1e-5 (the same, ~2e-7 measured)."""
+    from kernels.loops.plans import PACKED, input_gradient_plan, weight_gradients_plan
+    assert input_gradient_plan(n, k, m) == PACKED and weight_gradients_plan(n, k, m) == PACKED
+    K = getattr(cpu, variant)
+    rng = np.random.default_rng(1)
+    W, A_prev, dZ = (rng.standard_normal(s).astype(dtype) for s in ((n, k), (k, m), (n, m)))
+    dW, db, dA = np.full((n, k), np.nan, dtype), np.full((n, 1), np.nan, dtype), np.full((k, m), np.nan, dtype)
+    K.weight_gradients(dW, db, dZ, A_prev)
+    K.input_gradient(dA, dZ, W)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for got, want in ((dW, dZ.astype(np.float64) @ A_prev.T / m), (dA, W.T.astype(np.float64) @ dZ),
+                      (db, dZ.astype(np.float64).mean(axis=1, keepdims=True))):
+        assert np.all(np.isfinite(got))
+        assert np.max(np.abs(got - want)) <= tol * np.max(np.abs(want))

@@ -86,12 +86,6 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
     ``transposed``; A (n, k). C, A and B C-contiguous. The tile's packed
     panels and scratch blocks are its own (no races under prange)."""
     n, k = A.shape
-    if zero_first:
-        zero = C.dtype.type(0.0)
-        for i in range(n):
-            c = C[i, j0:j1]
-            for j in range(c.shape[0]):
-                c[j] = zero
     nr = MICRO_BYTES // C.itemsize
     npan = (j1 - j0 + nr - 1) // nr
     kb = min(MICRO_KC, k)
@@ -100,8 +94,16 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
     R = np.zeros((MICRO_ROWS, kb), dtype=C.dtype)  # the last n mod MR rows of A
     S8 = np.empty((MICRO_ROWS, nr), dtype=C.dtype)
     i_left = n - n % MICRO_ROWS
+    if zero_first and k == 0:  # no reduction: C[:, j0:j1] is zero
+        for i in range(n):
+            c = C[i, j0:j1]
+            for j in range(c.shape[0]):
+                c[j] = C.dtype.type(0.0)
     for q0 in range(0, k, MICRO_KC):
         kc = min(MICRO_KC, k - q0)
+        # the first block of the reduction stores where C starts at zero
+        # (no pass zeroing C, no loads of it in the micro-kernel), later ones add
+        add = q0 > 0 or not zero_first
         pack_panels(P, B, q0, kc, j0, j1, transposed)
         for r in range(n - i_left):
             src = A[i_left + r, q0:q0 + kc]
@@ -111,14 +113,18 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
         for jr in range(npan):
             c0 = j0 + jr * nr
             if c0 + nr <= j1:
-                panel_rows(C, A, q0, P[jr], kc, c0, True, R, S8)
+                panel_rows(C, A, q0, P[jr], kc, c0, add, R, S8)
             else:  # partial panel: into S, then its valid columns into C
                 panel_rows(S, A, q0, P[jr], kc, 0, False, R, S8)
                 for i in range(n):
                     c = C[i, c0:j1]
                     s = S[i]
-                    for j in range(c.shape[0]):
-                        c[j] += s[j]
+                    if add:
+                        for j in range(c.shape[0]):
+                            c[j] += s[j]
+                    else:
+                        for j in range(c.shape[0]):
+                            c[j] = s[j]
 
 
 @register_jitable(**HELPER_OPTIONS)
