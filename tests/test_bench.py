@@ -315,3 +315,16 @@ def test_a_short_run_times_the_pure_python_contender_once():
     calls.update(python=0)
     bench.run_cases(cases[:1], min_time=0.0)
     assert calls["python"] == 3
+
+
+def test_the_peak_counts_one_512_bit_fma_a_cycle_where_avx512_runs_on_256_bit_paths():
+    """Zen 4 (LLVM's znver4) issues a 512-bit FMA as two 256-bit halves: its
+    peak is half of what two full-width FMA units would give; its 256-bit
+    code (vector_bits 256) and other CPUs keep FMA_UNITS."""
+    from jitloops.bench import machine
+    zen4 = dict(ghz=2.0, vector_bits=512, llvm_cpu="znver4")
+    assert machine.fma_units(zen4) == 1
+    assert machine.compute_peak(8, 1, zen4) == 2.0 * 1 * 2 * 8
+    for other in (dict(zen4, llvm_cpu="znver5"), dict(zen4, llvm_cpu="sapphirerapids"), dict(zen4, vector_bits=256)):
+        assert machine.fma_units(other) == machine.FMA_UNITS
+    assert machine.compute_peak(4, 2, dict(zen4, llvm_cpu="znver5")) == 2 * 2.0 * machine.FMA_UNITS * 2 * 16

@@ -19,7 +19,11 @@ import kernels
 from jitloops.timing import median_time
 from kernels import target
 
-FMA_UNITS = 2          # per core, assumed (Intel server cores since Skylake-SP)
+FMA_UNITS = 2          # full-width FMAs a core issues a cycle, assumed (Intel server cores since Skylake-SP)
+# Compile targets (LLVM's CPU names) whose AVX-512 runs on 256-bit data
+# paths: a 512-bit FMA takes both FMA units, so a core issues one a cycle
+# (LLVM does not report this; AMD Zen 4 is the one in use).
+HALF_WIDTH_AVX512 = frozenset({"znver4"})
 
 
 def _cache_sizes():
@@ -168,16 +172,25 @@ def machine_info():
         gpu=_gpu_name())
 
 
+def fma_units(info):
+    """Full-width vector FMAs a core issues a cycle on the machine ``info``
+    describes (vector_bits, llvm_cpu): FMA_UNITS, one where 512-bit vectors
+    run on 256-bit data paths (HALF_WIDTH_AVX512)."""
+    if info.get("vector_bits") == 512 and info.get("llvm_cpu") in HALF_WIDTH_AVX512:
+        return 1
+    return FMA_UNITS
+
+
 def compute_peak(itemsize, threads, info):
-    """Peak GFLOP/s = threads x GHz x FMA_UNITS x 2 flop per FMA x lanes, lanes =
-    vector_bits / (8 x itemsize). None when the clock is unknown."""
+    """Peak GFLOP/s = threads x GHz x fma_units(info) x 2 flop per FMA x lanes,
+    lanes = vector_bits / (8 x itemsize). None when the clock is unknown."""
     if not info.get("ghz"):
         return None
     lanes = info["vector_bits"] // (8 * itemsize)
-    return threads * info["ghz"] * FMA_UNITS * 2 * lanes
+    return threads * info["ghz"] * fma_units(info) * 2 * lanes
 
 
-PEAK_FORMULA = ("compute peak = threads x clock (cpu MHz in /proc/cpuinfo) x {fma} FMA units x 2 flop "
+PEAK_FORMULA = ("compute peak = threads x clock (cpu MHz in /proc/cpuinfo) x {fma} vector FMAs a cycle x 2 flop "
                 "x lanes ({bits}-bit vectors: {l64} float64 / {l32} float32); an upper bound "
                 "(turbo and AVX-512 clock licences move it). Memory-bound rows whose data exceeds the "
                 "last cache: % of the measured single-thread copy bandwidth (NumPy copy of {mb} MB, "

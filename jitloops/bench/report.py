@@ -10,7 +10,7 @@ import json
 from jitloops.plotting import pyplot
 from jitloops.timing import format_seconds
 
-from .machine import FMA_UNITS, PEAK_FORMULA, compute_peak
+from .machine import PEAK_FORMULA, compute_peak, fma_units
 from .ops import OPS_LAYER
 
 
@@ -44,7 +44,7 @@ def header_lines(info, bandwidth=None, bandwidth_mb=None):
     if info.get("gpu"):
         lines.append(f"GPU: {info['gpu']} (rows cuda and torch-cuda; no % peak: the peaks below are the CPU's)")
     bits = info["vector_bits"]
-    lines.append(PEAK_FORMULA.format(fma=FMA_UNITS, bits=bits, l64=bits // 64, l32=bits // 32,
+    lines.append(PEAK_FORMULA.format(fma=fma_units(info), bits=bits, l64=bits // 64, l32=bits // 32,
                                      mb=bandwidth_mb or 256))
     p64 = compute_peak(8, 1, info)
     if p64:

@@ -212,7 +212,7 @@ def run(backend=None, layer=LAYER, python_m=PYTHON_M, min_time=0.1, seed=0):
                "BLAS": machine._blas_info()["threads"] or numba.get_num_threads()}
 
     ghz = machine._cpu_ghz()
-    info = {"ghz": ghz, "vector_bits": target.vector_bits()}
+    info = {"ghz": ghz, "vector_bits": target.vector_bits(), "llvm_cpu": target.cpu_name()}
     cores = numba.config.NUMBA_NUM_THREADS
     peak, peak1 = machine.compute_peak(8, cores, info), machine.compute_peak(8, 1, info)
     res = {}
@@ -234,7 +234,7 @@ def run(backend=None, layer=LAYER, python_m=PYTHON_M, min_time=0.1, seed=0):
     res["parallel"]["counts"] = res["packing + micro-kernel"]["counts"]  # the same micro-kernel on each thread
 
     figures = dict(layer=tuple(layer), python_m=python_m, flop=2 * n * k * m, peak_gflops=peak,
-                   peak_core_gflops=peak1, ghz=ghz, cores=cores, fma_units=machine.FMA_UNITS,
+                   peak_core_gflops=peak1, ghz=ghz, cores=cores, fma_units=machine.fma_units(info),
                    vector_bits=target.vector_bits(), widest_register=target.widest_register(),
                    has_fma=target.has_fma(), error_bound=2 * (k + 2) * np.finfo(np.float64).eps,
                    blas=machine._blas_info()["name"], engine_plan=PLAN_NAMES[forward_plan(n, k, m, MICRO_BYTES // 8)[0]], compile_s=compile_s,
@@ -272,8 +272,9 @@ def _sentences(res, f, cpu_text):
     parts = [
         "Rungs:\n" + "\n".join(f"  {label:<25} {STEPS[label]}" for label in RUNGS),
         f"Peak: {f['cores']} cores x {lanes} float64 lanes ({f['vector_bits']}-bit vectors, from kernels.target: "
-        f"{target.describe()}) x 2 flop per FMA x {f['fma_units']} FMA units per core (assumed, as "
-        f"jitloops bench does) x {f['ghz']:.2f} GHz (the clock /proc/cpuinfo reports now) = "
+        f"{target.describe()}) x 2 flop per FMA x {f['fma_units']} full-width vector FMAs a cycle per core "
+        f"(assumed from the CPU's name, as jitloops bench does: one where 512-bit vectors run on 256-bit "
+        f"data paths) x {f['ghz']:.2f} GHz (the clock /proc/cpuinfo reports now) = "
         f"{f['peak_gflops']:.0f} GFLOP/s, {f['peak_core_gflops']:.0f} on one core: an upper bound (turbo and "
         f"AVX-512 clock licences move the clock); '% peak' is of the whole CPU.",
         f"Compiled, the course's loop runs {g['course loop, compiled'] / g[RUNGS[0]]:.0f}x faster than "
