@@ -5,7 +5,7 @@ serially with ``@njit`` and in parallel with ``@njit(parallel=True)``, where
 ``prange`` becomes a parallel loop over all cores. Uncompiled, they are
 backend "python". One source, three speeds.
 
-Three details make this safe:
+What makes this safe, and quick to compile:
 
 - **Own cache entries.** Numba's on-disk cache names an entry after the
   function's qualified name and line, not after the compile options, so a
@@ -30,6 +30,11 @@ Three details make this safe:
   a file in the cache folder (POSIX ``flock``; elsewhere Numba's own
   behaviour), so the second process loads the first one's index
   (``tests/test_cache_source.py`` races two processes to prove it).
+- **Compiled once, called by address.** The products' tiles (the blocked
+  and packed plans' code) are compiled once, serially (``tile_kernels``),
+  and every product of both variants calls them through their addresses;
+  later kernels call the products so too (``kernels.external``): no caller
+  compiles its callee's code again.
 - **Cache entries true to all their source.** Numba's cache checks only the
   file of the function it compiled (its timestamp and size), but a kernel
   inlines callees from other modules (``kernels.approx``'s tanh, exp, log,
@@ -82,7 +87,6 @@ def source_digest(*paths):
 
 
 SOURCE_DIGEST = source_digest(pathlib.Path(__file__).parent)
-TILE_CALLEES = {}  # set below, once the tiles are compiled
 
 # A compiled function's name ends in "__<family>[p<plans>]_<digest>" (see
 # compile_loops): the family is a variant ("numba", "parallel") or what is
@@ -138,7 +142,7 @@ def rebind(func, namespace=None, suffix=""):
 
 
 def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None, digest=SOURCE_DIGEST,
-                  plans=ALL_PLANS, own_options=None, tiles=None, externals=PRODUCT_KERNELS):
+                  plans=ALL_PLANS, own_options=None, tiles=None):
     """Compile ``module``'s kernels ``names`` with ``numba.njit(**options)``.
 
     Each function is named ``<name><suffix>_<digest>``: ``digest`` hashes all
@@ -148,8 +152,8 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
     the plans outside the set. ``own_options`` maps a name to the options it
     is compiled with instead of ``options``. The products of ``loops`` call
     their tiles through ``tiles`` (``callees(compile_tiles(...))``; default:
-    this process's ``tile_kernels``). Later functions call those named in
-    ``externals`` through their addresses (kernels.external).
+    this process's ``tile_kernels``), and later kernels call the products
+    through their addresses (kernels.external).
 
     Returns a ``SimpleNamespace`` of dispatchers; ``d.py_func.__code__`` is the
     code object of ``module``'s function. Each function resolves its globals
@@ -179,10 +183,10 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
         if opts.get("cache"):
             _prune_stale(dispatcher, digest)
         compiled[name] = dispatcher
-        called[name] = callee = external(dispatcher) if name in externals else dispatcher
-        # later kernels, in any module, call this variant; the ``externals``
-        # (the products) through their addresses (kernels.external: their
-        # callers do not compile them again)
+        called[name] = callee = external(dispatcher) if name in PRODUCT_KERNELS else dispatcher
+        # later kernels, in any module, call this variant; the products
+        # through their addresses (kernels.external: their callers do not
+        # compile them again)
         for ns in namespaces.values():
             ns[name] = callee
     return types.SimpleNamespace(**compiled)
