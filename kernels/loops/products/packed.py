@@ -34,14 +34,18 @@ def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S):
     if i < n:
         micro_block(S, 0, 0, R, 0, P, kc, False)
         for r in range(n - i):
-            c = C[i + r, c0:c0 + S.shape[1]]
-            s = S[r]
-            if accumulate:
-                for j in range(s.shape[0]):
-                    c[j] += s[j]
-            else:
-                for j in range(s.shape[0]):
-                    c[j] = s[j]
+            put_row(C[i + r, c0:c0 + S.shape[1]], S[r], accumulate)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def put_row(c, s, add):
+    """c (+)= s[:len(c)]: a row of a scratch block into C, added or stored."""
+    if add:
+        for j in range(c.shape[0]):
+            c[j] += s[j]
+    else:
+        for j in range(c.shape[0]):
+            c[j] = s[j]
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -117,14 +121,7 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
             else:  # partial panel: into S, then its valid columns into C
                 panel_rows(S, A, q0, P[jr], kc, 0, False, R, S8)
                 for i in range(n):
-                    c = C[i, c0:j1]
-                    s = S[i]
-                    if add:
-                        for j in range(c.shape[0]):
-                            c[j] += s[j]
-                    else:
-                        for j in range(c.shape[0]):
-                            c[j] = s[j]
+                    put_row(C[i, c0:j1], S[i], add)
 
 
 @register_jitable(**HELPER_OPTIONS)
