@@ -71,6 +71,7 @@ def run(backend=None, iterations=ITERATIONS, methods=METHODS):
         printed = [float(c) for c in costs[::PRINT_EVERY // RECORD_EVERY]]
         train, test = net.accuracy(X, Y), net.accuracy(Xt, Yt)
         figures[f"costs[{label}]"] = printed
+        figures[f"recorded costs[{label}]"] = [float(c) for c in costs]  # every RECORD_EVERY iterations
         figures[f"train accuracy[{label}]"] = train
         figures[f"test accuracy[{label}]"] = test
         figures[f"notebook cost0[{label}]"] = notebook_loss(AL, Y)
