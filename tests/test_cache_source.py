@@ -7,6 +7,7 @@ __pycache__), runs fresh processes, and reads Numba's cache statistics.
 """
 
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -51,8 +52,11 @@ def copy_of_packages(tmp_path):
 
 def _run(root):
     env_path = str(root)
+    # The cache files beside the copied source (the test reads them there):
+    # a NUMBA_CACHE_DIR of the caller's would put them elsewhere.
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
     out = subprocess.run([sys.executable, "-c", SCRIPT], cwd=root, capture_output=True, text=True, timeout=600,
-                         env={**__import__("os").environ, "PYTHONPATH": env_path})
+                         env={**env, "PYTHONPATH": env_path})
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["kernels_file"].startswith(env_path), "the copy was not the package imported"
