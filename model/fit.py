@@ -207,8 +207,6 @@ class FitLoop:
         p = self._program_for(*ms)
         # the parallel backend shares each step between its threads (model.team)
         parts = team.team_parts(self.layer_dims, size, dropping) if p.team and copy else 0
-        if parts:
-            p = self._program_for(*ms, size // parts, *([last // parts] if last >= parts else []))
         state = self._optimizer_state_for(options)
         W, b = self._parameter_lists(p)
         # The buffers below hold nothing from one fit to the next (the
@@ -234,7 +232,7 @@ class FitLoop:
             codes = p.codes(self._codes())
             W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
             b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
-            shared = team.team_arrays(self, X, Y, size, last, parts, dW, db) if parts else ()
+            shared = team.team_arrays(self, X, size, last, parts) if parts else ()
             kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared)
             nbytes = sum(a.nbytes for a in _arrays(kept) if a is not X)
             if validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES:
@@ -268,8 +266,8 @@ class FitLoop:
                 if parts:
                     *arrays, sync = shared
                     done, status, steps = p.fit_epochs_team(
-                        sync, costs, W, b, W_next, b_next, *moments, *arrays, dW, db, zeros, X, Y, perm, Xs, iota,
-                        codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
+                        sync, costs, W, b, W_next, b_next, *moments, *full, *tail, Yb, Ybl, *arrays, dW, db, zeros,
+                        X, Y, perm, Xs, iota, codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
                         options.shuffle, options.seed, *ending, team.team_members())
                 else:
                     done, status, steps = p.fit_epochs(

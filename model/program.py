@@ -82,8 +82,9 @@ _compiled = {}
 
 # model.team's compiled functions, callees first: what the team's members
 # run (fit_epochs_team, plain Python, starts them), inlined into team_member.
-TEAM_FUNCTIONS = ("team_part", "team_update", "team_epoch_end", "team_member")
-TEAM_INLINED = ("team_part", "team_update", "team_epoch_end")
+TEAM_INLINED = ("borrowed_list", "borrowed_lists", "team_gather", "moment_rows", "team_step", "team_forward",
+                "team_output", "team_backward", "team_epoch_end")
+TEAM_FUNCTIONS = TEAM_INLINED + ("team_member",)
 
 
 def _kernels_called(variant, plans):
@@ -130,7 +131,7 @@ def _team_functions(plans):
         return _compiled[key]
     serial = _compiled_functions("numba", plans)
     extra = dict(_kernels_called("numba", plans),
-                 **{name: getattr(serial, name) for name in ("forward", "backward", "swap_items")})
+                 **{name: getattr(serial, name) for name in ("forward", "swap_items")})
     here = pathlib.Path(training.__file__)
     digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, here, here.with_name("team.py"))
     options = cpu.VARIANTS["numba"][1]

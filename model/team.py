@@ -5,34 +5,43 @@ backend could only split its matrix products, and a batch of 64 gives each
 product too little work to pay for a parallel loop's start (README, "Threads
 for mid-sized products"). Here a team of members, each a thread running the
 compiled ``team_member`` over a whole chunk of epochs, shares every step by
-the columns of the batch, as data-parallel training shares a batch between
-devices:
+the *units* of each hidden layer, as model-parallel training shares a layer
+between devices: part q of P owns rows splits[l, q] : splits[l, q + 1] of
+layer l + 1 (rows of W[l], b[l], Z[l], A[l+1], dZ[l], dA[l]; row ranges of
+C arrays are C-contiguous views, so the serial kernels run on them as they
+are). A step is a run of phases, each a meeting of the team:
 
-1. **parts**: the batch's columns split into P parts (``offsets``); part p
-   gathers its columns, runs forward, its cost and backward into its own
-   dW_p, db_p (the mean over its w_p examples), each with the serial
-   kernels;
-2. **update blocks**: the parameters' cells in blocks (``blocks``); a block
-   sums the parts' gradients, dW = sum_p (w_p / b) dW_p (+ (l2 / b) W), and
-   takes the optimizer's step on its cells;
-3. once an epoch, one item records the epoch's cost, the validation cost
-   and early stopping, as fit_epochs does.
+1. **gather**: part q copies its share of the batch's rows of X into A[0]
+   (part 0 Y's columns too);
+2. **forward** of each hidden layer l: part q computes its rows of Z[l] and
+   A[l+1] from all of A[l];
+3. **output** (one item): the output layer's forward, softmax, the cost,
+   dZ = AL - Y, its dW, db, the whole dA of the last hidden layer and the
+   optimizer's step on the output layer;
+4. **backward** of each hidden layer l, last first: part q sums its rows of
+   dA[l] (part 0's share from the layer above is written into dA[l] itself,
+   the others' into their own buffers dAp), takes dZ, dW and db of its
+   rows, its share W[l][rows]^T dZ[l][rows] of dA[l-1], and the optimizer's
+   step on its rows (written into the spare parameters: the layer's W is
+   read first).
 
-The members synchronise with ``kernels.loops.team`` (claimed items, no
+No gradient is summed across the cores but dA's shares, and no phase waits
+for an update: 2L + 1 meetings a step. Once an epoch, one item records the
+epoch's cost, the validation cost and early stopping, as fit_epochs does.
+
+The members synchronise with ``kernels.loops.team`` (taken items, no
 barrier that can hang; ``fit_epochs_team`` starts and joins their
 threads), so the parameters after a step do not depend on which thread
-did what, or on how many threads ran: only on P (a batch
-summed in P parts rounds differently from one summed whole; within the
-tolerances of the agreement tests). Dropout is not shared out (its masks
-are drawn per batch): fit runs such fits with fit_epochs.
+did what, or on how many threads ran: only on P (dA summed from P shares
+rounds differently from one sum; within the tolerances of the agreement
+tests). Dropout is not shared out (its masks are drawn per batch): fit
+runs such fits with fit_epochs.
 
-Shape key as in model.training; per part p (lists of P items):
-    Zf[p], Af[p], dZf[p], dAf[p], Yf[p]   a full batch's part: (n[l], w_p), A[0] (n[0], w_p)
-    Zt[p], ...                            the last, smaller batch's part
-    dWp[p], dbp[p]                        the part's gradients, like W, b
-    offsets_full, offsets_last (P + 1,)   the parts' first columns in the batch
-    blocks (Q, 4) int64                   update blocks: layer, 0 (W) or 1 (b), first and end cell
-    jlog (steps an epoch, P) float64      the parts' loss sums, w_p J_p
+Shape key as in model.training, for L layers (L >= 2: a hidden layer to share):
+    Z, A, dZ, dA, Yb        a full batch's buffers (fit_epochs'); Zl, ..., Ybl the last, smaller batch's
+    dAp[q - 1][l]           part q's share of dA[l] (n[l+1], batch), q = 1 .. P-1, l < L - 2; dApl alike
+    splits (L - 1, P + 1)   int64: the parts' first rows in each hidden layer (multiples of MICRO_ROWS)
+    jlog (steps an epoch, 1) float64: each batch's loss sum, b J
 """
 
 import math
@@ -40,162 +49,247 @@ import threading
 
 import numba
 import numpy as np
+from numba.typed import List
 
-from kernels.loops import all_finite, cross_entropy, gather_columns, optimizer_step, permutation
-from kernels.loops.team import STOP, SYNC_SIZE, WHY, claim, finish, halt, meet, reset, wait
-from kernels.loops.views import flat
+from kernels.loops import (activation_backward_from_output, all_finite, cross_entropy, gather_columns, gradient_step,
+                           input_gradient, linear_activation_forward, optimizer_step, permutation, softmax,
+                           weight_gradients)
+from kernels.loops.team import STOP, SYNC_SIZE, WHY, finish, halt, item_to_try, join, meet, reset, take, wait
+from kernels.loops.views import borrowed, flat
+from kernels.options import EXACT, MICRO_ROWS, SOFTMAX
 
-from .training import DIVERGED, FINISHED, STOPPED, backward, forward, swap_items
+from .training import DIVERGED, FINISHED, STOPPED, forward, swap_items
 
-# Columns a part of a batch has at least (narrower ones do not keep the
-# micro-kernel's tiles full), and the multiply-adds of a batch's forward
-# pass from which sharing a step pays for the team's synchronisation.
-MIN_PART = 16
+# The multiply-adds of a batch's forward pass from which sharing a step
+# pays for the team's meetings, and the rows a part owns at least in the
+# widest hidden layer (fewer keep the micro-kernel's row blocks half empty).
 TEAM_WORK = 1 << 18
-# Cells of an update block: enough to outweigh claiming it, small enough
-# that the largest layer's blocks spread over the members.
-UPDATE_BLOCK = 4096
-# Rows of X a member gathers at once in an epoch's shuffle of a large X.
-GATHER_ROWS = 32
+MIN_ROWS = 16
+# What team_output found: the cost, or a new parameter, not finite.
+COST_NOT_FINITE = 1
+STEP_NOT_FINITE = 2
 
 
-def team_part(W, b, Zq, Aq, dZq, dAq, Yq, dWq, dbq, X, Y, x_order, y_order, c0, acts, eps, exact):
-    """One part's share of a step: its columns x_order[c0 : c0 + w] of X and
-    y_order[c0 : c0 + w] of Y gathered, forward, its mean loss J, backward
-    into dWq, dbq. Returns w J (NaN/inf when the loss is)."""
-    w = Yq.shape[1]
-    if w == 0:
-        return 0.0
-    gather_columns(Aq[0], X, x_order[c0:c0 + w])
-    gather_columns(Yq, Y, y_order[c0:c0 + w])
-    forward(Zq, Aq, W, b, acts)
-    J = cross_entropy(Aq[len(W)], Yq, eps, exact)
-    if math.isfinite(J):
-        backward(dWq, dbq, dZq, dAq, W, Zq, Aq, Yq, acts)
-    return J * w
+def team_gather(A0, Yx, source, Y, x_order, order, q, P):
+    """Part q's share of the batch's copy: rows q n / P .. (q + 1) n / P of
+    A0 (n[0], b) from columns x_order of ``source``; part 0 also Yx from
+    columns ``order`` of Y."""
+    n = A0.shape[0]
+    r0, r1 = q * n // P, (q + 1) * n // P
+    if r1 > r0:
+        gather_columns(A0[r0:r1], source[r0:r1], x_order)
+    if q == 0:
+        gather_columns(Yx, Y, order)
 
 
-def team_update(Ws, bs, Wc, bc, dW, db, dWp, dbp, V_W, V_b, S_W, S_b, zeros, block, offsets, l2, lr,
-                kind, beta1, beta2, epsilon, t):
-    """One update block: the parts' gradients summed into dW (or db), the
-    L2 term, the optimizer's step into Ws (or bs). Returns whether the new
-    cells are finite."""
-    l, is_b, a, z = block[0], block[1], block[2], block[3]
-    P = len(dWp)
-    size = offsets[P]
-    if is_b:
-        g, out, p, v, s = flat(db[l])[a:z], flat(bs[l])[a:z], flat(bc[l])[a:z], flat(V_b[l]), flat(S_b[l])
-    else:
-        g, out, p, v, s = flat(dW[l])[a:z], flat(Ws[l])[a:z], flat(Wc[l])[a:z], flat(V_W[l]), flat(S_W[l])
-    first = True
-    for q in range(P):
-        w = offsets[q + 1] - offsets[q]
-        if w == 0:  # an empty part of a small last batch: no gradient of its own
-            continue
-        part = flat(dbp[q][l])[a:z] if is_b else flat(dWp[q][l])[a:z]  # g itself for q = 0
-        scale = g.dtype.type(w / size)
-        if first:
-            for j in range(g.shape[0]):
-                g[j] = scale * part[j]
-            first = False
-        else:
-            for j in range(g.shape[0]):
-                g[j] += scale * part[j]
-    if l2 > 0.0 and not is_b:  # dW += (l2 / b) W
-        decay = g.dtype.type(l2 / size)
-        for j in range(g.shape[0]):
-            g[j] += decay * p[j]
-    # the moments: their block's cells, or the empty arrays of an optimizer without them
-    vb = v[a:z] if v.shape[0] > 0 else v
-    sb = s[a:z] if s.shape[0] > 0 else s
-    optimizer_step(out, vb, sb, p, g, lr, kind, beta1, beta2, epsilon, t)
-    return all_finite(out, zeros)
+def moment_rows(M, r0, r1):
+    """Rows r0:r1 of an optimizer's moment, or its empty stand-in (an
+    optimizer without that moment: see fit_epochs)."""
+    return M[r0:r1] if M.shape[0] > 0 else M
 
 
-def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At, dZt, dAt,
-                Yt, dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs, iota,
-                acts, start, count, cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind,
-                beta1, beta2, epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best,
-                track, validate, early, patience, tol):
+def team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, mb, l2, lr, kind, beta1, beta2,
+              epsilon, t):
+    """Rows r0:r1 of layer l: dW += (l2 / mb) W, then the optimizer's step
+    t into Ws, bs (fit_epochs' arithmetic, cell for cell). Returns whether
+    the new cells are finite."""
+    g = dW[l][r0:r1]
+    if l2 > 0.0:
+        gradient_step(g, g, Wc[l][r0:r1], -l2 / mb)
+    out, out_b = Ws[l][r0:r1], bs[l][r0:r1]
+    optimizer_step(out, moment_rows(V_W[l], r0, r1), moment_rows(S_W[l], r0, r1), Wc[l][r0:r1], g, lr, kind,
+                   beta1, beta2, epsilon, t)
+    optimizer_step(out_b, moment_rows(V_b[l], r0, r1), moment_rows(S_b[l], r0, r1), bc[l][r0:r1], db[l][r0:r1],
+                   lr, kind, beta1, beta2, epsilon, t)
+    return all_finite(out, zeros) and all_finite(out_b, zeros)
+
+
+def team_forward(Zx, Ax, Wc, bc, splits, acts, l, q):
+    """Part q's rows of hidden layer l's Z[l], A[l+1] = g(W[l] A[l] + b[l])."""
+    r0, r1 = splits[l, q], splits[l, q + 1]
+    if r1 > r0:
+        linear_activation_forward(Zx[l][r0:r1], Ax[l + 1][r0:r1], Ax[l], Wc[l][r0:r1],
+                                  bc[l][r0:r1], acts[l])
+
+
+def team_output(Zx, Ax, dZx, dAx, Yx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, acts, eps, exact, l2,
+                lr, kind, beta1, beta2, epsilon, t):
+    """The output layer's share of a step, one item: forward (softmax
+    included), the batch's cost J, dZ = AL - Y, dW, db, the last hidden
+    layer's whole dA, and the optimizer's step t. Returns (b J, 0 or
+    COST_NOT_FINITE or STEP_NOT_FINITE)."""
+    L = len(Wc)
+    l = L - 1
+    linear_activation_forward(Zx[l], Ax[L], Ax[l], Wc[l], bc[l], acts[l])
+    if acts[l] & ~EXACT == SOFTMAX:
+        softmax(Ax[L])
+    mb = Yx.shape[1]
+    J = cross_entropy(Ax[L], Yx, eps, exact)
+    if not math.isfinite(J):
+        return J * mb, COST_NOT_FINITE
+    gradient_step(dZx[l], Ax[L], Yx, 1.0)
+    weight_gradients(dW[l], db[l], dZx[l], Ax[l])
+    input_gradient(dAx[l - 1], dZx[l], Wc[l])
+    if not team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], mb, l2, lr, kind,
+                     beta1, beta2, epsilon, t):
+        return J * mb, STEP_NOT_FINITE
+    return J * mb, 0
+
+
+def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, splits, acts, l, q,
+                  l2, lr, kind, beta1, beta2, epsilon, t):
+    """Part q's rows of hidden layer l in backward: dA[l] (its share from
+    the layer above's part 0, plus the other parts' dAq[p - 1][l], in order
+    of p), dZ, dW, db, its share of dA[l-1] (into dA[l-1] itself for part
+    0, dAq[q - 1][l - 1] for the others) and the optimizer's step t.
+    Returns whether the new cells are finite."""
+    r0, r1 = splits[l, q], splits[l, q + 1]
+    if r1 == r0:
+        return True
+    L = len(Wc)
+    dA = dAx[l][r0:r1]
+    if l < L - 2:  # the output layer's item wrote dA[L-2] whole
+        above = splits[l + 1]
+        for p in range(1, len(dAq) + 1):
+            if above[p + 1] > above[p]:  # part p has rows there: a share
+                share = dAq[p - 1][l][r0:r1]
+                gradient_step(dA, dA, share, -1.0)  # dA += share
+    dZ = dZx[l][r0:r1]
+    activation_backward_from_output(dZ, dA, Zx[l][r0:r1], Ax[l + 1][r0:r1], acts[l])
+    weight_gradients(dW[l][r0:r1], db[l][r0:r1], dZ, Ax[l])
+    if l > 0:  # dA of the input layer is never needed
+        input_gradient(dAx[l - 1] if q == 0 else dAq[q - 1][l - 1], dZ, Wc[l][r0:r1])
+    return team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, dZ.shape[1], l2, lr, kind,
+                     beta1, beta2, epsilon, t)
+
+
+def borrowed_list(items):
+    """A list of its own holding borrowed views (kernels.loops.views.borrowed)
+    of the arrays in ``items``: what a member works from. Taking an item of
+    a typed list counts a reference on the array with an atomic add; two
+    members taking the same arrays (the team's lists are shared) then wait
+    on each other's cache line at every item taken, several times slower
+    than one alone. Views of a borrowed array count nothing; fit keeps the
+    arrays alive until the members are done."""
+    out = List()
+    for i in range(len(items)):
+        out.append(borrowed(items[i]))
+    return out
+
+
+def borrowed_lists(lists):
+    """borrowed_list of each list in ``lists``."""
+    out = List()
+    for i in range(len(lists)):
+        out.append(borrowed_list(lists[i]))
+    return out
+
+
+def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl,
+                dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start, count, cost_every,
+                first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2,
+                eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
+                patience, tol):
     """One member's run through the chunk's phases (see the module
     docstring; fit_epochs_team's arguments). Every member keeps its own
     copy of the loop's state (epoch, step, which list holds the current
-    parameters), all alike; only claimed items write shared arrays."""
+    parameters), all alike; only taken items write shared arrays."""
+    W, b, W_next, b_next = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
+    V_W, V_b, S_W, S_b = borrowed_list(V_W), borrowed_list(V_b), borrowed_list(S_W), borrowed_list(S_b)
+    Z, A, dZ, dA = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
+    Zl, Al, dZl, dAl = borrowed_list(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
+    dW, db, dAp, dApl = borrowed_list(dW), borrowed_list(db), borrowed_lists(dAp), borrowed_lists(dApl)
+    X, Y, Xs, perm, iota = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm), borrowed(iota)
+    splits, jlog, acts, zeros = borrowed(splits), borrowed(jlog), borrowed(acts), borrowed(zeros)
     m = X.shape[1]
-    P = len(Zf)
-    bsize = offsets_full[P]
+    L = len(W)
+    P = splits.shape[1] - 1
+    bsize = Yb.shape[1]
     whole = Xs.shape[1] == m  # X gathered once an epoch, in its order (fit_epochs)
     source = Xs if whole else X
     Wc, bc, Ws, bs = W, b, W_next, b_next
     traded = False
     t = first_step
+    me = join(sync)
     base = 0
     for k in range(count):
         e = start + k
         epoch = first_epoch + e
         if shuffle:
             end = base + 1
-            while claim(sync, base, end) >= 0:
+            if take(sync, 0, end):
                 permutation(perm, seed, epoch)
                 finish(sync)
             wait(sync, end)
             base = end
         if whole:
-            end = base + (X.shape[0] + GATHER_ROWS - 1) // GATHER_ROWS
-            while True:
-                r = claim(sync, base, end)
-                if r < 0:
-                    break
-                for i in range(r * GATHER_ROWS, min(r * GATHER_ROWS + GATHER_ROWS, X.shape[0])):
-                    row, x = Xs[i], X[i]
-                    for c in range(m):
-                        row[c] = x[perm[c]]
-                finish(sync)
+            end = base + P
+            for j in range(P):
+                q = item_to_try(me, j, P)
+                if take(sync, q, end):
+                    for i in range(q * X.shape[0] // P, (q + 1) * X.shape[0] // P):
+                        row, x = Xs[i], X[i]
+                        for c in range(m):
+                            row[c] = x[perm[c]]
+                    finish(sync)
             wait(sync, end)
             base = end
         lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
         for s in range(jlog.shape[0]):
             j0 = s * bsize
             full = m - j0 >= bsize
-            offsets = offsets_full if full else offsets_last
-            order = perm[j0:j0 + offsets[P]]  # the batch's columns of X and Y
-            x_order = iota[j0:j0 + offsets[P]] if whole else order  # ... and of source
+            mb = bsize if full else m - j0
+            Zx, Ax, dZx, dAx, Yx, dAq = (Z, A, dZ, dA, Yb, dAp) if full else (Zl, Al, dZl, dAl, Ybl, dApl)
+            order = perm[j0:j0 + mb]  # the batch's columns of X and Y
+            x_order = iota[j0:j0 + mb] if whole else order  # ... and of source
             end = base + P
-            while True:
-                q = claim(sync, base, end)
-                if q < 0:
-                    break
-                if full:
-                    wJ = team_part(Wc, bc, Zf[q], Af[q], dZf[q], dAf[q], Yf[q], dWp[q], dbp[q], source, Y,
-                                   x_order, order, offsets[q], acts, eps, exact)
-                else:
-                    wJ = team_part(Wc, bc, Zt[q], At[q], dZt[q], dAt[q], Yt[q], dWp[q], dbp[q], source, Y,
-                                   x_order, order, offsets[q], acts, eps, exact)
-                jlog[s, q] = wJ
-                if not math.isfinite(wJ):
+            for j in range(P):
+                q = item_to_try(me, j, P)
+                if take(sync, q, end):
+                    team_gather(Ax[0], Yx, source, Y, x_order, order, q, P)
+                    finish(sync)
+            wait(sync, end)
+            base = end
+            for l in range(L - 1):
+                end = base + P
+                for j in range(P):
+                    q = item_to_try(me, j, P)
+                    if take(sync, q, end):
+                        team_forward(Zx, Ax, Wc, bc, splits, acts, l, q)
+                        finish(sync)
+                wait(sync, end)
+                base = end
+            end = base + 1
+            if take(sync, 0, end):
+                wJ, why = team_output(Zx, Ax, dZx, dAx, Yx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros,
+                                      acts, eps, exact, l2, lr, kind, beta1, beta2, epsilon, t + 1)
+                jlog[s, 0] = wJ
+                if why == COST_NOT_FINITE:
                     halt(sync, end, DIVERGED, k, t, traded)
+                elif why == STEP_NOT_FINITE:
+                    halt(sync, end, DIVERGED, k, t + 1, traded)
                 finish(sync)
             base = end
             if meet(sync, end):
                 return
+            for l in range(L - 2, -1, -1):
+                end = base + P
+                for j in range(P):
+                    q = item_to_try(me, j, P)
+                    if take(sync, q, end):
+                        if not team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b,
+                                             zeros, splits, acts, l, q, l2, lr, kind, beta1, beta2, epsilon, t + 1):
+                            halt(sync, end, DIVERGED, k, t + 1, traded)
+                        finish(sync)
+                base = end
+                if meet(sync, end):
+                    return
             t += 1
-            end = base + blocks.shape[0]
-            while True:
-                u = claim(sync, base, end)
-                if u < 0:
-                    break
-                if not team_update(Ws, bs, Wc, bc, dW, db, dWp, dbp, V_W, V_b, S_W, S_b, zeros, blocks[u],
-                                   offsets, l2, lr, kind, beta1, beta2, epsilon, t):
-                    halt(sync, end, DIVERGED, k, t, traded)
-                finish(sync)
-            base = end
-            if meet(sync, end):
-                return
             Wc, Ws = Ws, Wc
             bc, bs = bs, bc
             traded = not traded
         end = base + 1
-        while claim(sync, base, end) >= 0:
+        if take(sync, 0, end):
             if team_epoch_end(costs, Wc, bc, jlog, m, e, cost_every, Zv, Av, Yv, val_costs, W_best, b_best,
                               track, validate, early, patience, tol, epoch, acts, eps, exact):
                 halt(sync, end, STOPPED, k + 1, t, traded)
@@ -239,30 +333,29 @@ def team_epoch_end(costs, Wc, bc, jlog, m, e, cost_every, Zv, Av, Yv, val_costs,
     return False
 
 
-def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At,
-                    dZt, dAt, Yt, dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs,
-                    iota, acts, start, count, cost_every, first_epoch, first_step, learning_rate, decay_rate,
-                    decay_every, kind, beta1, beta2, epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs,
-                    W_best, b_best, track, validate, early, patience, tol, members):
-    """model.training.fit_epochs (the same arguments, the same returns:
-    done, status, steps), each step shared by a team of ``members`` members
-    (the module docstring): ``member`` is team_member compiled (nogil), run
-    by this thread and by members - 1 threads of our own, at most one a
-    thread Numba runs (numba.set_num_threads); a thread with more runs
-    them one after the other, each finding the phases done. The team's
-    buffers and ``sync`` (kernels.loops.team.SYNC_SIZE,) int64 come first.
-    Always batches copied from X (fit runs one batch in order with
-    fit_epochs).
+def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl,
+                    Yb, Ybl, dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start, count,
+                    cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
+                    epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate,
+                    early, patience, tol, members):
+    """model.training.fit_epochs (its arguments and buffers, the same
+    returns: done, status, steps), each step shared by a team of
+    ``members`` members (the module docstring): ``member`` is team_member
+    compiled (nogil), run by this thread and by members - 1 threads of our
+    own, at most one a thread Numba runs (numba.set_num_threads); a thread
+    with more runs them one after the other, each finding the phases done.
+    The team's own arrays (team_arrays) and ``sync`` (kernels.loops.team.SYNC_SIZE,)
+    int64 as well. Always batches copied from X (fit runs one batch in
+    order with fit_epochs).
 
     Why threads of our own and not a parallel loop: a ``prange`` over the
     members makes Numba optimize team_member's whole call tree twice more
     (in the loop's body and in the function around it), 2/3 of the team's
     cold compile; the members need nothing of a threading layer."""
-    args = (sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Zf, Af, dZf, dAf, Yf, Zt, At, dZt, dAt, Yt,
-            dWp, dbp, offsets_full, offsets_last, blocks, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start,
-            count, cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
-            epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
-            patience, tol)
+    args = (sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl, dAp,
+            dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start, count, cost_every, first_epoch,
+            first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
+            shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early, patience, tol)
     reset(sync)
     run_members(member, args, members, min(members, numba.get_num_threads()))
     if sync[STOP] >= 0:  # an item halted the team: halt's record
@@ -308,47 +401,42 @@ def team_members():
 
 
 def team_parts(dims, size, dropping, threads=None):
-    """How many parts a team splits batches of ``size`` examples into for a
-    network of layer sizes ``dims``: one a thread, each at least MIN_PART
-    columns; 0 where a team does not pay (under TEAM_WORK multiply-adds a
-    batch, one thread, or dropout)."""
+    """How many parts a team splits each hidden layer of a network of layer
+    sizes ``dims`` into, for batches of ``size`` examples: one a thread,
+    each at least MIN_ROWS rows of the widest hidden layer; 0 where a team
+    does not pay (no hidden layer, under TEAM_WORK multiply-adds a batch,
+    one thread, or dropout)."""
     threads = team_members() if threads is None else threads
+    if len(dims) < 3 or dropping:
+        return 0
     work = size * sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
-    parts = min(threads, size // MIN_PART)
-    return parts if parts >= 2 and work >= TEAM_WORK and not dropping else 0
+    parts = min(threads, max(dims[1:-1]) // MIN_ROWS)
+    return parts if parts >= 2 and work >= TEAM_WORK else 0
 
 
-def _offsets(size, parts):
-    """The parts' first columns: as even as can be, (parts + 1,) int64."""
-    return np.array([q * size // parts for q in range(parts + 1)], dtype=np.int64)
+def row_splits(dims, parts):
+    """The parts' first rows in each hidden layer, (L - 1, parts + 1)
+    int64: as even as multiples of MICRO_ROWS (the micro-kernel's row
+    block) allow, part 0 never empty; a narrow layer may leave the last
+    parts none."""
+    def first_row(n, q):
+        return min(n, -(-(q * n // parts) // MICRO_ROWS) * MICRO_ROWS)
+    return np.array([[first_row(n, q) for q in range(parts + 1)] for n in dims[1:-1]], dtype=np.int64)
 
 
-def team_arrays(net, X, Y, size, last, parts, dW, db):
+def team_arrays(net, X, size, last, parts):
     """fit_epochs_team's own arguments for ``net`` (a NeuralNetwork) training
-    on X (n[0], m), Y with batches of ``size`` (the last of ``last``
-    examples, 0 if none): the parts' buffers, gradients, offsets, update
-    blocks, loss log and sync, as a tuple in the order it takes them. The
-    first part's gradients are dW, db themselves (program lists): the
-    update blocks scale them in place, one array fewer to stream."""
+    on X (n[0], m) with batches of ``size`` (the last of ``last`` examples,
+    0 if none): the parts' shares of dA for a full and for the last batch,
+    the row splits, the loss log and sync, as a tuple in the order it takes
+    them."""
     p, ops, dt = net.program, net._ops, net.dtype
+    hidden = net.layer_dims[1:-1]
 
-    def buffers(offsets):
-        lists = [[], [], [], [], []]
-        for q in range(parts):
-            w = int(offsets[q + 1] - offsets[q])
-            for into, item in zip(lists, net._batch_buffers(X, w, True) + (ops.empty((Y.shape[0], w), dt),)):
-                into.append(item)
-        return [numba.typed.List(items) for items in lists[:4]] + [p.list(lists[4])]
+    def shares(width):
+        return numba.typed.List([p.list([ops.empty((n, width), dt) for n in hidden]) for _ in range(1, parts)])
 
-    full_offsets = _offsets(size, parts)
-    last_offsets = _offsets(last, parts) if last else full_offsets
-    full = buffers(full_offsets)
-    tail = buffers(last_offsets) if last else full
-    dWp = numba.typed.List([dW] + [p.list([ops.empty(w.shape, dt) for w in net._W]) for _ in range(1, parts)])
-    dbp = numba.typed.List([db] + [p.list([ops.empty(v.shape, dt) for v in net._b]) for _ in range(1, parts)])
-    blocks = [(l, is_b, a, min(a + UPDATE_BLOCK, x.size))
-              for l, (w, v) in enumerate(zip(net._W, net._b)) for is_b, x in ((0, w), (1, v))
-              for a in range(0, x.size, UPDATE_BLOCK)]
+    full = shares(size)
     steps = -(-X.shape[1] // size)
-    return (*full, *tail, dWp, dbp, full_offsets, last_offsets, np.array(blocks, dtype=np.int64),
-            np.zeros((steps, parts)), np.zeros(SYNC_SIZE, dtype=np.int64))
+    return (full, shares(last) if last else full, row_splits(net.layer_dims, parts), np.zeros((steps, 1)),
+            np.zeros(SYNC_SIZE + parts, dtype=np.int64))

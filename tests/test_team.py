@@ -3,11 +3,12 @@
 
 Tolerances: against the numpy backend as every compiled backend
 (conftest.assert_trains_like_numpy: 1e-7 relative in float64, 5e-4 in
-float32): a step summed in two parts of the batch rounds differently from
-one summed whole, by the few ulp a summation order makes, amplified by
-Adam's division by sqrt(s) + eps where s is tiny. Between team runs of
-different numbers of members, or of threads, nothing may differ: which
-member does an item never changes what it writes (assert_array_equal).
+float32): the team sums dA of a hidden layer from its parts' shares
+(W[rows]^T dZ[rows]), which rounds differently from one sum over all units,
+by the few ulp a summation order makes, amplified by Adam's division by
+sqrt(s) + eps where s is tiny. Between team runs of different numbers of
+members, or of threads, nothing may differ: which member does an item
+never changes what it writes (assert_array_equal).
 """
 
 import os
@@ -19,6 +20,9 @@ import numpy as np
 import pytest
 from conftest import assert_trains_like_numpy, in_forked_child
 
+from kernels.loops import team as loops_team
+from kernels.loops.views import borrowed
+from kernels.options import MICRO_ROWS
 from model import DivergenceError, NeuralNetwork, fit, team
 from model.program import Program
 
@@ -49,7 +53,13 @@ def two_parts(monkeypatch):
     return calls, members
 
 
-def net(backend, dtype="float64", dims=(12, 16, 8, 1), seed=1):
+# Two hidden layers both split in two non-empty parts (24 and 16 units: rows
+# in multiples of MICRO_ROWS), so the second one's dA is summed from shares;
+# the softmax network's (16, 8) leaves the second part of its 8 units empty.
+DIMS = (12, 24, 16, 1)
+
+
+def net(backend, dtype="float64", dims=DIMS, seed=1):
     return NeuralNetwork(list(dims), activations="relu", init="he", seed=seed, backend=backend, dtype=dtype,
                          output="softmax" if dims[-1] > 1 else "sigmoid")
 
@@ -72,6 +82,17 @@ def test_a_softmax_network_and_unshuffled_batches_train_like_numpy(two_parts, dt
     for shuffle in (True, False):
         assert_trains_like_numpy("parallel", dtype, lambda name: net(name, dtype, (12, 16, 8, 4)), lambda n: n.fit(
             X.astype(dtype), Y, 3, 0.01, batch_size=64, optimizer="adam", seed=2, shuffle=shuffle, cost_every=1))
+    assert two_parts[0]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_three_hidden_layers_of_uneven_parts_train_like_numpy(two_parts, dtype):
+    """Shares of dA summed into two hidden layers, parts of unequal rows, a
+    last batch of 12 and L2."""
+    X, Y = data(classes=3)
+    dims = (12, 40, 24, 16, 3)
+    assert_trains_like_numpy("parallel", dtype, lambda name: net(name, dtype, dims), lambda n: n.fit(
+        X.astype(dtype), Y, 3, 0.01, batch_size=48, optimizer="adam", l2=0.3, seed=7, cost_every=1))
     assert two_parts[0]
 
 
@@ -167,12 +188,66 @@ def test_dropout_runs_without_the_team(two_parts):
 def test_when_a_team_pays():
     digits, planar = [64, 128, 64, 10], [2, 4, 1]
     assert team.team_parts(digits, 64, False, threads=2) == 2
-    assert team.team_parts(digits, 64, False, threads=16) == 64 // team.MIN_PART
+    assert team.team_parts(digits, 64, False, threads=16) == 128 // team.MIN_ROWS  # parts of MIN_ROWS units
     assert team.team_parts(digits, 64, False, threads=1) == 0      # one thread
     assert team.team_parts(digits, 64, True, threads=2) == 0       # dropout
-    assert team.team_parts(planar, 64, False, threads=2) == 0      # too little work a batch
-    assert team.team_parts(digits, 16, False, threads=2) == 0      # parts narrower than MIN_PART
+    assert team.team_parts(planar, 64, False, threads=2) == 0      # too few units to share
+    assert team.team_parts([64, 10], 64, False, threads=2) == 0    # no hidden layer
+    assert team.team_parts([64, 128, 64, 10], 2, False, threads=2) == 0  # too little work a batch
     assert team.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
+
+
+@pytest.mark.parametrize("parts", [2, 3, 8])
+def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts):
+    dims = [5, 128, 64, 24, 8, 3]
+    splits = team.row_splits(dims, parts)
+    assert splits.shape == (len(dims) - 2, parts + 1) and splits.dtype == np.int64
+    for n, rows in zip(dims[1:-1], splits):
+        assert rows[0] == 0 and rows[-1] == n and (np.diff(rows) >= 0).all()
+        assert rows[1] > 0  # part 0 always has rows: dA's first share is written whole
+        inner = rows[1:-1][rows[1:-1] < n]
+        assert (inner % MICRO_ROWS == 0).all()  # whole micro-kernel row blocks but the last
+        assert np.diff(rows).max() <= -(-n // parts) + MICRO_ROWS  # as even as the blocks allow
+
+
+def test_a_phase_item_is_taken_once_and_each_member_tries_its_own_first():
+    """kernels.loops.team: take() gives an item of a phase to one member
+    only, and again in the next phase; member j tries item j mod the items
+    first."""
+    sync = np.zeros(loops_team.SYNC_SIZE + 3, dtype=np.int64)
+    loops_team.reset(sync)
+    got = _take_twice(sync)
+    assert list(got) == [1, 0, 1, 1, 0, 0, 0, 1]
+    assert [loops_team.item_to_try(1, j, 3) for j in range(3)] == [1, 2, 0]
+    assert [loops_team.item_to_try(4, j, 1) for j in range(1)] == [0]
+
+
+@numba.njit
+def _take_twice(sync):
+    out = np.zeros(8, dtype=np.int64)
+    out[0] = loops_team.take(sync, 0, 3)   # phase ending at 3: item 0 taken
+    out[1] = loops_team.take(sync, 0, 3)   # ... not twice
+    out[2] = loops_team.take(sync, 2, 3)   # another item of the phase
+    out[3] = loops_team.take(sync, 0, 6)   # the next phase: item 0 again
+    out[4] = loops_team.take(sync, 2, 3)   # a late member finds the old phase's item taken
+    out[5] = loops_team.join(sync)         # members' numbers, in order
+    out[6] = loops_team.join(sync) - 1
+    out[7] = loops_team.take(sync, 1, 6)
+    return out
+
+
+@numba.njit
+def _write_through_borrowed(x, value):
+    v = borrowed(x)
+    row = v[1]
+    row[2] = value
+    return v[1, 2] + x[1, 2]
+
+
+def test_a_borrowed_view_is_the_same_memory():
+    x = np.zeros((3, 4))
+    assert _write_through_borrowed(x, 2.5) == 5.0 and x[1, 2] == 2.5 and x.sum() == 2.5
+    assert borrowed(x) is x  # interpreted: the array itself
 
 
 def test_members_run_on_threads_joined_before_fit_returns(two_parts):

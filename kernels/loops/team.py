@@ -2,25 +2,33 @@
 can hang: the synchronisation of the parallel backend's mini-batch epochs
 (``model.team``).
 
-Each phase of a team's work is a numbered run of items. Every member runs
-the same sequence of phases; in each, it *claims* items (a compare-and-swap
-on a shared counter) until none are left, does each one it claims, counts it
-*finished* (an atomic add), then waits until every item of the phase is
-finished before the next phase reads what they wrote.
+Each phase of a team's work is a numbered run of items (at most the team's
+number of parts). Every member runs the same sequence of phases; in each,
+it *takes* items (a compare-and-swap on the item's slot) until none are
+left, does each one it takes, counts it *finished* (an atomic add), then
+waits until every item of the phase is finished before the next phase
+reads what they wrote.
 
-A member waits only for items another member has claimed, so it is running
-them: a team whose members run one after another (a threading layer that
-gives the parallel loop fewer threads than members, a busy machine) still
+A member tries its own item first (member j: item j mod the items, then
+the ones after it), so while every member runs, item q is done by the same
+member phase after phase and the rows it owns (its weights, their moments
+and gradients, its activations) stay in that core's caches: an item taken
+by the other core every other step would fetch them across the cores.
+Any member takes any item left untaken, and a member waits only for items
+another member has taken, so it is running them: a team whose members run
+one after another (fewer threads than members, a busy machine) still
 finishes, the first member doing every item and the later ones finding each
-phase done. A barrier that counted members would hang there. Which member does
-an item never changes what the item writes, so the results are the same
-however many threads run.
+phase done. A barrier that counted members would hang there. Which member
+does an item never changes what the item writes, so the results are the
+same however many threads run.
 
-``sync`` (SYNC_SIZE,) int64 holds the counters; phases are numbered by their
-``end`` (the running total of items), which every member computes alike.
-An item may stop the team (``halt``): it records why and at which phase;
-every member, after that phase, sees it (``halted``) and leaves the loop, and
-a member running late sees only the phase the stop belongs to.
+``sync`` (SYNC_SIZE + items,) int64 holds the counters and the items'
+slots; phases are numbered by their ``end`` (the running total of items),
+which every member computes alike, and an item's slot holds the end of the
+last phase it was taken in. An item may stop the team (``halt``): it
+records why and at which phase; every member, after that phase, sees it
+(``halted``) and leaves the loop, and a member running late sees only the
+phase the stop belongs to.
 
 The atomics are LLVM's (``atomicrmw``, ``cmpxchg``, ``load atomic``) through
 Numba intrinsics: compiled code only.
@@ -35,11 +43,11 @@ from numba.extending import intrinsic, register_jitable
 from ..options import HELPER_OPTIONS
 
 # sync's cells
-CLAIMED = 0   # items claimed so far (all phases)
+MEMBERS = 0   # members started so far: each one's number
 FINISHED = 1  # items finished so far
 STOP = 2      # the end of the phase an item halted in; -1 while none did
 WHY = 3       # the halting item's record: 4 cells from here (see halt)
-SYNC_SIZE = 8
+SYNC_SIZE = 8  # then a slot per item: the end of the phase it was last taken in
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
 
@@ -107,20 +115,35 @@ def spin_pause(typingctx):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def claim(sync, base, end):
-    """The next unclaimed item of the phase whose items are numbered
-    base, ..., end - 1, counted from 0; -1 once all are claimed."""
-    while True:
-        c = atomic_load(sync, CLAIMED)
-        if c >= end:
-            return -1
-        if compare_and_swap(sync, CLAIMED, c, c + 1) == c:
-            return c - base
+def join(sync):
+    """A new member's number: 0, 1, ... in the order they start."""
+    return atomic_add(sync, MEMBERS, 1)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def take(sync, item, end):
+    """Whether this member takes ``item`` (0, 1, ...) of the phase ending at
+    ``end``: False if another member took it in this phase."""
+    slot = SYNC_SIZE + item
+    last = atomic_load(sync, slot)
+    while last < end:
+        seen = compare_and_swap(sync, slot, last, end)
+        if seen == last:
+            return True
+        last = seen
+    return False
+
+
+@register_jitable(**HELPER_OPTIONS)
+def item_to_try(me, j, items):
+    """The j-th item member ``me`` tries in a phase of ``items`` items (j = 0,
+    1, ..., items - 1): its own (me mod items) first, then the ones after it."""
+    return (me + j) % items
 
 
 @register_jitable(**HELPER_OPTIONS)
 def finish(sync):
-    """Count one claimed item done (after everything it writes)."""
+    """Count one taken item done (after everything it writes)."""
     atomic_add(sync, FINISHED, 1)
 
 
@@ -159,6 +182,8 @@ def meet(sync, end):
 @register_jitable(**HELPER_OPTIONS)
 def reset(sync):
     """Ready for a new run of phases."""
-    sync[CLAIMED] = 0
+    sync[MEMBERS] = 0
     sync[FINISHED] = 0
     sync[STOP] = -1
+    for i in range(SYNC_SIZE, sync.shape[0]):
+        sync[i] = 0

@@ -42,3 +42,41 @@ def _flat_compiled(x):
     raise TypingError(f"flat() takes a C-contiguous array, got {x}: pass the kernels "
                       f"np.ascontiguousarray(...) (kernels.backend's ops do)")
 
+
+
+def borrowed(x):
+    """``x`` itself, as a view that owns no reference (compiled: no meminfo).
+    Interpreted: ``x``.
+
+    Why: every view Numba makes of an array (a row, a slice, ``flat``)
+    counts a reference on the array's meminfo with an atomic add, and drops
+    it again; the products make such views in their inner loops (a row of
+    A per micro-kernel call, a panel per pack). Two threads working on the
+    same arrays (model.team's members) then take turns at one cache line,
+    an atomic each, for every view. Views of a borrowed array own nothing
+    (Numba's NRT_incref skips a null meminfo), so the caller must keep ``x``
+    alive while they are used: true within a kernel's call, whose argument
+    it is."""
+    return x
+
+
+@intrinsic
+def _borrowed_view(typingctx, x):
+    if not isinstance(x, types.Array):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = make_array(x)(context, builder, args[0])
+        out = make_array(x)(context, builder)
+        populate_array(out, data=ary.data, shape=ary.shape, strides=ary.strides, itemsize=ary.itemsize,
+                       meminfo=None, parent=ary.parent)
+        return out._getvalue()
+
+    return x(x), codegen
+
+
+@overload(borrowed, jit_options=HELPER_OPTIONS)
+def _borrowed_compiled(x):
+    if isinstance(x, types.Array):
+        return lambda x: _borrowed_view(x)
+    raise TypingError(f"borrowed() takes an array, got {x}")
