@@ -49,13 +49,12 @@ import threading
 
 import numba
 import numpy as np
-from numba.typed import List
 
 from kernels.loops import (activation_backward_from_output, all_finite, cross_entropy, gather_columns, gradient_step,
                            input_gradient, linear_activation_forward, optimizer_step, permutation, softmax,
                            weight_gradients)
 from kernels.loops.team import STOP, SYNC_SIZE, WHY, finish, halt, item_to_try, join, meet, reset, take, wait
-from kernels.loops.views import borrowed, flat
+from kernels.loops.views import borrowed, borrowed_list, borrowed_lists, flat
 from kernels.options import EXACT, MICRO_ROWS, SOFTMAX
 
 from .training import DIVERGED, FINISHED, STOPPED, forward, swap_items
@@ -161,28 +160,6 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
         input_gradient(dAx[l - 1] if q == 0 else dAq[q - 1][l - 1], dZ, Wc[l][r0:r1])
     return team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, dZ.shape[1], l2, lr, kind,
                      beta1, beta2, epsilon, t)
-
-
-def borrowed_list(items):
-    """A list of its own holding borrowed views (kernels.loops.views.borrowed)
-    of the arrays in ``items``: what a member works from. Taking an item of
-    a typed list counts a reference on the array with an atomic add; two
-    members taking the same arrays (the team's lists are shared) then wait
-    on each other's cache line at every item taken, several times slower
-    than one alone. Views of a borrowed array count nothing; fit keeps the
-    arrays alive until the members are done."""
-    out = List()
-    for i in range(len(items)):
-        out.append(borrowed(items[i]))
-    return out
-
-
-def borrowed_lists(lists):
-    """borrowed_list of each list in ``lists``."""
-    out = List()
-    for i in range(len(lists)):
-        out.append(borrowed_list(lists[i]))
-    return out
 
 
 def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl,

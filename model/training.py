@@ -42,6 +42,7 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     softmax,
     weight_gradients,
 )
+from kernels.loops.views import borrowed_list
 from kernels.options import EXACT, SOFTMAX
 
 # Status codes of fit_chunk (its second return value).
@@ -141,8 +142,12 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     # is written into. A finite step makes the spare arrays current by
     # trading two local names, not the lists' items (a typed list's setitem
     # is a call into Numba's C runtime, a large part of a small network's
-    # iteration). On return W, b hold the current parameters again.
-    Wc, bc, Ws, bs = W, b, W_next, b_next
+    # iteration). On return W, b hold the current parameters again. The
+    # loop takes its arrays from lists of borrowed views (borrowed_list: an
+    # item taken counts no reference).
+    Wc, bc, Ws, bs = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
+    Z, A, dZ, dA, dW, db = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA), \
+        borrowed_list(dW), borrowed_list(db)
     traded = False
     done, status = count, FINISHED
     for t in range(count):
@@ -258,7 +263,13 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     m = X.shape[1]
     bsize = Yb.shape[1]
     whole = copy_batches and Xs.shape[1] == m  # one gather an epoch (see above)
-    Wc, bc, Ws, bs = W, b, W_next, b_next
+    # the current and spare parameters, as in fit_chunk; every list the
+    # steps take items from as borrowed views (borrowed_list)
+    Wc, bc, Ws, bs = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
+    V_W, V_b, S_W, S_b = borrowed_list(V_W), borrowed_list(V_b), borrowed_list(S_W), borrowed_list(S_b)
+    Z, A, dZ, dA = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
+    Zl, Al, dZl, dAl = borrowed_list(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
+    dW, db = borrowed_list(dW), borrowed_list(db)
     traded = False
     t = first_step
     done, status = count, FINISHED

@@ -1,10 +1,13 @@
-"""``flat``: the 1-D view of a C-contiguous array that the elementwise loops walk."""
+"""Views the loops walk: ``flat``, the 1-D view of a C-contiguous array that
+the elementwise loops walk; ``borrowed`` views and lists of them, which
+count no references (see borrowed)."""
 
 from numba import types
 from numba.core.errors import TypingError
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
+from numba.typed import List
 
 from ..options import HELPER_OPTIONS
 
@@ -80,3 +83,39 @@ def _borrowed_compiled(x):
     if isinstance(x, types.Array):
         return lambda x: _borrowed_view(x)
     raise TypingError(f"borrowed() takes an array, got {x}")
+
+
+def borrowed_list(items):
+    """A list of borrowed views of the arrays in ``items`` (a typed list),
+    the caller's own: what the training loops work from. Taking an item of
+    a typed list counts a reference on its array (an atomic add, and one
+    to drop it), a cost of every item a step takes and, where two threads
+    take the same arrays (model.team), a cache line they wait on each other
+    for; items of this list count nothing. The arrays must outlive it: they
+    are the caller's arguments. Interpreted: ``items``."""
+    return items
+
+
+def borrowed_lists(lists):
+    """borrowed_list of each list in ``lists``. Interpreted: ``lists``."""
+    return lists
+
+
+@overload(borrowed_list, jit_options=HELPER_OPTIONS)
+def _borrowed_list_compiled(items):
+    def impl(items):
+        out = List()
+        for i in range(len(items)):
+            out.append(borrowed(items[i]))
+        return out
+    return impl
+
+
+@overload(borrowed_lists, jit_options=HELPER_OPTIONS)
+def _borrowed_lists_compiled(lists):
+    def impl(lists):
+        out = List()
+        for i in range(len(lists)):
+            out.append(borrowed_list(lists[i]))
+        return out
+    return impl
