@@ -19,8 +19,9 @@ Read in this order:
                     a shape chooses one
     products/       the engine: blocked.py (register blocking), packed.py
                     (packed panels), micro.py (the micro-kernels)
-    views.py        flat, the 1-D view the elementwise loops walk
-    team.py         atomics and claimed phases: how model/team.py's threads meet
+    views.py        flat, the 1-D view the elementwise loops walk; borrowed views
+                    and lists of them, which count no references
+    team.py         atomics and items taken in phases: how model/team.py's threads meet
 
 Shape key (the course's notation):
     m      number of examples (examples are columns)
