@@ -21,7 +21,6 @@ import pytest
 from conftest import assert_trains_like_numpy, in_forked_child
 
 from kernels.loops import team as loops_team
-from kernels.loops.views import borrowed, borrowed_list, borrowed_lists
 from kernels.options import MICRO_ROWS
 from model import DivergenceError, NeuralNetwork, fit, team
 from model.program import Program
@@ -234,36 +233,6 @@ def _take_twice(sync):
     out[6] = loops_team.join(sync) - 1
     out[7] = loops_team.take(sync, 1, 6)
     return out
-
-
-@numba.njit
-def _write_through_borrowed(x, value):
-    v = borrowed(x)
-    row = v[1]
-    row[2] = value
-    return v[1, 2] + x[1, 2]
-
-
-@numba.njit
-def _write_through_borrowed_lists(items, nested):
-    mine, theirs = borrowed_list(items), borrowed_lists(nested)
-    for i in range(len(mine)):
-        mine[i][0, 0] = i + 1.0
-        theirs[0][i][0, 1] = 10.0 * (i + 1)
-    return len(mine) + len(theirs[0])
-
-
-def test_a_borrowed_view_is_the_same_memory():
-    """Borrowed views and lists of them (kernels.loops.views) write the
-    caller's arrays; interpreted, they are the arrays and lists themselves."""
-    x = np.zeros((3, 4))
-    assert _write_through_borrowed(x, 2.5) == 5.0 and x[1, 2] == 2.5 and x.sum() == 2.5
-    assert borrowed(x) is x
-    arrays = [np.zeros((2, 2)) for _ in range(3)]
-    items = numba.typed.List(arrays)
-    assert _write_through_borrowed_lists(items, numba.typed.List([items])) == 6
-    assert [a[0, 0] for a in arrays] == [1.0, 2.0, 3.0] and [a[0, 1] for a in arrays] == [10.0, 20.0, 30.0]
-    assert borrowed_list(arrays) is arrays and borrowed_lists([arrays])[0] is arrays
 
 
 def test_members_run_on_threads_joined_before_fit_returns(two_parts):

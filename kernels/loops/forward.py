@@ -13,7 +13,7 @@ from numba.extending import register_jitable
 from ..options import BLOCK, HELPER_OPTIONS, KC, MICRO_BYTES, PARALLEL_WORK
 from . import course
 from .activations import activate_row
-from .views import flat
+from .views import borrowed, flat
 from .plans import ALL_PLANS, BLOCKED_DOT, COURSE, PACKED, SIMPLE, forward_plan
 from .products.blocked import dots_tile, pack_transposed, product_tile
 from .products.packed import packed_tile
@@ -101,9 +101,9 @@ def _dot_tile(Z, A, A_prev, W, b, act, t, width):
     T = np.empty((j1 - j0, min(KC, k)), dtype=Z.dtype)  # scratch panel
     for p0 in range(0, k, KC):
         p1 = min(p0 + KC, k)
-        pack_transposed(T, A_prev, p0, p1, j0, j1)
+        pack_transposed(borrowed(T), A_prev, p0, p1, j0, j1)  # borrowed: its views count no references
         # Z[i, j0 + q] += W[i, p0:p1] . T[q, 0:p1-p0]
-        dots_tile(Z, 0, j0, W, 0, n, p0, T, 0, j1 - j0, 0, p1 - p0, True)
+        dots_tile(Z, 0, j0, W, 0, n, p0, borrowed(T), 0, j1 - j0, 0, p1 - p0, True)
     _activate_tile(Z, A, act, 0, n, j0, j1)
 
 

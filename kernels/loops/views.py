@@ -2,10 +2,15 @@
 the elementwise loops walk; ``borrowed`` views and lists of them, which
 count no references (see borrowed)."""
 
+import operator
+
+import numpy as np
+from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, models, overload, register_model
 from numba.np.arrayobj import make_array, populate_array
 from numba.typed import List
 
@@ -86,23 +91,160 @@ def _borrowed_compiled(x):
 
 
 def borrowed_list(items):
-    """A list of borrowed views of the arrays in ``items`` (a typed list),
-    the caller's own: what the training loops work from. Taking an item of
-    a typed list counts a reference on its array (an atomic add, and one
-    to drop it), a cost of every item a step takes and, where two threads
-    take the same arrays (model.team), a cache line they wait on each other
-    for; items of this list count nothing. The arrays must outlive it: they
-    are the caller's arguments. Interpreted: ``items``."""
+    """A list of borrowed views of the arrays in ``items`` (a typed list of
+    C-contiguous arrays), the caller's own: what the training loops work
+    from. Interpreted: ``items``.
+
+    Why: taking an item of a ``numba.typed.List`` is a call into Numba's
+    list code (not inlined) that counts a reference on the item's array (an
+    atomic add, and one to drop it): a cost of every item a step takes (a
+    planar iteration takes about forty) and, where two threads take the same
+    arrays (model.team), a cache line they wait on each other for. This
+    list is a table of the arrays' addresses and shapes: an item taken is a
+    few loads, inlined, and a view with no meminfo (see ``borrowed``). It
+    supports ``len`` and ``lst[i]`` (negative i counts from the end; out of
+    range raises IndexError), nothing else: it is read-only. The arrays must
+    outlive it: they are the caller's arguments. A list of arrays that are
+    not C-contiguous gets a typed list of borrowed views instead."""
     return items
 
 
 def borrowed_lists(lists):
-    """borrowed_list of each list in ``lists``. Interpreted: ``lists``."""
+    """A typed list of lists of borrowed views, one for each list in
+    ``lists`` (a typed list of typed lists of arrays). Interpreted: ``lists``."""
     return lists
+
+
+class BorrowedListType(types.Type):
+    """Numba's type of borrowed_list's result: read-only, items of ``array_type``."""
+
+    def __init__(self, array_type):
+        self.array_type = array_type
+        super().__init__(name=f"BorrowedList({array_type})")
+
+
+@register_model(BorrowedListType)
+class _BorrowedListModel(models.StructModel):
+    # table: per item its data pointer, its parent object and its shape
+    # (intp each; 2 + ndim a row), in memory the meminfo owns (an array's).
+    def __init__(self, dmm, fe_type):
+        members = [("meminfo", types.MemInfoPointer(types.voidptr)), ("table", types.CPointer(types.intp)),
+                   ("size", types.intp)]
+        super().__init__(dmm, fe_type, members)
+
+
+def _row(builder, table, i, ndim):
+    """Pointer to the table's row i (2 + ndim intp)."""
+    return builder.gep(table, [builder.mul(i, ir.Constant(i.type, 2 + ndim))])
+
+
+@intrinsic
+def _put_item(typingctx, table, i, x):
+    """table[i] = (x's data address, its parent, its shape)."""
+    def codegen(context, builder, signature, args):
+        tbl = make_array(signature.args[0])(context, builder, args[0])
+        ary = make_array(x)(context, builder, args[2])
+        row = _row(builder, tbl.data, args[1], x.ndim)
+        intp = context.get_value_type(types.intp)
+        builder.store(builder.ptrtoint(ary.data, intp), row)
+        builder.store(builder.ptrtoint(ary.parent, intp), builder.gep(row, [context.get_constant(types.intp, 1)]))
+        shape = cgutils.unpack_tuple(builder, ary.shape, x.ndim)
+        for d in range(x.ndim):
+            builder.store(shape[d], builder.gep(row, [context.get_constant(types.intp, 2 + d)]))
+        return context.get_dummy_value()
+
+    return types.none(table, i, x), codegen
+
+
+@intrinsic
+def _new_borrowed_list(typingctx, table, items):
+    """The BorrowedListType over ``table`` (filled by _put_item), holding a reference to it."""
+    retty = BorrowedListType(items.item_type)
+
+    def codegen(context, builder, signature, args):
+        tbl = make_array(signature.args[0])(context, builder, args[0])
+        out = cgutils.create_struct_proxy(retty)(context, builder)
+        out.meminfo = tbl.meminfo
+        out.table = tbl.data
+        out.size = cgutils.unpack_tuple(builder, tbl.shape, 2)[0]
+        context.nrt.incref(builder, signature.args[0], args[0])  # the list owns the table too
+        return out._getvalue()
+
+    return retty(table, items), codegen
+
+
+@intrinsic
+def _borrowed_size(typingctx, lst):
+    def codegen(context, builder, signature, args):
+        return cgutils.create_struct_proxy(lst)(context, builder, value=args[0]).size
+
+    return types.intp(lst), codegen
+
+
+@intrinsic
+def _borrowed_item(typingctx, lst, i):
+    """Item i (0 <= i < len, unchecked) as a view with no meminfo."""
+    aty = lst.array_type
+
+    def codegen(context, builder, signature, args):
+        st = cgutils.create_struct_proxy(lst)(context, builder, value=args[0])
+        row = _row(builder, st.table, args[1], aty.ndim)
+        load = lambda k: builder.load(builder.gep(row, [context.get_constant(types.intp, k)]))  # noqa: E731
+        out = make_array(aty)(context, builder)
+        shape = [load(2 + d) for d in range(aty.ndim)]
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(context.get_data_type(aty.dtype)))
+        strides = [itemsize]
+        for d in range(aty.ndim - 1, 0, -1):  # C order
+            strides.insert(0, builder.mul(strides[0], shape[d]))
+        populate_array(out, data=builder.inttoptr(load(0), out.data.type), shape=shape, strides=strides,
+                       itemsize=itemsize, meminfo=None, parent=builder.inttoptr(load(1), out.parent.type))
+        return out._getvalue()
+
+    return aty(lst, i), codegen
 
 
 @overload(borrowed_list, jit_options=HELPER_OPTIONS)
 def _borrowed_list_compiled(items):
+    if not (isinstance(items, types.ListType) and isinstance(items.item_type, types.Array)):
+        raise TypingError(f"borrowed_list() takes a typed list of arrays, got {items}")
+    if items.item_type.layout != "C":
+        return lambda items: _borrowed_typed_list(items)
+    ndim = items.item_type.ndim
+
+    def impl(items):
+        table = np.empty((len(items), 2 + ndim), dtype=np.intp)
+        for i in range(len(items)):
+            _put_item(table, i, items[i])
+        return _new_borrowed_list(table, items)
+    return impl
+
+
+@overload(len)
+def _borrowed_len(lst):
+    if isinstance(lst, BorrowedListType):
+        return lambda lst: _borrowed_size(lst)
+
+
+@overload(operator.getitem, jit_options=HELPER_OPTIONS)
+def _borrowed_getitem(lst, i):
+    if isinstance(lst, BorrowedListType) and isinstance(i, types.Integer):
+        def impl(lst, i):
+            n = _borrowed_size(lst)
+            j = np.intp(i)
+            j = j + n if j < 0 else j
+            if j < 0 or j >= n:
+                raise IndexError("borrowed list index out of range")
+            return _borrowed_item(lst, j)
+        return impl
+
+
+def _borrowed_typed_list(items):
+    """A typed list of borrowed views of ``items``' arrays (any layout)."""
+    return items
+
+
+@overload(_borrowed_typed_list, jit_options=HELPER_OPTIONS)
+def _borrowed_typed_list_compiled(items):
     def impl(items):
         out = List()
         for i in range(len(items)):
@@ -116,6 +258,6 @@ def _borrowed_lists_compiled(lists):
     def impl(lists):
         out = List()
         for i in range(len(lists)):
-            out.append(borrowed_list(lists[i]))
+            out.append(_borrowed_typed_list(lists[i]))
         return out
     return impl

@@ -19,6 +19,7 @@ compile); the last n mod MR rows of C go through the same kernel from a
 zero-padded copy of their rows of A (see packed.panel_rows).
 """
 
+import numpy as np
 from numba.extending import overload, register_jitable
 
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_OPTIONS, MICRO_ROWS
@@ -29,31 +30,41 @@ MICRO_SHAPES = ((MICRO_ROWS, MICRO_BYTES // 8), (MICRO_ROWS, MICRO_BYTES // 4))
 
 
 def micro_kernel_source(rows, cols):
-    """Python source of micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate)."""
+    """Python source of micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate).
+
+    Every index is an unsigned integer (uint64), every cell read and written
+    by its two indices: no views. A view of a row counts a reference on its
+    array (a call, an atomic add where the array has a meminfo: 2 x rows a
+    call, a large part of a short reduction's time), and a signed index
+    makes Numba add a test for negative values (Python's wraparound) that
+    keeps LLVM's SLP vectorizer from packing the loads into vectors;
+    unsigned ones cannot be negative. The rows' start addresses are the
+    same across the q loop, so LLVM computes them once."""
     ind = "    "
     out = [f"def micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate):",
            ind + "prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)",
-           ind + "zero = C.dtype.type(0.0)"]
-    out += [ind + f"a{r} = A[i0 + {r}, q0:q0 + kc]" for r in range(rows)]
+           ind + "zero = C.dtype.type(0.0)",
+           ind + "i0 = uint64(i0); c0 = uint64(c0); q0 = uint64(q0)"]
+    out += [ind + "; ".join(f"r{r} = i0 + uint64({r})" for r in range(rows))]
+    out += [ind + "; ".join(f"j{c} = uint64({c})" for c in range(cols))]
     out += [ind + "; ".join(f"c{r}_{c} = zero" for c in range(cols)) for r in range(rows)]
-    out.append(ind + "for q in range(kc):  # range from 0: no wraparound checks")
-    out.append(2 * ind + "p = P[q]")
-    out.append(2 * ind + "; ".join(f"p{c} = p[{c}]" for c in range(cols)))
+    out.append(ind + "for q in range(uint64(kc)):")
+    out.append(2 * ind + "qa = q0 + q")
+    out.append(2 * ind + "; ".join(f"p{c} = P[q, j{c}]" for c in range(cols)))
     for r in range(rows):
-        out.append(2 * ind + f"u = a{r}[q]")
+        out.append(2 * ind + f"u = A[r{r}, qa]")
         out.append(2 * ind + "; ".join(f"c{r}_{c} += u * p{c}" for c in range(cols)))
     for op, flag in (("+=", "if accumulate:"), ("=", "else:")):
         out.append(ind + flag)
         for r in range(rows):
-            out.append(2 * ind + f"o = C[i0 + {r}, c0:c0 + {cols}]")
-            out.append(2 * ind + "; ".join(f"o[{c}] {op} c{r}_{c}" for c in range(cols)))
+            out.append(2 * ind + "; ".join(f"C[r{r}, c0 + j{c}] {op} c{r}_{c}" for c in range(cols)))
     return "\n".join(out) + "\n"
 
 
 def _micro_kernel(rows, cols):
     """The generated micro_{rows}x{cols}, compiled with MICRO_OPTIONS where compiled code calls it."""
     name = f"micro_{rows}x{cols}"
-    namespace = {"prefer_wide_vectors": prefer_wide_vectors}
+    namespace = {"prefer_wide_vectors": prefer_wide_vectors, "uint64": np.uint64}
     exec(compile(MICRO_SOURCES[name], f"<kernels.loops.products.micro {name}>", "exec"), namespace)
     return register_jitable(**MICRO_OPTIONS)(namespace[name])
 

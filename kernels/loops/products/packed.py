@@ -17,6 +17,7 @@ import numpy as np
 from numba.extending import register_jitable
 
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS
+from ..views import borrowed
 from .micro import micro_block
 
 
@@ -93,6 +94,8 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
     nr = MICRO_BYTES // C.itemsize
     npan = (j1 - j0 + nr - 1) // nr
     kb = min(MICRO_KC, k)
+    # Scratch, used through borrowed views (kernels.loops.views): a view of
+    # P per micro-kernel call and of its rows per q would count references.
     P = np.empty((npan, kb, nr), dtype=C.dtype)
     S = np.empty((n, nr), dtype=C.dtype)  # the last, partial panel's columns
     R = np.zeros((MICRO_ROWS, kb), dtype=C.dtype)  # the last n mod MR rows of A
@@ -108,20 +111,20 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
         # the first block of the reduction stores where C starts at zero
         # (no pass zeroing C, no loads of it in the micro-kernel), later ones add
         add = q0 > 0 or not zero_first
-        pack_panels(P, B, q0, kc, j0, j1, transposed)
+        pack_panels(borrowed(P), B, q0, kc, j0, j1, transposed)
         for r in range(n - i_left):
             src = A[i_left + r, q0:q0 + kc]
-            dst = R[r]
+            dst = borrowed(R)[r]
             for q in range(kc):
                 dst[q] = src[q]
         for jr in range(npan):
             c0 = j0 + jr * nr
             if c0 + nr <= j1:
-                panel_rows(C, A, q0, P[jr], kc, c0, add, R, S8)
+                panel_rows(C, A, q0, borrowed(P)[jr], kc, c0, add, borrowed(R), borrowed(S8))
             else:  # partial panel: into S, then its valid columns into C
-                panel_rows(S, A, q0, P[jr], kc, 0, False, R, S8)
+                panel_rows(borrowed(S), A, q0, borrowed(P)[jr], kc, 0, False, borrowed(R), borrowed(S8))
                 for i in range(n):
-                    put_row(C[i, c0:j1], S[i], add)
+                    put_row(C[i, c0:j1], borrowed(S)[i], add)
 
 
 @register_jitable(**HELPER_OPTIONS)

@@ -1,0 +1,155 @@
+"""kernels.loops.views: flat views, borrowed views and the lists of them the
+training loops take their arrays from (compiled and interpreted)."""
+
+import numba
+import numpy as np
+import pytest
+
+from kernels.loops.views import BorrowedListType, borrowed, borrowed_list, borrowed_lists, flat
+
+
+@numba.njit
+def _write_through_borrowed(x, value):
+    v = borrowed(x)
+    row = v[1]
+    row[2] = value
+    return v[1, 2] + x[1, 2]
+
+
+@numba.njit
+def _write_through_borrowed_lists(items, nested):
+    mine, theirs = borrowed_list(items), borrowed_lists(nested)
+    for i in range(len(mine)):
+        mine[i][0, 0] = i + 1.0
+        theirs[0][i][0, 1] = 10.0 * (i + 1)
+    return len(mine) + len(theirs[0])
+
+
+def test_a_borrowed_view_is_the_same_memory():
+    """Borrowed views and lists of them (kernels.loops.views) write the
+    caller's arrays; interpreted, they are the arrays and lists themselves."""
+    x = np.zeros((3, 4))
+    assert _write_through_borrowed(x, 2.5) == 5.0 and x[1, 2] == 2.5 and x.sum() == 2.5
+    assert borrowed(x) is x
+    arrays = [np.zeros((2, 2)) for _ in range(3)]
+    items = numba.typed.List(arrays)
+    assert _write_through_borrowed_lists(items, numba.typed.List([items])) == 6
+    assert [a[0, 0] for a in arrays] == [1.0, 2.0, 3.0] and [a[0, 1] for a in arrays] == [10.0, 20.0, 30.0]
+    assert borrowed_list(arrays) is arrays and borrowed_lists([arrays])[0] is arrays
+
+
+@numba.njit
+def _items_of(items):
+    """What a borrowed list gives: each item's shape, strides, address and
+    sum, its length, and negative indices."""
+    b = borrowed_list(items)
+    out = []
+    for i in range(len(b)):
+        x = b[i]
+        out.append((x.shape[0], x.shape[1], x.strides[0], x.strides[1], x.ctypes.data, x.sum()))
+    last = b[-1]
+    out.append((len(b), last.shape[0], b[-len(b)].shape[0], 0, 0, 0.0))
+    return out
+
+
+@numba.njit
+def _borrowed_item(items, i):
+    return borrowed_list(items)[i].shape[0]
+
+
+def test_a_borrowed_list_gives_the_arrays_themselves():
+    """Items of a borrowed list are views of the very arrays (same address,
+    shape, C strides, values), of any shape; negative indices count from the
+    end, others out of range raise IndexError, as a list's do."""
+    rng = np.random.default_rng(0)
+    arrays = [rng.random((n, k)) for n, k in ((3, 4), (1, 7), (5, 1), (2, 2))]
+    got = _items_of(numba.typed.List(arrays))
+    for a, (n, k, s0, s1, address, total) in zip(arrays, got):
+        assert (n, k, s0, s1, address) == (a.shape[0], a.shape[1], a.strides[0], a.strides[1], a.ctypes.data)
+        assert total == pytest.approx(a.sum(), rel=1e-14)
+    assert got[-1][:3] == (4, 2, 3)
+    items = numba.typed.List(arrays)
+    assert _borrowed_item(items, 3) == 2 and _borrowed_item(items, -4) == 3
+    for i in (4, -5):
+        with pytest.raises(IndexError, match="out of range"):
+            _borrowed_item(items, i)
+
+
+def test_a_borrowed_list_of_1d_and_float32_arrays():
+    arrays = [np.arange(5, dtype=np.float32), np.arange(3, dtype=np.float32) + 10]
+    items = numba.typed.List(arrays)
+
+    @numba.njit
+    def total(items):
+        b = borrowed_list(items)
+        s = np.float32(0.0)
+        for i in range(len(b)):
+            for j in range(b[i].shape[0]):
+                s += b[i][j]
+        return s
+    assert total(items) == np.float32(10 + 33)
+
+
+def test_a_borrowed_list_is_read_only_and_of_its_own_type():
+    """Compiled, borrowed_list of C-contiguous arrays is a BorrowedListType
+    (a table of addresses, no typed list); setting an item is a typing error."""
+    items = numba.typed.List([np.zeros((2, 2))])
+
+    @numba.njit
+    def kind(items):
+        b = borrowed_list(items)
+        return len(b)
+    assert kind(items) == 1
+    typemap = kind.overloads[kind.signatures[0]].fndesc.typemap
+    assert typemap["b"] == BorrowedListType(numba.types.float64[:, ::1])
+
+    @numba.njit
+    def set_item(items):
+        b = borrowed_list(items)
+        b[0] = items[0]
+    with pytest.raises(numba.core.errors.TypingError):
+        set_item(items)
+    with pytest.raises(numba.core.errors.TypingError, match="typed list of arrays"):
+        numba.njit(lambda x: borrowed_list(x))(np.zeros(3))
+    assert BorrowedListType(numba.types.float64[:, ::1]).array_type == numba.types.float64[:, ::1]
+
+
+def test_a_borrowed_list_outlives_no_argument_of_its_own():
+    """The table a borrowed list reads is its own memory: made and dropped
+    many times in one call, it leaks nothing and reads the right arrays."""
+    arrays = [np.full((2, 3), float(i)) for i in range(5)]
+    items = numba.typed.List(arrays)
+
+    @numba.njit
+    def many(items, times):
+        s = 0.0
+        for t in range(times):
+            b = borrowed_list(items)
+            s += b[t % len(b)][1, 2]
+        return s
+    assert many(items, 1000) == sum(float(t % 5) for t in range(1000))
+
+
+def test_flat_is_the_one_dimensional_view():
+    x = np.arange(12.0).reshape(3, 4)
+
+    @numba.njit
+    def first_and_last(x):
+        f = flat(x)
+        f[0] = -1.0
+        return f.shape[0], f[11]
+    assert first_and_last(x) == (12, 11.0) and x[0, 0] == -1.0
+    assert flat(x).shape == (12,)
+
+
+def test_a_borrowed_list_of_strided_arrays_is_a_typed_list_of_views():
+    """Arrays that are not C-contiguous: a typed list of borrowed views
+    (the table's views assume C strides), the same cells."""
+    base = np.arange(24.0).reshape(4, 6)
+    items = numba.typed.List([base[:, ::2], base[1:, 1::2]])
+
+    @numba.njit
+    def corner_sums(items):
+        b = borrowed_list(items)
+        return b[0][1, 1] + b[1][0, 0], len(b)
+    assert corner_sums(items) == (base[1, 2] + base[1, 1], 2)
