@@ -15,6 +15,7 @@ is loaded and stored once per block, not once per q as in rows_update.
 
 import numpy as np
 from numba.extending import register_jitable
+from numpy import uint64
 
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS
 from ..views import borrowed
@@ -53,35 +54,62 @@ def put_row(c, s, add):
 def pack_panels(P, B, q0, kc, j0, j1, transposed):
     """P[jr, q, c] = op(B)[q0 + q, j0 + jr NR + c], zero past column j1, where
     op(B) is B (its rows are read along c) or, transposed, B^T (its rows are
-    read along q). Both read B a contiguous row at a time."""
+    read along q, 8 rows at a time: 8 loads along rows, 8 adjacent cells of P
+    stored). P (panels, kc, NR), NR = MICRO_BYTES / itemsize (a constant of
+    the compiled code: LLVM unrolls and vectorizes the panel's row).
+
+    Indices are unsigned and no views are made (see micro.py); a panel is
+    written whole before the next (panel after panel, not row after row of
+    B: the panels' rows lie a multiple of 4 KiB apart, and stores to them
+    interleaved with loads from B's rows made the CPU take loads for
+    dependent on stores they were not: 4K aliasing)."""
     zero = P.dtype.type(0.0)
-    nr = P.shape[2]
+    one = uint64(1)
+    nr = uint64(MICRO_BYTES // P.itemsize)
+    q0, kc, j0, j1 = uint64(q0), uint64(kc), uint64(j0), uint64(j1)
+    width = j1 - j0
     if not transposed:
+        full = width // nr  # whole panels
+        for jr in range(full):
+            base = j0 + jr * nr
+            for q in range(kc):
+                bq = q0 + q
+                for c in range(nr):
+                    P[jr, q, c] = B[bq, base + c]
+        if full * nr < width:  # the last, partial panel
+            base = j0 + full * nr
+            for q in range(kc):
+                bq = q0 + q
+                for c in range(nr):
+                    P[full, q, c] = B[bq, base + c] if base + c < j1 else zero
+        return
+    j = uint64(0)
+    while j + uint64(8) <= width:  # rows j0 + j .. + 7 of B: cells c .. c + 7 of a panel's rows
+        jr = j // nr
+        c = j - jr * nr
+        b0 = j0 + j
         for q in range(kc):
-            row = B[q0 + q, j0:j1]
-            for jr in range((j1 - j0 + nr - 1) // nr):
-                dst = P[jr, q]
-                if (jr + 1) * nr <= row.shape[0]:
-                    src = row[jr * nr:(jr + 1) * nr]
-                    for c in range(nr):
-                        dst[c] = src[c]
-                else:  # the last, partial panel
-                    for c in range(nr):
-                        dst[c] = row[jr * nr + c] if jr * nr + c < row.shape[0] else zero
-    else:
-        for j in range(j1 - j0):
-            row = B[j0 + j, q0:q0 + kc]
-            jr = j // nr
-            c = j - jr * nr
-            dst = P[jr]
-            for q in range(kc):
-                dst[q, c] = row[q]
-        for j in range(j1 - j0, (j1 - j0 + nr - 1) // nr * nr):
-            jr = j // nr
-            c = j - jr * nr
-            dst = P[jr]
-            for q in range(kc):
-                dst[q, c] = zero
+            qq = q0 + q
+            P[jr, q, c] = B[b0, qq]
+            P[jr, q, c + one] = B[b0 + one, qq]
+            P[jr, q, c + uint64(2)] = B[b0 + uint64(2), qq]
+            P[jr, q, c + uint64(3)] = B[b0 + uint64(3), qq]
+            P[jr, q, c + uint64(4)] = B[b0 + uint64(4), qq]
+            P[jr, q, c + uint64(5)] = B[b0 + uint64(5), qq]
+            P[jr, q, c + uint64(6)] = B[b0 + uint64(6), qq]
+            P[jr, q, c + uint64(7)] = B[b0 + uint64(7), qq]
+        j += uint64(8)
+    while j < width:  # the last width mod 8 rows
+        jr = j // nr
+        c = j - jr * nr
+        for q in range(kc):
+            P[jr, q, c] = B[j0 + j, q0 + q]
+        j += one
+    for j in range(width, (width + nr - one) // nr * nr):  # the last panel's columns past j1
+        jr = j // nr
+        c = j - jr * nr
+        for q in range(kc):
+            P[jr, q, c] = zero
 
 
 @register_jitable(**HELPER_OPTIONS)
