@@ -9,6 +9,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from ..options import ADAM, BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
+from ..quotient import QUOTIENT_MIN64, quotient
 from .views import flat
 
 
@@ -75,18 +76,29 @@ def all_finite(x, zeros):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon):
-    """optimizer_step on one block of cells (1-D views)."""
+def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotient):
+    """optimizer_step on one block of cells (1-D views). ``fma_quotient``:
+    RMSprop's and Adam's quotient by kernels.quotient (the same value: see
+    optimizer_step), else by division."""
     one = o.dtype.type(1.0)
     if kind == MOMENTUM:
         for j in range(o.shape[0]):
             v[j] = beta1 * v[j] + (one - beta1) * g[j]
             o[j] = p[j] - lr * v[j]
+    elif kind == RMSPROP and fma_quotient:
+        for j in range(o.shape[0]):
+            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
+            o[j] = p[j] - quotient(lr * g[j], math.sqrt(s[j]) + epsilon)
     elif kind == RMSPROP:
         for j in range(o.shape[0]):
             s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
             o[j] = p[j] - lr * g[j] / (math.sqrt(s[j]) + epsilon)
-    elif kind == ADAM:  # lr, epsilon: the bias-corrected ones (see optimizer_step)
+    elif kind == ADAM and fma_quotient:  # lr, epsilon: the bias-corrected ones (see optimizer_step)
+        for j in range(o.shape[0]):
+            v[j] = beta1 * v[j] + (one - beta1) * g[j]
+            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
+            o[j] = p[j] - quotient(lr * v[j], math.sqrt(s[j]) + epsilon)
+    elif kind == ADAM:
         for j in range(o.shape[0]):
             v[j] = beta1 * v[j] + (one - beta1) * g[j]
             s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
@@ -111,6 +123,12 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     three divisions, the form of Kingma and Ba's paper (section 2); the two
     differ by rounding only.
 
+    RMSprop's and Adam's quotient (lr g or lr' v) / (sqrt(s) + epsilon) is
+    kernels.quotient's in float64 (Newton steps on the FMA units, not the
+    divider: the correctly rounded quotient, the same value) wherever its
+    divisor is in that function's domain: epsilon (>= the smallest divisor)
+    from QUOTIENT_MIN64 to 1e300 (sqrt(s) is at most 1.4e154).
+
     v and s (the moments) are updated in place; t >= 1 counts Adam's steps.
     out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
     o, vv, ss, p, g = flat(out), flat(v), flat(s), flat(param), flat(grad)
@@ -120,14 +138,15 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
         r2 = math.sqrt(1.0 - beta2 ** t)
         lr = dt(learning_rate * r2 / (1.0 - beta1 ** t))
         e = dt(epsilon * r2)
+    fma_quotient = QUOTIENT_MIN64 <= e <= 1e300
     if o.shape[0] < PARALLEL_ELEMENTS:
-        _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e)
+        _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
         return
     nblocks = (o.shape[0] + BLOCK - 1) // BLOCK
     for t_ in prange(nblocks):
         j0 = t_ * BLOCK
         j1 = min(j0 + BLOCK, o.shape[0])
-        _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e)
+        _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e, fma_quotient)
 
 
 @register_jitable(**HELPER_OPTIONS)
