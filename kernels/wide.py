@@ -2,6 +2,10 @@
 
 - ``prefer_wide_vectors()``: a call that asks LLVM for the CPU's widest
   vectors in the compiled function that contains it.
+- ``keep_out_of_line()``: a call that keeps LLVM from inlining the compiled
+  function that contains it into its callers (the micro-kernels: their
+  machine code stays a function of its own, which the tests and the loop
+  ladder read, and a call costs nothing beside their thousand cycles).
 - ``SLPCompiler``: a compile pipeline with LLVM's SLP vectorizer on (and its
   loop vectorizer off), for the packed products' micro-kernels.
 
@@ -52,6 +56,23 @@ def _lower_prefer_wide_vectors(context, builder, sig, args):
     attributes = builder.function.attributes
     if isinstance(attributes, set):
         set.add(attributes, ATTRIBUTE)
+    return context.get_dummy_value()
+
+
+def keep_out_of_line():
+    """No-op in Python; compiled, marks the enclosing function noinline."""
+
+
+@type_callable(keep_out_of_line)
+def _type_keep_out_of_line(context):
+    def typer():
+        return types.none
+    return typer
+
+
+@lower_builtin(keep_out_of_line)
+def _lower_keep_out_of_line(context, builder, sig, args):
+    builder.function.attributes.add("noinline")
     return context.get_dummy_value()
 
 

@@ -20,7 +20,7 @@ Read in this order:
     products/       the engine: blocked.py (register blocking), packed.py
                     (packed panels), micro.py (the micro-kernels)
     views.py        flat, the 1-D view the elementwise loops walk; borrowed views
-                    and lists of them, which count no references
+                    and lists of them (tables of addresses), which count no references
     team.py         atomics and items taken in phases: how model/team.py's threads meet
 
 Shape key (the course's notation):

@@ -23,7 +23,7 @@ import numpy as np
 from numba.extending import overload, register_jitable
 
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_OPTIONS, MICRO_ROWS
-from ...wide import prefer_wide_vectors
+from ...wide import keep_out_of_line, prefer_wide_vectors
 
 # (rows, columns) of the micro-kernels, float64's then float32's.
 MICRO_SHAPES = ((MICRO_ROWS, MICRO_BYTES // 8), (MICRO_ROWS, MICRO_BYTES // 4))
@@ -43,6 +43,7 @@ def micro_kernel_source(rows, cols):
     ind = "    "
     out = [f"def micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate):",
            ind + "prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)",
+           ind + "keep_out_of_line()  # a function of its own (kernels.wide)",
            ind + "zero = C.dtype.type(0.0)",
            ind + "i0 = uint64(i0); c0 = uint64(c0); q0 = uint64(q0)"]
     out += [ind + "; ".join(f"r{r} = i0 + uint64({r})" for r in range(rows))]
@@ -64,7 +65,8 @@ def micro_kernel_source(rows, cols):
 def _micro_kernel(rows, cols):
     """The generated micro_{rows}x{cols}, compiled with MICRO_OPTIONS where compiled code calls it."""
     name = f"micro_{rows}x{cols}"
-    namespace = {"prefer_wide_vectors": prefer_wide_vectors, "uint64": np.uint64}
+    namespace = {"prefer_wide_vectors": prefer_wide_vectors, "keep_out_of_line": keep_out_of_line,
+                 "uint64": np.uint64}
     exec(compile(MICRO_SOURCES[name], f"<kernels.loops.products.micro {name}>", "exec"), namespace)
     return register_jitable(**MICRO_OPTIONS)(namespace[name])
 
