@@ -41,6 +41,9 @@ RECIPROCAL_MAGIC64 = 0x7FDE623822FC16E6
 # The range of |d| the quotient is exact in (see the module docstring).
 QUOTIENT_MIN64 = F64(2.0 ** -1000)
 QUOTIENT_MAX64 = F64(2.0 ** 1000)
+# The largest epsilon the optimizers' quotient takes: sqrt(s) is at most
+# 1.4e154, so sqrt(s) + epsilon stays below QUOTIENT_MAX64.
+EPSILON_MAX64 = F64(1e300)
 
 
 @register_jitable(**APPROX_OPTIONS)

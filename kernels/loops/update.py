@@ -9,7 +9,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from ..options import ADAM, BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
-from ..quotient import QUOTIENT_MIN64, quotient
+from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
 from .views import flat
 
 
@@ -138,7 +138,7 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
         r2 = math.sqrt(1.0 - beta2 ** t)
         lr = dt(learning_rate * r2 / (1.0 - beta1 ** t))
         e = dt(epsilon * r2)
-    fma_quotient = QUOTIENT_MIN64 <= e <= 1e300
+    fma_quotient = QUOTIENT_MIN64 <= e <= EPSILON_MAX64  # float64 bounds: no float32 overflow interpreted
     if o.shape[0] < PARALLEL_ELEMENTS:
         _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
         return
