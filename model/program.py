@@ -27,17 +27,35 @@ The arrays the model hands these functions come from the backend's hooks
 (``ops.empty``, ``ops.asarray``), so a device backend keeps them on its device.
 """
 
+import hashlib
 import pathlib
 import types
 
 import numpy as np
 
-import kernels
 from kernels import cpu, threads
 from kernels.external import external
 from kernels.loops.plans import ALL_PLANS, ALWAYS, PRODUCT_KERNELS
 
 from . import team, training
+
+# The training programs' cache entries depend on the kernels' source as well
+# as their own (see kernels.cpu): their digests combine kernels.cpu's
+# SOURCE_DIGEST (the kernels' source as this process imported it) with
+# model's own files, read here, at import, once. Read later (when a program
+# is first compiled), an edit or an upgrade of the files in between would
+# name a program compiled against this process's (older) kernels after the
+# newer source, and a process started after the change would load it and
+# look for kernels of the older digest, which it never compiles.
+_TRAINING_FILE = pathlib.Path(training.__file__)
+TRAINING_DIGEST = cpu.source_digest(_TRAINING_FILE)
+TEAM_DIGEST = cpu.source_digest(_TRAINING_FILE, _TRAINING_FILE.with_name("team.py"))
+
+
+def _program_digest(own):
+    """The digest of a program: the kernels' (SOURCE_DIGEST) and ``own`` (its files')."""
+    return hashlib.sha1(f"{cpu.SOURCE_DIGEST} {own}".encode()).hexdigest()[:10]
+
 
 # Functions of model.training with prange loops (compiled with the variant's
 # options) and those that only call kernels (compiled serially: they have no
@@ -108,9 +126,7 @@ def _compiled_functions(variant, plans):
     suffix, options, _ = cpu.VARIANTS[variant]
     if options.get("parallel"):
         threads.start_pool()
-    # The training loop inlines the kernels: its cache entries depend on
-    # the kernels' source as well as its own (see kernels.cpu).
-    digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, pathlib.Path(training.__file__))
+    digest = _program_digest(TRAINING_DIGEST)  # the kernels' source and training's (above)
     extra = _kernels_called(variant, plans)
     loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra, digest, plans)
     extra.update(vars(loops))
@@ -132,8 +148,7 @@ def _team_functions(plans):
     serial = _compiled_functions("numba", plans)
     extra = dict(_kernels_called("numba", plans),
                  **{name: getattr(serial, name) for name in ("forward", "swap_items")})
-    here = pathlib.Path(training.__file__)
-    digest = cpu.source_digest(pathlib.Path(kernels.__file__).parent, here, here.with_name("team.py"))
+    digest = _program_digest(TEAM_DIGEST)
     options = cpu.VARIANTS["numba"][1]
     own = {name: dict(options, inline="always") for name in TEAM_INLINED}
     _compiled[key] = cpu.compile_loops("__team", options, TEAM_FUNCTIONS, team, extra, digest, plans, own)

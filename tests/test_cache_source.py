@@ -86,6 +86,50 @@ def test_an_edit_to_an_inlined_module_recompiles_what_inlines_it(copy_of_package
     assert [n for n in names if third["digest"] in n]
 
 
+# A process that imports the packages, sees approx.py edited (an upgrade, an
+# editor) when sys.argv[1] == "edit", and only then compiles a training
+# program, one that calls a product kernel through its address (forward).
+EDITED_MIDWAY = textwrap.dedent("""
+    import json, pathlib, sys
+    import numpy as np
+    import kernels
+    from kernels import cpu
+    from model.program import get_program
+    if sys.argv[1] == "edit":
+        with open(pathlib.Path(kernels.__file__).parent / "approx.py", "a") as f:
+            f.write("\\n# an edit while this process runs\\n")
+    ops = kernels.get_backend("numba")
+    p = get_program(ops)
+    X = np.ones((20, 30))
+    W, b = [np.ones((40, 20)) * 0.01, np.ones((1, 40)) * 0.01], [np.zeros((40, 1)), np.zeros((1, 1))]
+    Z, A = [np.empty((40, 30)), np.empty((1, 30))], [X, np.empty((40, 30)), np.empty((1, 30))]
+    p.forward(p.list(Z), p.list(A), p.list(W), p.list(b), p.codes([1, 0]))
+    print(json.dumps(dict(a=float(A[2][0, 0]), digest=cpu.SOURCE_DIGEST)))
+""")
+
+
+def test_a_program_compiled_after_an_edit_is_named_for_the_source_it_ran(copy_of_packages):
+    """A training program's digest is the source its process imported (read
+    at import): a process whose files change before it compiles one must
+    not name it after the new files, or the next process would load it and
+    look for kernels of the old digest, which it never compiles
+    (LookupError: 'no kernel ... in this process'). The next process
+    compiles its own."""
+    root = copy_of_packages
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+
+    def run(mode):
+        out = subprocess.run([sys.executable, "-c", EDITED_MIDWAY, mode], cwd=root, capture_output=True,
+                             text=True, timeout=600, env={**env, "PYTHONPATH": str(root)})
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    first = run("edit")
+    later = run("no edit")
+    assert later["digest"] != first["digest"]  # the edit reached the second process, not the first
+    assert later["a"] == first["a"]
+
+
 def test_digest_covers_every_source_file_and_only_source(tmp_path):
     from kernels import cpu
     pkg = tmp_path / "pkg"
