@@ -168,6 +168,16 @@ def gather_columns(out, X, index):
     np.take(X, index, axis=1, out=out)
 
 
+def gather_batches(out, X, index, size, r0, r1):
+    """Rows r0:r1 of the epoch's batches of columns index of X, batch after
+    batch in out's cells (kernels.loops.update.gather_batches)."""
+    n, m = X.shape
+    cells = out.reshape(-1)
+    for j0 in range(0, m, size):
+        mb = min(size, m - j0)
+        np.take(X[r0:r1], index[j0:j0 + mb], axis=1, out=cells[j0 * n:(j0 + mb) * n].reshape(n, mb)[r0:r1])
+
+
 def permutation(out, seed, epoch):
     """The permutation of kernels.loops.draws.permutation (the same hashes)."""
     i = np.arange(out.shape[0], dtype=np.int64)

@@ -37,9 +37,9 @@ CHUNK_SECONDS = 0.1
 KEEP_FIT_BUFFERS_BYTES = 4 << 20
 # Mini-batches of an X of at least this many bytes are gathered once an
 # epoch into a buffer the size of X (the course's shuffled_X; scikit-learn's
-# MLP shuffles a copy of X every epoch too), then copied batch by batch:
-# past the caches, a batch's own gather reads a cache line of X for every
-# cell it takes (model.training.fit_epochs).
+# MLP shuffles a copy of X every epoch too), batch after batch, and each
+# batch's steps read their block of it: past the caches, a batch's own gather
+# reads a cache line of X for every cell it takes (model.training.fit_epochs).
 EPOCH_GATHER_BYTES = 4 << 20
 
 
@@ -239,9 +239,9 @@ class FitLoop:
                 self._fit_buffers = (key, state, kept)
         perm = np.arange(m, dtype=np.int64)
         if copy and X.nbytes >= EPOCH_GATHER_BYTES:  # freed when fit returns: not kept
-            Xs, iota = ops.empty(X.shape, dt), np.arange(m, dtype=np.int64)
+            Xs = ops.empty(X.shape, dt)
         else:
-            Xs, iota = ops.empty((0, 0), dt), perm
+            Xs = ops.empty((0, 0), dt)
         opt = options.optimizer
         beta1, beta2, epsilon = opt.hyper()
         eps, first_epoch = self._eps(), state["epochs"]
@@ -267,12 +267,12 @@ class FitLoop:
                     *arrays, sync = shared
                     done, status, steps = p.fit_epochs_team(
                         sync, costs, W, b, W_next, b_next, *moments, *full, *tail, Yb, Ybl, *arrays, dW, db, zeros,
-                        X, Y, perm, Xs, iota, codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
+                        X, Y, perm, Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
                         options.shuffle, options.seed, *ending, team.team_members())
                 else:
                     done, status, steps = p.fit_epochs(
                         costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
-                        Xs, iota, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, copy,
+                        Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, copy,
                         options.shuffle and copy, options.seed, *ending, keep, dropping)
                 state["steps"] = steps
                 return done, status

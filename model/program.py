@@ -75,7 +75,7 @@ INLINED = ("forward", "backward", "update", "swap_items", "forward_dropout", "ba
 # The kernels model.training calls, by their bare names; a backend without
 # the mini-batch ones (MINIBATCH_KERNELS) trains full batch with plain
 # gradient descent only (model.network says so).
-MINIBATCH_KERNELS = ("optimizer_step", "gather_columns", "permutation", "dropout")
+MINIBATCH_KERNELS = ("optimizer_step", "gather_columns", "gather_batches", "permutation", "dropout")
 KERNEL_NAMES = ("linear_activation_forward", "weight_gradients", "input_gradient", "activation_backward",
                 "activation_backward_from_output", "cross_entropy", "gradient_step", "all_finite")
 OPTIONAL_KERNELS = MINIBATCH_KERNELS + ("softmax",)  # the softmax output's (model.network checks)

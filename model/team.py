@@ -12,10 +12,11 @@ C arrays are C-contiguous views, so the serial kernels run on them as they
 are). A step is a run of phases, each a meeting of the team:
 
 1. **gather**: part q copies its share of the batch's rows of X into A[0]
-   (part 0 Y's columns too);
+   (none where the epoch's batches are gathered once an epoch, as
+   fit_epochs does: each member's A[0] is then its batch's block there);
 2. **forward** of each hidden layer l: part q computes its rows of Z[l] and
    A[l+1] from all of A[l];
-3. **output** (one item): the output layer's forward, softmax, the cost,
+3. **output** (one item): the batch's columns of Y, the output layer's forward, softmax, the cost,
    dZ = AL - Y, its dW, db, the whole dA of the last hidden layer and the
    optimizer's step on the output layer;
 4. **backward** of each hidden layer l, last first: part q sums its rows of
@@ -26,7 +27,7 @@ are). A step is a run of phases, each a meeting of the team:
    read first).
 
 No gradient is summed across the cores but dA's shares, and no phase waits
-for an update: 2L + 1 meetings a step. Once an epoch, one item records the
+for an update: 2L + 1 meetings a step (2L with the epoch's batches gathered). Once an epoch, one item records the
 epoch's cost, the validation cost and early stopping, as fit_epochs does.
 
 The members synchronise with ``kernels.loops.team`` (taken items, no
@@ -50,9 +51,9 @@ import threading
 import numba
 import numpy as np
 
-from kernels.loops import (activation_backward_from_output, all_finite, cross_entropy, gather_columns, gradient_step,
-                           input_gradient, linear_activation_forward, optimizer_step, permutation, softmax,
-                           weight_gradients)
+from kernels.loops import (activation_backward_from_output, all_finite, batch_of, cross_entropy, gather_batches,
+                           gather_columns, gradient_step, input_gradient, linear_activation_forward, optimizer_step,
+                           permutation, softmax, weight_gradients)
 from kernels.loops.team import STOP, SYNC_SIZE, WHY, finish, halt, item_to_try, join, meet, reset, take, wait
 from kernels.loops.views import borrowed, borrowed_list, borrowed_lists, flat
 from kernels.options import EXACT, MICRO_ROWS, SOFTMAX
@@ -69,16 +70,13 @@ COST_NOT_FINITE = 1
 STEP_NOT_FINITE = 2
 
 
-def team_gather(A0, Yx, source, Y, x_order, order, q, P):
+def team_gather(A0, X, order, q, P):
     """Part q's share of the batch's copy: rows q n / P .. (q + 1) n / P of
-    A0 (n[0], b) from columns x_order of ``source``; part 0 also Yx from
-    columns ``order`` of Y."""
+    A0 (n[0], b) from columns ``order`` of X."""
     n = A0.shape[0]
     r0, r1 = q * n // P, (q + 1) * n // P
     if r1 > r0:
-        gather_columns(A0[r0:r1], source[r0:r1], x_order)
-    if q == 0:
-        gather_columns(Yx, Y, order)
+        gather_columns(A0[r0:r1], X[r0:r1], order)
 
 
 def moment_rows(M, r0, r1):
@@ -111,14 +109,15 @@ def team_forward(Zx, Ax, Wc, bc, splits, acts, l, q):
                                   bc[l][r0:r1], acts[l])
 
 
-def team_output(Zx, Ax, dZx, dAx, Yx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, acts, eps, exact, l2,
-                lr, kind, beta1, beta2, epsilon, t):
-    """The output layer's share of a step, one item: forward (softmax
-    included), the batch's cost J, dZ = AL - Y, dW, db, the last hidden
-    layer's whole dA, and the optimizer's step t. Returns (b J, 0 or
-    COST_NOT_FINITE or STEP_NOT_FINITE)."""
+def team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, acts, eps,
+                exact, l2, lr, kind, beta1, beta2, epsilon, t):
+    """The output layer's share of a step, one item: the batch's columns
+    ``order`` of Y into Yx, forward (softmax included), the batch's cost J,
+    dZ = AL - Y, dW, db, the last hidden layer's whole dA, and the
+    optimizer's step t. Returns (b J, 0 or COST_NOT_FINITE or STEP_NOT_FINITE)."""
     L = len(Wc)
     l = L - 1
+    gather_columns(Yx, Y, order)
     linear_activation_forward(Zx[l], Ax[L], Ax[l], Wc[l], bc[l], acts[l])
     if acts[l] & ~EXACT == SOFTMAX:
         softmax(Ax[L])
@@ -163,7 +162,7 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
 
 
 def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl,
-                dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start, count, cost_every,
+                dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count, cost_every,
                 first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2,
                 eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
                 patience, tol):
@@ -176,14 +175,13 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
     Z, A, dZ, dA = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
     Zl, Al, dZl, dAl = borrowed_list(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
     dW, db, dAp, dApl = borrowed_list(dW), borrowed_list(db), borrowed_lists(dAp), borrowed_lists(dApl)
-    X, Y, Xs, perm, iota = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm), borrowed(iota)
+    X, Y, Xs, perm = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm)
     splits, jlog, acts, zeros = borrowed(splits), borrowed(jlog), borrowed(acts), borrowed(zeros)
     m = X.shape[1]
     L = len(W)
     P = splits.shape[1] - 1
     bsize = Yb.shape[1]
-    whole = Xs.shape[1] == m  # X gathered once an epoch, in its order (fit_epochs)
-    source = Xs if whole else X
+    whole = Xs.shape[1] == m  # X gathered once an epoch, batch after batch (fit_epochs)
     Wc, bc, Ws, bs = W, b, W_next, b_next
     traded = False
     t = first_step
@@ -204,10 +202,7 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
             for j in range(P):
                 q = item_to_try(me, j, P)
                 if take(sync, q, end):
-                    for i in range(q * X.shape[0] // P, (q + 1) * X.shape[0] // P):
-                        row, x = Xs[i], X[i]
-                        for c in range(m):
-                            row[c] = x[perm[c]]
+                    gather_batches(Xs, X, perm, bsize, q * X.shape[0] // P, (q + 1) * X.shape[0] // P)
                     finish(sync)
             wait(sync, end)
             base = end
@@ -218,15 +213,17 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
             mb = bsize if full else m - j0
             Zx, Ax, dZx, dAx, Yx, dAq = (Z, A, dZ, dA, Yb, dAp) if full else (Zl, Al, dZl, dAl, Ybl, dApl)
             order = perm[j0:j0 + mb]  # the batch's columns of X and Y
-            x_order = iota[j0:j0 + mb] if whole else order  # ... and of source
-            end = base + P
-            for j in range(P):
-                q = item_to_try(me, j, P)
-                if take(sync, q, end):
-                    team_gather(Ax[0], Yx, source, Y, x_order, order, q, P)
-                    finish(sync)
-            wait(sync, end)
-            base = end
+            if whole:
+                Ax[0] = batch_of(Xs, j0, mb)  # this member's own list's item
+            else:
+                end = base + P
+                for j in range(P):
+                    q = item_to_try(me, j, P)
+                    if take(sync, q, end):
+                        team_gather(Ax[0], X, order, q, P)
+                        finish(sync)
+                wait(sync, end)
+                base = end
             for l in range(L - 1):
                 end = base + P
                 for j in range(P):
@@ -238,8 +235,8 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
                 base = end
             end = base + 1
             if take(sync, 0, end):
-                wJ, why = team_output(Zx, Ax, dZx, dAx, Yx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros,
-                                      acts, eps, exact, l2, lr, kind, beta1, beta2, epsilon, t + 1)
+                wJ, why = team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b,
+                                      zeros, acts, eps, exact, l2, lr, kind, beta1, beta2, epsilon, t + 1)
                 jlog[s, 0] = wJ
                 if why == COST_NOT_FINITE:
                     halt(sync, end, DIVERGED, k, t, traded)
@@ -311,7 +308,7 @@ def team_epoch_end(costs, Wc, bc, jlog, m, e, cost_every, Zv, Av, Yv, val_costs,
 
 
 def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl,
-                    Yb, Ybl, dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start, count,
+                    Yb, Ybl, dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count,
                     cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
                     epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate,
                     early, patience, tol, members):
@@ -330,7 +327,7 @@ def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_
     (in the loop's body and in the function around it), 2/3 of the team's
     cold compile; the members need nothing of a threading layer."""
     args = (sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl, dAp,
-            dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, iota, acts, start, count, cost_every, first_epoch,
+            dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count, cost_every, first_epoch,
             first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
             shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early, patience, tol)
     reset(sync)

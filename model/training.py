@@ -30,8 +30,10 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     activation_backward,
     activation_backward_from_output,
     all_finite,
+    batch_of,
     cross_entropy,
     dropout,
+    gather_batches,
     gather_columns,
     gradient_step,
     input_gradient,
@@ -220,7 +222,7 @@ def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, zeros, le
 
 
 def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, dW, db,
-               zeros, X, Y, Yb, Ybl, perm, Xs, iota, acts, start, count, cost_every, first_epoch, first_step,
+               zeros, X, Y, Yb, Ybl, perm, Xs, acts, start, count, cost_every, first_epoch, first_step,
                learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
                copy_batches, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
                patience, tol, keep, dropping):
@@ -233,10 +235,11 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
 
     When ``Xs`` has X's shape (a large X: see model.fit), each epoch first
     gathers all of X's columns in the epoch's order into it, the course's
-    ``shuffled_X = X[:, permutation]``, and each batch copies its consecutive
-    columns from there (``iota`` = 0, 1, ..., m-1): one pass over X an epoch
-    uses every cache line it reads, where a batch's own gather from X reads
-    a whole line for each of its cells. The batches are the same either way.
+    ``shuffled_X = X[:, permutation]``, batch after batch (gather_batches),
+    and each batch's A[0] is its block there (batch_of), not a copy: one
+    pass over X an epoch uses every cache line it reads, where a batch's own
+    gather from X reads a whole line for each of its cells. The batches are
+    the same either way.
 
     With ``dropping``, inverted dropout on the layers l with keep[l] < 1, the
     masks drawn from (seed, step * L + l) (forward_dropout, backward_dropout).
@@ -245,8 +248,9 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     optimizer) uses learning_rate / (1 + decay_rate * floor(e / decay_every)).
     costs[i // cost_every] = the mean over the epoch's examples of the loss of
     each batch's forward pass (before its update; no L2 term) at epochs i that
-    are multiples of cost_every. A[0] / Al[0] are the batch's copies of X's
-    columns (when ``copy_batches``; else A[0] is X itself: one batch, in order).
+    are multiples of cost_every. A[0] / Al[0] are the buffers for the batch's
+    copies of X's columns (when ``copy_batches``, and Xs is empty; else A[0]
+    is X itself: one batch, in order).
 
     With ``validate``, the validation cost (forward on Av[0] = Xv, Yv) after
     each epoch's updates goes into val_costs at the epochs costs are recorded.
@@ -279,7 +283,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
         if shuffle:
             permutation(perm, seed, epoch)
         if whole:
-            gather_columns(Xs, X, perm)
+            gather_batches(Xs, X, perm, bsize, 0, X.shape[0])
         lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
         total = 0.0
         for j0 in range(0, m, bsize):
@@ -287,7 +291,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
             Zx, Ax, dZx, dAx, Yx = (Z, A, dZ, dA, Yb) if mb == bsize else (Zl, Al, dZl, dAl, Ybl)
             if copy_batches:
                 if whole:
-                    gather_columns(Ax[0], Xs, iota[j0:j0 + mb])
+                    Ax[0] = batch_of(Xs, j0, mb)  # the borrowed list's own item: A's stays
                 else:
                     gather_columns(Ax[0], X, perm[j0:j0 + mb])
                 gather_columns(Yx, Y, perm[j0:j0 + mb])

@@ -365,7 +365,7 @@ def test_keep_prob_one_changes_nothing_and_divergence_is_reported_in_epochs():
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_a_large_x_is_gathered_once_an_epoch_with_the_same_batches(backend, monkeypatch):
     """Past EPOCH_GATHER_BYTES fit gathers X's columns once an epoch (the
-    course's shuffled_X) and copies each batch from there: the batches, and
+    course's shuffled_X), batch after batch, and each batch reads its block: the batches, and
     so every parameter and cost, are exactly those of a gather per batch.
     A last batch smaller than the others, shuffled and in order."""
     from model import fit

@@ -1,6 +1,6 @@
 """The kernels a mini-batch step spends its time in besides the products:
-the optimizer step, the finiteness test, W^T for dA_prev, and the serial
-variant's tile widths.
+the optimizer step, the finiteness test, the epoch's gather of its batches,
+W^T for dA_prev, and the serial variant's tile widths.
 
 Tolerance of optimizer_step: the compiled loops compute Adam as
 param - lr' v / (sqrt(s) + epsilon') (bias corrections folded into lr' and
@@ -16,6 +16,7 @@ from conftest import ALL_CPU, CPU_BACKENDS, DTYPES
 
 import kernels
 from kernels import cpu, vectorized
+from kernels.loops import batch_of
 from kernels.loops.products import blocked, packed
 from kernels.options import ADAM, BLOCK, GD, MOMENTUM, RMSPROP
 
@@ -62,6 +63,30 @@ def test_all_finite_finds_every_non_finite_value(backend, dtype):
                 y = x.copy()
                 y[where] = bad
                 assert not K.all_finite(y.reshape(1, size), zeros), (size, where, bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", ALL_CPU)
+@pytest.mark.parametrize("n, m, size, rows", [(5, 37, 8, (0, 5)), (5, 37, 8, (2, 4)), (3, 16, 16, (0, 3)),
+                                              (40, 3000, 64, (0, 40)), (40, 3000, 64, (13, 29)), (4, 7, 100, (1, 4))])
+def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, m, size, rows):
+    """gather_batches: batch after batch (the last one smaller when size
+    does not divide m), batch_of(out, j0, b) is X[:, index[j0:j0 + b]] on
+    the rows asked for; the other rows' cells are not written. Copies:
+    exact. (40, 3000) is past PARALLEL_ELEMENTS: the parallel loop.)"""
+    K = kernels.get_backend(backend).kernels
+    rng = np.random.default_rng(m)
+    X = rng.standard_normal((n, m)).astype(dtype)
+    index = rng.permutation(m).astype(np.int64)
+    out = np.full((n, m), -7.0, dtype=dtype)
+    r0, r1 = rows
+    K.gather_batches(out, X, index, size, r0, r1)
+    for j0 in range(0, m, size):
+        mb = min(size, m - j0)
+        block = batch_of(out, j0, mb)
+        assert block.shape == (n, mb) and block.flags.c_contiguous
+        np.testing.assert_array_equal(block[r0:r1], X[r0:r1][:, index[j0:j0 + mb]])
+        assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -35,7 +35,9 @@ def test_a_borrowed_view_is_the_same_memory():
     items = numba.typed.List(arrays)
     assert _write_through_borrowed_lists(items, numba.typed.List([items])) == 6
     assert [a[0, 0] for a in arrays] == [1.0, 2.0, 3.0] and [a[0, 1] for a in arrays] == [10.0, 20.0, 30.0]
-    assert borrowed_list(arrays) is arrays and borrowed_lists([arrays])[0] is arrays
+    mine = borrowed_list(arrays)  # a list of its own: setting an item leaves the caller's
+    assert mine == arrays and mine is not arrays and all(x is y for x, y in zip(mine, arrays))
+    assert borrowed_lists([arrays])[0] is arrays
 
 
 @numba.njit
@@ -90,9 +92,9 @@ def test_a_borrowed_list_of_1d_and_float32_arrays():
     assert total(items) == np.float32(10 + 33)
 
 
-def test_a_borrowed_list_is_read_only_and_of_its_own_type():
+def test_a_borrowed_list_is_of_its_own_type():
     """Compiled, borrowed_list of C-contiguous arrays is a BorrowedListType
-    (a table of addresses, no typed list); setting an item is a typing error."""
+    (a table of addresses, no typed list)."""
     items = numba.typed.List([np.zeros((2, 2))])
 
     @numba.njit
@@ -102,16 +104,44 @@ def test_a_borrowed_list_is_read_only_and_of_its_own_type():
     assert kind(items) == 1
     typemap = kind.overloads[kind.signatures[0]].fndesc.typemap
     assert typemap["b"] == BorrowedListType(numba.types.float64[:, ::1])
-
-    @numba.njit
-    def set_item(items):
-        b = borrowed_list(items)
-        b[0] = items[0]
-    with pytest.raises(numba.core.errors.TypingError):
-        set_item(items)
     with pytest.raises(numba.core.errors.TypingError, match="typed list of arrays"):
         numba.njit(lambda x: borrowed_list(x))(np.zeros(3))
     assert BorrowedListType(numba.types.float64[:, ::1]).array_type == numba.types.float64[:, ::1]
+
+
+@numba.njit
+def _set_and_read(items, other, i):
+    """Item i of a borrowed list set to a block of ``other`` (a view, as
+    fit_epochs sets A[0] to its batch): what the list then gives at i and
+    at -1, and at i of a second borrowed list of the same items."""
+    b = borrowed_list(items)
+    b[i] = other[1:3]
+    again = borrowed_list(items)
+    return b[i].shape[0], b[i][0, 0], b[-1][0, 0], again[i][0, 0], b[i].ctypes.data
+
+
+def test_setting_an_item_of_a_borrowed_list_changes_that_list_only():
+    """lst[i] = x makes the table's item i a view of x (its address and
+    shape); the typed list and other borrowed lists of it keep their
+    arrays. Out of range: IndexError; another dtype, number of dimensions
+    or a strided array: a typing error that names what it takes."""
+    arrays = [np.full((2, 2), float(i)) for i in range(3)]
+    items = numba.typed.List(arrays)
+    other = np.arange(8.0).reshape(4, 2) + 100.0
+    assert _set_and_read(items, other, 2) == (2, 102.0, 102.0, 2.0, other[1:3].ctypes.data)
+    assert _set_and_read(items, other, -3)[:4] == (2, 102.0, 2.0, 0.0)
+    assert [a[0, 0] for a in items] == [0.0, 1.0, 2.0] and all(x is y for x, y in zip(items, arrays))
+    for i in (3, -4):
+        with pytest.raises(IndexError, match="out of range"):
+            _set_and_read(items, other, i)
+
+    @numba.njit
+    def set_item(items, x):
+        b = borrowed_list(items)
+        b[0] = x
+    for bad in (np.zeros((2, 2), dtype=np.float32), np.zeros(4), np.zeros((4, 4))[:, ::2]):
+        with pytest.raises(numba.core.errors.TypingError, match="C-contiguous arrays of 2 dimensions of float64"):
+            set_item(items, bad)
 
 
 def test_a_borrowed_list_outlives_no_argument_of_its_own():

@@ -13,7 +13,7 @@ Read in this order:
     forward.py      linear_forward, linear_activation_forward
     backward.py     weight_gradients, input_gradient, linear_(activation_)backward
     cost.py         cross_entropy (binary and categorical), cross_entropy_backward, softmax
-    update.py       gradient_step, optimizer_step, dot, all_finite, gather_columns
+    update.py       gradient_step, optimizer_step, dot, all_finite, gather_columns, gather_batches
     draws.py        counter-based draws: the mini-batch permutation, dropout masks
     plans.py        the engine's plans for the products, one line each, and how
                     a shape chooses one
@@ -70,7 +70,7 @@ from .forward import linear_activation_forward, linear_forward
 from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, plans_needed, weight_gradients_plan
 from .products.micro import MICRO_SOURCES, micro_block
 from .draws import dropout, hash3, permutation
-from .update import all_finite, dot, gather_columns, gradient_step, optimizer_step
+from .update import all_finite, batch_of, dot, gather_batches, gather_columns, gradient_step, optimizer_step
 from .views import flat
 from . import backward, forward
 
@@ -96,6 +96,7 @@ TRAINING_KERNELS = (
     "all_finite",
     "optimizer_step",
     "gather_columns",
+    "gather_batches",
     "permutation",
     "dropout",
     "softmax",
@@ -108,7 +109,7 @@ __all__ = list(KERNEL_NAMES) + [
     "MICRO_BYTES", "MICRO_KC", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS", "PARALLEL_ELEMENTS",
     "PARALLEL_WORK", "QB", "course", "activate_row", "activation_scalar", "backprop_row", "derivative_scalar",
     "sigmoid_scalar", "PLAN_NAMES", "forward_plan", "input_gradient_plan", "weight_gradients_plan",
-    "MICRO_SOURCES", "micro_block", "flat", "KERNEL_NAMES", "PUBLIC_KERNELS", "TRAINING_KERNELS", "hash3",
+    "MICRO_SOURCES", "micro_block", "flat", "batch_of", "KERNEL_NAMES", "PUBLIC_KERNELS", "TRAINING_KERNELS", "hash3",
 ]
 
 # The products' tiles, by defining module: kernels.cpu compiles them once and

@@ -165,3 +165,38 @@ def gather_columns(out, X, index):
         return
     for r in prange(out.shape[0]):
         _gather_row(out[r], X[r], index)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _gather_batches_row(cells, x, index, size, n, i):
+    m = x.shape[0]
+    for j0 in range(0, m, size):
+        mb = min(size, m - j0)
+        _gather_row(cells[j0 * n + i * mb:j0 * n + (i + 1) * mb], x, index[j0:j0 + mb])
+
+
+def gather_batches(out, X, index, size, r0, r1):
+    """Rows r0:r1 of an epoch's batches, batch after batch: the columns
+    index[j0:j0 + b] of X (b = min(size, m - j0), j0 = 0, size, 2 size, ...)
+    as a C-ordered (n, b) block at cell j0 n of ``out`` (batch_of(out, j0, b)
+    is that block). Row by row of X (each row of X its own prange
+    iteration's): a row of X is read from the caches as its cells are
+    taken in the epoch's order, where a batch's own gather would read a
+    cache line of X for each cell.
+    out (n, m) out, its cells in that order; X (n, m); index int64 (m,) of columns of X."""
+    n = X.shape[0]
+    cells = flat(out)
+    if (r1 - r0) * X.shape[1] < PARALLEL_ELEMENTS:
+        for i in range(r0, r1):
+            _gather_batches_row(cells, X[i], index, size, n, i)
+        return
+    for t in prange(r1 - r0):
+        _gather_batches_row(cells, X[r0 + t], index, size, n, r0 + t)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def batch_of(batches, j0, mb):
+    """The batch of ``mb`` examples from column j0 in ``batches`` (n, m), laid
+    out by gather_batches: a C-contiguous (n, mb) view."""
+    n = batches.shape[0]
+    return flat(batches)[j0 * n:(j0 + mb) * n].reshape((n, mb))

@@ -102,11 +102,16 @@ def borrowed_list(items):
     arrays (model.team), a cache line they wait on each other for. This
     list is a table of the arrays' addresses and shapes: an item taken is a
     few loads, inlined, and a view with no meminfo (see ``borrowed``). It
-    supports ``len`` and ``lst[i]`` (negative i counts from the end; out of
-    range raises IndexError), nothing else: it is read-only. The arrays must
-    outlive it: they are the caller's arguments. A list of arrays that are
-    not C-contiguous gets a typed list of borrowed views instead."""
-    return items
+    supports ``len``, ``lst[i]`` and ``lst[i] = x`` (negative i counts from
+    the end; out of range raises IndexError; x a C-contiguous array of the
+    items' type, whose address and shape the table then holds), nothing
+    else. The arrays must outlive it: they are the caller's arguments (or
+    views of them). It is the caller's own: setting an item changes neither
+    ``items`` nor another borrowed list of them. A list of arrays that are
+    not C-contiguous gets a typed list of borrowed views instead.
+    Interpreted: a list of ``items``' arrays (a copy, so setting an item
+    leaves ``items`` as it was)."""
+    return list(items)
 
 
 def borrowed_lists(lists):
@@ -138,22 +143,38 @@ def _row(builder, table, i, ndim):
     return builder.gep(table, [builder.mul(i, ir.Constant(i.type, 2 + ndim))])
 
 
+def _store_row(context, builder, row, ary, ndim):
+    """A table row = (ary's data address, its parent, its shape)."""
+    intp = context.get_value_type(types.intp)
+    builder.store(builder.ptrtoint(ary.data, intp), row)
+    builder.store(builder.ptrtoint(ary.parent, intp), builder.gep(row, [context.get_constant(types.intp, 1)]))
+    shape = cgutils.unpack_tuple(builder, ary.shape, ndim)
+    for d in range(ndim):
+        builder.store(shape[d], builder.gep(row, [context.get_constant(types.intp, 2 + d)]))
+
+
 @intrinsic
 def _put_item(typingctx, table, i, x):
     """table[i] = (x's data address, its parent, its shape)."""
     def codegen(context, builder, signature, args):
         tbl = make_array(signature.args[0])(context, builder, args[0])
-        ary = make_array(x)(context, builder, args[2])
-        row = _row(builder, tbl.data, args[1], x.ndim)
-        intp = context.get_value_type(types.intp)
-        builder.store(builder.ptrtoint(ary.data, intp), row)
-        builder.store(builder.ptrtoint(ary.parent, intp), builder.gep(row, [context.get_constant(types.intp, 1)]))
-        shape = cgutils.unpack_tuple(builder, ary.shape, x.ndim)
-        for d in range(x.ndim):
-            builder.store(shape[d], builder.gep(row, [context.get_constant(types.intp, 2 + d)]))
+        _store_row(context, builder, _row(builder, tbl.data, args[1], x.ndim),
+                   make_array(x)(context, builder, args[2]), x.ndim)
         return context.get_dummy_value()
 
     return types.none(table, i, x), codegen
+
+
+@intrinsic
+def _set_borrowed_item(typingctx, lst, i, x):
+    """Item i (0 <= i < len, unchecked) of the list becomes a view of x."""
+    def codegen(context, builder, signature, args):
+        st = cgutils.create_struct_proxy(lst)(context, builder, value=args[0])
+        _store_row(context, builder, _row(builder, st.table, args[1], x.ndim),
+                   make_array(x)(context, builder, args[2]), x.ndim)
+        return context.get_dummy_value()
+
+    return types.none(lst, i, x), codegen
 
 
 @intrinsic
@@ -235,6 +256,24 @@ def _borrowed_getitem(lst, i):
             if j < 0 or j >= n:
                 raise IndexError("borrowed list index out of range")
             return _borrowed_item(lst, j)
+        return impl
+
+
+@overload(operator.setitem, jit_options=HELPER_OPTIONS)
+def _borrowed_setitem(lst, i, x):
+    if isinstance(lst, BorrowedListType) and isinstance(i, types.Integer):
+        aty = lst.array_type
+        if not (isinstance(x, types.Array) and x.layout == "C" and x.ndim == aty.ndim and x.dtype == aty.dtype):
+            raise TypingError(f"a borrowed list of {aty} takes C-contiguous arrays of {aty.ndim} dimensions "
+                              f"of {aty.dtype}, got {x}")
+
+        def impl(lst, i, x):
+            n = _borrowed_size(lst)
+            j = np.intp(i)
+            j = j + n if j < 0 else j
+            if j < 0 or j >= n:
+                raise IndexError("borrowed list assignment index out of range")
+            _set_borrowed_item(lst, j, x)
         return impl
 
 
