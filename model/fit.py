@@ -145,7 +145,9 @@ class FitLoop:
         kept); return chunk(start, count)."""
         p, dt = self._program_for(X.shape[1]), self.dtype
         W, b = self._parameter_lists(p)
-        buf, W_next, b_next, zeros, codes = self._fit_scratch(X)
+        buf, W_next, b_next, zeros, codes, kept = self._fit_scratch(X)
+        lists = self._fit_lists(p, (W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"], buf["dW"],
+                                    buf["db"]), kept)
         eps = self._eps()
         ops = self._ops
         optimistic = ops.syncs_are_costly
@@ -154,9 +156,8 @@ class FitLoop:
             b_start = [ops.empty(v.shape, dt) for v in self._b]
 
         def run(fit_chunk, start, count):
-            return fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
-                             buf["dW"], buf["db"], zeros, Y, codes, start, count, cost_every,
-                             learning_rate, eps, ops.exact_math)
+            return fit_chunk(costs, lists, X, zeros, Y, codes, start, count, cost_every, learning_rate, eps,
+                             ops.exact_math)
 
         def restore():
             for l in range(len(W)):
@@ -322,23 +323,39 @@ class FitLoop:
 
     def _fit_scratch(self, X):
         """fit's buffers for X (n_x, m) as program lists: (buf, W_next, b_next,
-        zeros, codes); buf as _buffers(X, backward=True), with A[0] = X.
-        Kept for the next fit with as many examples when they are small."""
+        zeros, codes, kept); buf as _buffers(X, backward=True), but A[0] an
+        empty stand-in of X's type (fit_chunk takes X there in its own list
+        of borrowed views: X is not kept). Kept for the next fit with as many
+        examples when they are small; ``kept``, a dict kept with them (None
+        when they are not), for what else the next fit may take over."""
         p = self.program
-        key = (self.backend, X.shape[1])
+        key = ("plain", self.backend, X.shape[1])
         if self._fit_buffers is not None and self._fit_buffers[0] == key:
-            A, (buf, *rest) = self._fit_buffers[1:]
+            _, (buf, *rest), kept = self._fit_buffers
         else:
             self._fit_buffers = None
             raw = self._buffers(X, backward=True)
-            A = raw.pop("A")[1:]
+            raw["A"] = [self._ops.empty((0, 0), self.dtype)] + list(raw["A"][1:])
             spare_W, spare_b, zeros = self._spare_parameters()
             buf = {k: p.list(v) for k, v in raw.items()}
             rest = [p.list(spare_W), p.list(spare_b), zeros, p.codes(self._codes())]
-            kept = [A, spare_W, spare_b, [zeros]] + list(raw.values())  # X is not kept
+            kept = [spare_W, spare_b, [zeros]] + list(raw.values())
             if sum(a.nbytes for arrays in kept for a in arrays) <= KEEP_FIT_BUFFERS_BYTES:
-                self._fit_buffers = (key, A, (buf, *rest))
-        # A new list each fit, not A[0] = X: a typed list's setitem called
-        # from Python is compiled on its first use in every process (~0.1 s)
-        return (dict(buf, A=p.list([X] + A)), *rest)
+                self._fit_buffers = (key, (buf, *rest), {})
+        return (buf, *rest, self._fit_buffers[2] if self._fit_buffers is not None else None)
+
+    def _fit_lists(self, p, lists, kept):
+        """fit_chunk's ten lists as one list of program ``p`` (Numba's
+        dispatch takes ten typed lists in ~16 us, a typed list of them in
+        ~3), kept in ``kept`` (_fit_scratch's: with the fit's kept buffers)
+        for the next fit while the same ten lists come back (those buffers'
+        and the parameter lists): making it costs more than the dispatch
+        saves. Where the buffers are not kept (kept None), neither is it."""
+        last = kept.get("lists") if kept is not None else None
+        if last is not None and all(a is b for a, b in zip(last[0], lists)):
+            return last[1]
+        joined = p.lists(lists)
+        if kept is not None:
+            kept["lists"] = (tuple(lists), joined)
+        return joined
 

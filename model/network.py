@@ -109,7 +109,7 @@ class NeuralNetwork(FitLoop, Persistence):
         self.backend = self._ops.name
         self._program = None  # compiled (or bound) on first use
         self._plans = SMALL_PLANS  # the products' plans the shapes so far reach (see _program_for)
-        self._fit_buffers = None  # (key, A[1:], lists) kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
+        self._fit_buffers = None  # buffers and lists kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
         self._chunk_hint = None  # (key, iterations per chunk) of the last fit
         self._optimizer_state = None  # the optimizer's moments, steps and epochs: see fit
         self._parameter_lists_kept = None  # (program, _W, _b, W list, b list): see _parameter_lists

@@ -181,6 +181,7 @@ class Program:
             setattr(self, name, getattr(functions, name))
         self.fit_chunk_unguarded = self.fit_chunk
         self._typed_list = _typed_list
+        self._typed_lists = _typed_lists
         self._python_list = _python_list
 
     def _interpret(self, ops):
@@ -205,6 +206,7 @@ class Program:
             unguarded[name] = cpu.rebind(getattr(training, name), unguarded)
         self.fit_chunk_unguarded = unguarded["fit_chunk"]
         self._typed_list = list
+        self._typed_lists = list
         self._python_list = list
 
     def fit_epochs_team(self, *args):
@@ -214,6 +216,10 @@ class Program:
     def list(self, arrays):
         """A list of the backend's arrays in the form the program takes."""
         return self._typed_list(arrays)
+
+    def lists(self, lists):
+        """A list of lists made by ``list``, in the form the program takes."""
+        return self._typed_lists(lists)
 
     def unlist(self, arrays):
         """A Python list of the arrays of a list made by ``list``."""
@@ -254,6 +260,12 @@ def _typed_list(arrays):
 
 
 _list_builder = None
+
+
+def _typed_lists(lists):
+    """numba.typed.List of typed lists (made once a fit at most: see model.fit)."""
+    import numba.typed
+    return numba.typed.List(lists)
 
 
 def _python_list(typed):

@@ -116,10 +116,14 @@ def swap_items(P, Q):
         P[l], Q[l] = Q[l], P[l]
 
 
-def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
-              start, count, cost_every, learning_rate, eps, exact):
+def fit_chunk(costs, lists, X, zeros, Y, acts, start, count, cost_every, learning_rate, eps, exact):
     """Iterations start, ..., start + count - 1 of batch gradient descent (the
     course's: forward, cost, backward, update), on the parameters W, b in place.
+
+    ``lists``: the lists W, b, W_next, b_next, Z, A, dZ, dA, dW, db, as one
+    list (Numba's dispatch takes one typed list of them at the cost of two
+    lists; model.fit keeps it between fits). A[0] stands in for X: the
+    loop's own list takes X there.
 
     costs (ceil(iterations / cost_every),) float64: at an iteration i that is a
     multiple of cost_every, costs[i // cost_every] = the cost of i's forward
@@ -139,6 +143,7 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     stays non-finite in every later step (inf - x and NaN - x are never
     finite), so the test at the end misses no divergence inside the chunk.
     """
+    W, b, W_next, b_next = lists[0], lists[1], lists[2], lists[3]
     L = len(W)
     # Wc, bc: the current parameters; Ws, bs: the spare arrays the next step
     # is written into. A finite step makes the spare arrays current by
@@ -148,8 +153,9 @@ def fit_chunk(costs, W, b, W_next, b_next, Z, A, dZ, dA, dW, db, zeros, Y, acts,
     # loop takes its arrays from lists of borrowed views (borrowed_list: an
     # item taken counts no reference).
     Wc, bc, Ws, bs = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
-    Z, A, dZ, dA, dW, db = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA), \
-        borrowed_list(dW), borrowed_list(db)
+    Z, A, dZ, dA, dW, db = borrowed_list(lists[4]), borrowed_list(lists[5]), borrowed_list(lists[6]), \
+        borrowed_list(lists[7]), borrowed_list(lists[8]), borrowed_list(lists[9])
+    A[0] = X  # the borrowed list's own item: the kept list keeps its stand-in
     traded = False
     done, status = count, FINISHED
     for t in range(count):

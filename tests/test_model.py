@@ -249,11 +249,11 @@ def test_fit_chunk_keeps_the_last_finite_parameters_after_any_number_of_trades(f
 
     ns = dict(p.fit_chunk.__globals__, update=update)
     fit_chunk = cpu.rebind(training.fit_chunk, ns)
-    buf, W_next, b_next, zeros, codes = net._fit_scratch(X)
+    buf, W_next, b_next, zeros, codes, _ = net._fit_scratch(X)
     W, b = list(net._W), list(net._b)
     costs = np.full(1, np.nan)
-    done, status = fit_chunk(costs, W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"],
-                             buf["dW"], buf["db"], zeros, Y, codes, 0, 6, 100, 0.5, 1e-16, False)
+    lists = [W, b, W_next, b_next, buf["Z"], buf["A"], buf["dZ"], buf["dA"], buf["dW"], buf["db"]]
+    done, status = fit_chunk(costs, lists, X, zeros, Y, codes, 0, 6, 100, 0.5, 1e-16, False)
     assert (done, status) == (fail_at, training.DIVERGED)
     for l in range(2):
         np.testing.assert_array_equal(W[l], good.parameters[f"W{l + 1}"])
@@ -555,7 +555,7 @@ def test_device_style_chunks_stop_at_the_same_iteration(planar, monkeypatch):
             p = net.program
             for name in ("fit_chunk", "fit_chunk_unguarded"):
                 def spied(*args, _run=getattr(p, name), _name=name):
-                    calls.append((_name, args[14]))  # start
+                    calls.append((_name, args[6]))  # start
                     return _run(*args)
                 monkeypatch.setattr(p, name, spied)
         with pytest.raises(DivergenceError) as info:

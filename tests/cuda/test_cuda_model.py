@@ -41,7 +41,7 @@ def spy_chunks(monkeypatch, net):
     for kind, name in (("guarded", "fit_chunk"), ("unguarded", "fit_chunk_unguarded")):
         def spied(*args, _run=getattr(p, name), _kind=kind):
             done, status = _run(*args)
-            calls.append((_kind, args[14], args[15], done, status))  # start, count
+            calls.append((_kind, args[6], args[7], done, status))  # start, count
             return done, status
         monkeypatch.setattr(p, name, spied)
     return calls
