@@ -173,6 +173,32 @@ def test_kept_fit_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_fit_keeps_its_lists_but_never_x(planar, backend):
+    """The kept buffers' lists and fit_chunk's list of them are taken over by
+    the next fit of the same shapes (the same list object), made again for
+    another m or new parameters, and hold no reference to X: an X dropped
+    by the caller after fit is freed."""
+    import gc
+    import weakref
+
+    X, Y = planar
+    net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2).fit(X, Y, 3, 1.2)
+    joined = net._fit_buffers[2]["lists"][1]
+    net.fit(X.copy(), Y, 2, 1.2)
+    assert net._fit_buffers[2]["lists"][1] is joined
+    net.set_parameters(net.parameters)  # new parameter arrays: new parameter lists
+    net.fit(X, Y, 1, 1.2)
+    assert net._fit_buffers[2]["lists"][1] is not joined
+    X3, Y3 = X[:, :50].copy(), Y[:, :50]
+    ref = weakref.ref(X3)
+    net.fit(X3, Y3, 2, 1.2)
+    assert net._fit_buffers[0][-1] == 50
+    del X3
+    gc.collect()
+    assert ref() is None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
     """Mini-batch fits keep their buffers too (for the next fit of the same
     shapes and optimizer state): fits that change the data, shuffle, the
