@@ -16,9 +16,9 @@ are). A step is a run of phases, each a meeting of the team:
    fit_epochs does: each member's A[0] is then its batch's block there);
 2. **forward** of each hidden layer l: part q computes its rows of Z[l] and
    A[l+1] from all of A[l];
-3. **output** (one item): the batch's columns of Y, the output layer's forward, softmax, the cost,
-   dZ = AL - Y, its dW, db, the whole dA of the last hidden layer and the
-   optimizer's step on the output layer;
+3. **output** (one item): the batch's columns of Y, the output layer's
+   forward, softmax, the cost, dZ = AL - Y, its dW, db, the whole dA of
+   the last hidden layer and the optimizer's step on the output layer;
 4. **backward** of each hidden layer l, last first: part q sums its rows of
    dA[l] (part 0's share from the layer above is written into dA[l] itself,
    the others' into their own buffers dAp), takes dZ, dW and db of its
@@ -27,8 +27,9 @@ are). A step is a run of phases, each a meeting of the team:
    read first).
 
 No gradient is summed across the cores but dA's shares, and no phase waits
-for an update: 2L + 1 meetings a step (2L with the epoch's batches gathered). Once an epoch, one item records the
-epoch's cost, the validation cost and early stopping, as fit_epochs does.
+for an update: 2L + 1 meetings a step (2L with the epoch's batches
+gathered). Once an epoch, one item records the epoch's cost, the
+validation cost and early stopping, as fit_epochs does.
 
 The members synchronise with ``kernels.loops.team`` (taken items, no
 barrier that can hang; ``fit_epochs_team`` starts and joins their
