@@ -170,12 +170,14 @@ def gather_columns(out, X, index):
 
 def gather_batches(out, X, index, size, r0, r1):
     """Rows r0:r1 of the epoch's batches of columns index of X, batch after
-    batch in out's cells (kernels.loops.update.gather_batches)."""
+    batch in out's cells; whether those rows of X are finite
+    (kernels.loops.update.gather_batches)."""
     n, m = X.shape
     cells = out.reshape(-1)
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
         np.take(X[r0:r1], index[j0:j0 + mb], axis=1, out=cells[j0 * n:(j0 + mb) * n].reshape(n, mb)[r0:r1])
+    return bool(np.isfinite(X[r0:r1]).all())
 
 
 def permutation(out, seed, epoch):

@@ -52,8 +52,10 @@ def _numeric(x, name, shape_text):
     return arr
 
 
-def check_X(X, n_x, dtype):
-    """X as a C-contiguous (n_x, m) array of ``dtype``, or an error that says how to fix it."""
+def check_X(X, n_x, dtype, finite=True):
+    """X as a C-contiguous (n_x, m) array of ``dtype``, or an error that says
+    how to fix it; NaN and infinity (also from the conversion to ``dtype``)
+    are errors unless not ``finite``: the caller tests them (fit's epoch gather)."""
     X = _numeric(X, "X", "(n_x, m)")
     if X.ndim != 2:
         hint = (f"; one example is a column: X.reshape({n_x}, 1), m examples of one feature: X.reshape(1, -1)"
@@ -69,13 +71,13 @@ def check_X(X, n_x, dtype):
                          f"(X must be (n_x, m), one example per column)")
     if X.shape[1] < 1:
         raise ValueError("X has no examples (shape (n_x, 0)); it needs at least one column")
-    if X.dtype.kind == "f" and not np.isfinite(X).all():
+    if finite and X.dtype.kind == "f" and not np.isfinite(X).all():
         raise ValueError("X contains NaN or infinity; remove or impute those values first")
     if X.dtype == dtype and X.flags.c_contiguous:  # as fit needs it, and checked
         return _writable(X)
     with np.errstate(over="ignore"):
         X = np.ascontiguousarray(X, dtype=dtype)
-    if not np.isfinite(X).all():  # finite in float64 but out of float32's range
+    if finite and not np.isfinite(X).all():  # finite in float64 but out of float32's range
         raise ValueError(f"X has values too large for {dtype} (they become infinity); scale X first")
     return _writable(X)
 

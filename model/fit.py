@@ -25,7 +25,7 @@ from kernels.loops.plans import PARALLEL
 
 from ._progress import Progress
 from . import team
-from .training import DIVERGED, STOPPED
+from .training import DIVERGED, STOPPED, X_NOT_FINITE
 
 # Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
 # lands (see _deferred_interrupt) between chunks.
@@ -41,6 +41,11 @@ KEEP_FIT_BUFFERS_BYTES = 4 << 20
 # batch's steps read their block of it: past the caches, a batch's own gather
 # reads a cache line of X for every cell it takes (model.training.fit_epochs).
 EPOCH_GATHER_BYTES = 4 << 20
+# ... and that buffer is kept with the fit's other buffers (for the next fit
+# of the same X shape) up to this size: a new one costs a first touch of
+# every page (about twice the gather's own writes), in each fit(epochs=1).
+# Past it, a fit frees it when it returns.
+KEEP_EPOCH_BUFFER_BYTES = 64 << 20
 
 
 # signal.signal wraps the C module's in enum conversions: 12 us a call
@@ -128,7 +133,7 @@ class FitLoop:
                     start += done
                     last = (start - 1) // cost_every
                     bar.update(done, costs[last] if start > 0 else None)
-                    if status in (DIVERGED, STOPPED):
+                    if status in (DIVERGED, STOPPED, X_NOT_FINITE):
                         break
                     if interrupted:
                         status = KeyboardInterrupt()
@@ -218,7 +223,7 @@ class FitLoop:
         key = ("epochs", self.backend, p, X.shape, size, copy, id(state), options.early_stopping, parts)
         kept = self._fit_buffers
         if validation is None and copy and kept is not None and kept[0] == key and kept[1] is state:
-            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared = kept[2]
+            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs = kept[2]
         else:
             self._fit_buffers = None
             full = self._batch_buffers(X, size, copy)
@@ -234,15 +239,16 @@ class FitLoop:
             W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
             b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
             shared = team.team_arrays(self, X, size, last, parts) if parts else ()
-            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared)
-            nbytes = sum(a.nbytes for a in _arrays(kept) if a is not X)
-            if validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES:
+            gather = self._gathers(X, options.batch_size)
+            Xs = ops.empty(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
+            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs)
+            # the moments are the optimizer state's (kept with it anyway); X is the caller's
+            own = {id(a): a.nbytes for a in _arrays(kept[:9] + kept[10:-1]) if a is not X}
+            nbytes = sum(own.values())  # each array once: W_best is W_next without early stopping
+            if (validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES
+                    and Xs.nbytes <= KEEP_EPOCH_BUFFER_BYTES):
                 self._fit_buffers = (key, state, kept)
         perm = np.arange(m, dtype=np.int64)
-        if copy and X.nbytes >= EPOCH_GATHER_BYTES:  # freed when fit returns: not kept
-            Xs = ops.empty(X.shape, dt)
-        else:
-            Xs = ops.empty((0, 0), dt)
         opt = options.optimizer
         beta1, beta2, epsilon = opt.hyper()
         eps, first_epoch = self._eps(), state["epochs"]
@@ -281,6 +287,16 @@ class FitLoop:
                 self._keep_parameter_lists(p, W, b)
 
         return chunk
+
+    def _gathers(self, X, batch_size):
+        """Whether a mini-batch fit gathers X once an epoch (see
+        EPOCH_GATHER_BYTES): batches smaller than m, X of that many bytes in
+        the network's dtype. That gather tests X for NaN and infinity
+        (fit_epochs' X_NOT_FINITE), so fit's check of X does not."""
+        shape = getattr(X, "shape", ())
+        if batch_size is None or len(shape) != 2 or batch_size >= shape[1]:
+            return False
+        return shape[0] * shape[1] * self.dtype.itemsize >= EPOCH_GATHER_BYTES
 
     def _batch_buffers(self, X, size, copy):
         """Z, A, dZ, dA for batches of ``size`` examples as program lists;

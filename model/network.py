@@ -28,7 +28,7 @@ from .checks import (check_activations, check_dtype, check_int, check_keep_prob,
 from .fit import FitLoop
 from .persistence import Persistence
 from .program import get_program
-from .training import DIVERGED
+from .training import DIVERGED, X_NOT_FINITE
 
 
 @functools.lru_cache(maxsize=256)
@@ -216,10 +216,11 @@ class NeuralNetwork(FitLoop, Persistence):
         return self
 
     # --------------------------------------------------------- data and buffers
-    def _data(self, X, Y=None):
-        """Checked X (and Y) as backend arrays."""
+    def _data(self, X, Y=None, finite=True):
+        """Checked X (and Y) as backend arrays; X tested for NaN and infinity
+        unless not ``finite`` (the caller tests it: see _gathers)."""
         self._ops.check_ready()
-        Xh = check_X(X, self.layer_dims[0], self.dtype)
+        Xh = check_X(X, self.layer_dims[0], self.dtype, finite)
         Xd = self._ops.asarray(Xh)
         if Y is None:
             return Xd
@@ -387,7 +388,8 @@ class NeuralNetwork(FitLoop, Persistence):
         options = check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
                                          validation_data is not None, early_stopping, n_iter_no_change, tol,
                                          check_keep_prob(keep_prob, self.n_layers - 1))
-        Xd, Yd = self._data(X, Y)
+        # a large X that fit gathers once an epoch is tested for NaN/inf by that gather
+        Xd, Yd = self._data(X, Y, finite=not (epochs and not options.plain and self._gathers(X, options.batch_size)))
         validation = self._validation_data(validation_data)
         n_costs = -(-epochs // cost_every)
         costs = np.full(n_costs, np.nan)
@@ -423,6 +425,9 @@ class NeuralNetwork(FitLoop, Persistence):
                 f"the cost or a parameter became NaN or infinite with learning_rate={learning_rate:g}. "
                 f"Use a smaller learning rate (e.g. {learning_rate / 10:g}); the network keeps the "
                 f"parameters of the last finite step")
+        if status == X_NOT_FINITE:  # the gather's test (no step made with it): check_X's own message
+            check_X(X, self.layer_dims[0], self.dtype)
+            raise ValueError("X contains NaN or infinity; remove or impute those values first")
         if isinstance(status, KeyboardInterrupt):
             raise status
         return self

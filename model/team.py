@@ -29,7 +29,10 @@ are). A step is a run of phases, each a meeting of the team:
 No gradient is summed across the cores but dA's shares, and no phase waits
 for an update: 2L + 1 meetings a step (2L with the epoch's batches
 gathered). Once an epoch, one item records the epoch's cost, the
-validation cost and early stopping, as fit_epochs does.
+validation cost and early stopping, as fit_epochs does; where X is large,
+P items first gather the epoch's batches (their rows of X), each testing
+what it copies for NaN and infinity: a part that meets one halts the
+team before any step (X_NOT_FINITE; fit raises check_X's error).
 
 The members synchronise with ``kernels.loops.team`` (taken items, no
 barrier that can hang; ``fit_epochs_team`` starts and joins their
@@ -59,7 +62,7 @@ from kernels.loops.team import STOP, SYNC_SIZE, WHY, finish, halt, item_to_try, 
 from kernels.loops.views import borrowed, borrowed_list, borrowed_lists, flat
 from kernels.options import EXACT, MICRO_ROWS, SOFTMAX
 
-from .training import DIVERGED, FINISHED, STOPPED, forward, swap_items
+from .training import DIVERGED, FINISHED, STOPPED, X_NOT_FINITE, forward, swap_items
 
 # The multiply-adds of a batch's forward pass from which sharing a step
 # pays for the team's meetings, and the rows a part owns at least in the
@@ -203,10 +206,12 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
             for j in range(P):
                 q = item_to_try(me, j, P)
                 if take(sync, q, end):
-                    gather_batches(Xs, X, perm, bsize, q * X.shape[0] // P, (q + 1) * X.shape[0] // P)
+                    if not gather_batches(Xs, X, perm, bsize, q * X.shape[0] // P, (q + 1) * X.shape[0] // P):
+                        halt(sync, end, X_NOT_FINITE, k, t, traded)
                     finish(sync)
-            wait(sync, end)
             base = end
+            if meet(sync, end):
+                return
         lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
         for s in range(jlog.shape[0]):
             j0 = s * bsize

@@ -51,6 +51,7 @@ from kernels.options import EXACT, SOFTMAX
 FINISHED = 0
 DIVERGED = 1
 STOPPED = 2  # early stopping: the validation cost stopped improving
+X_NOT_FINITE = 3  # the epoch's gather of X met NaN or infinity (fit_epochs: before any step of that epoch)
 
 
 def forward(Z, A, W, b, acts):
@@ -267,7 +268,9 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     restored and the fit stops.
 
     Returns (done, status, steps): epochs completed, FINISHED, DIVERGED (W, b
-    then hold the last finite parameters) or STOPPED, and the optimizer's step count.
+    then hold the last finite parameters), STOPPED or X_NOT_FINITE (the
+    gather of X met NaN or infinity; no step of that epoch made), and the
+    optimizer's step count.
     """
     L = len(W)
     m = X.shape[1]
@@ -288,8 +291,9 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
         epoch = first_epoch + e
         if shuffle:
             permutation(perm, seed, epoch)
-        if whole:
-            gather_batches(Xs, X, perm, bsize, 0, X.shape[0])
+        if whole and not gather_batches(Xs, X, perm, bsize, 0, X.shape[0]):
+            done, status = k, X_NOT_FINITE  # fit tests a large X here: see model.fit
+            break
         lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
         total = 0.0
         for j0 in range(0, m, bsize):

@@ -384,3 +384,53 @@ def test_a_large_x_is_gathered_once_an_epoch_with_the_same_batches(backend, monk
     for k, v in per_batch.parameters.items():
         np.testing.assert_array_equal(once.parameters[k], v)
     np.testing.assert_array_equal(once.costs_, per_batch.costs_)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("backend", CPU)
+def test_a_gathered_x_with_nan_or_inf_is_refused_before_any_step(backend, dtype, monkeypatch):
+    """A large X (gathered once an epoch) is tested for NaN and infinity by
+    that gather, not by a pass of fit's own over X: check_X's ValueError all
+    the same, raised before any step (the parameters, the history and the
+    optimizer's steps as they were); in float32 also a float64 value past
+    float32's range, with check_X's message. fit(epochs=0) gathers nothing
+    and checks X itself. The network then trains on as if never asked."""
+    from model import fit, network
+    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    finite_tests = []
+
+    def spy(X, n_x, dtype, finite=True):
+        finite_tests.append(finite)
+        return check_X(X, n_x, dtype, finite)
+    check_X = network.check_X
+    monkeypatch.setattr(network, "check_X", spy)
+    X, Y = moons_like()
+    kw = dict(batch_size=64, optimizer="adam", seed=1)
+    net = NeuralNetwork([2, 5, 1], backend=backend, dtype=dtype, seed=0).fit(X, Y, 1, 0.01, **kw)
+    before = {k: v.copy() for k, v in net.parameters.items()}
+    steps, costs = net._optimizer_state["steps"], net.costs_.copy()
+    bad = [(np.nan, "X contains NaN or infinity"), (-np.inf, "X contains NaN or infinity")]
+    if dtype == "float32":
+        bad.append((1e300, "too large for float32"))
+    for value, message in bad:
+        for i, j in ((0, 0), (1, 150), (1, 299)):
+            Xb = X.copy()
+            Xb[i, j] = value
+            finite_tests.clear()
+            with pytest.raises(ValueError, match=message):
+                net.fit(Xb, Y, 3, 0.01, **kw)
+            assert finite_tests[0] is False  # fit left the test to the gather
+            for k, v in before.items():
+                np.testing.assert_array_equal(net.parameters[k], v)
+            assert net.n_iter_ == 1 and net._optimizer_state["steps"] == steps
+            np.testing.assert_array_equal(net.costs_, costs)
+    finite_tests.clear()
+    Xb[1, 150] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(Xb, Y, 0, 0.01, **kw)
+    assert finite_tests[0] is True
+    net.fit(X, Y, 2, 0.01, **kw)
+    straight = NeuralNetwork([2, 5, 1], backend=backend, dtype=dtype, seed=0).fit(X, Y, 1, 0.01, **kw)
+    straight.fit(X, Y, 2, 0.01, **kw)
+    for k, v in straight.parameters.items():
+        np.testing.assert_array_equal(net.parameters[k], v)

@@ -198,11 +198,15 @@ def test_fit_keeps_its_lists_but_never_x(planar, backend):
     assert ref() is None
 
 
+@pytest.mark.parametrize("gather", [False, True])
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
-def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
+def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, gather, monkeypatch):
     """Mini-batch fits keep their buffers too (for the next fit of the same
-    shapes and optimizer state): fits that change the data, shuffle, the
+    shapes and optimizer state), with ``gather`` the buffer X is gathered
+    into once an epoch: fits that change the data, shuffle, the
     parameters, then the optimizer train exactly as with new buffers."""
+    if gather:
+        monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
     X, Y = planar
     X2, Y2 = X[::-1].copy(), 1 - Y
 
@@ -223,6 +227,33 @@ def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, monkeypatch):
     for k, v in fresh.parameters.items():
         np.testing.assert_array_equal(kept.parameters[k], v)
     np.testing.assert_array_equal(kept.costs_, fresh.costs_)
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_what_a_mini_batch_fit_keeps_and_what_counts_against_the_limit(planar, backend, monkeypatch):
+    """The epoch buffer (X's shape, past EPOCH_GATHER_BYTES) is kept with the
+    other buffers while it is at most KEEP_EPOCH_BUFFER_BYTES, and taken over
+    by the next fit of that shape; the buffers count against
+    KEEP_FIT_BUFFERS_BYTES once each, without the optimizer's moments (the
+    state's own arrays, kept with it anyway) and the epoch buffer."""
+    X, Y = planar
+    kw = dict(batch_size=64, optimizer="adam", seed=1)
+    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    net = NeuralNetwork([2, 5, 1], backend=backend, seed=2).fit(X, Y, 1, 0.01, **kw)
+    kept = net._fit_buffers[2]
+    epoch_buffer = kept[-1]
+    assert epoch_buffer.shape == X.shape
+    net.fit(X[::-1].copy(), Y, 1, 0.01, **kw)
+    assert net._fit_buffers[2][-1] is epoch_buffer
+    moments = {id(a) for a in fit._arrays(kept[9])}
+    own = {id(a): a.nbytes for a in fit._arrays(kept) if id(a) not in moments and a is not epoch_buffer}
+    assert len(moments) == 4 * net.n_layers and sum(own.values()) < sum(a.nbytes for a in fit._arrays(kept))
+    for limit, epoch_limit, keeps in ((sum(own.values()), X.nbytes, True), (sum(own.values()) - 1, X.nbytes, False),
+                                      (sum(own.values()), X.nbytes - 1, False)):
+        monkeypatch.setattr(fit, "KEEP_FIT_BUFFERS_BYTES", limit)
+        monkeypatch.setattr(fit, "KEEP_EPOCH_BUFFER_BYTES", epoch_limit)
+        net = NeuralNetwork([2, 5, 1], backend=backend, seed=2).fit(X, Y, 1, 0.01, **kw)
+        assert (net._fit_buffers is not None) == keeps, (limit, epoch_limit)
 
 
 @pytest.mark.parametrize("backend", ["numba", "parallel"])

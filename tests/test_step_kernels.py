@@ -80,13 +80,39 @@ def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, 
     index = rng.permutation(m).astype(np.int64)
     out = np.full((n, m), -7.0, dtype=dtype)
     r0, r1 = rows
-    K.gather_batches(out, X, index, size, r0, r1)
+    assert K.gather_batches(out, X, index, size, r0, r1) is True  # every cell copied is finite
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
         block = batch_of(out, j0, mb)
         assert block.shape == (n, mb) and block.flags.c_contiguous
         np.testing.assert_array_equal(block[r0:r1], X[r0:r1][:, index[j0:j0 + mb]])
         assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", ALL_CPU)
+@pytest.mark.parametrize("n, m, size, rows", [(5, 37, 8, (2, 4)), (40, 3000, 64, (13, 29))])
+def test_gather_batches_tells_whether_its_rows_are_finite(backend, dtype, n, m, size, rows):
+    """gather_batches returns False when a cell of its rows of X is NaN or
+    +-inf (the first, a middle and the last column of its first, middle
+    and last row; the serial and the parallel loop), True when the cell
+    lies in a row it does not copy (fit's test of a large X is this result)."""
+    K = kernels.get_backend(backend).kernels
+    X = np.random.default_rng(m).standard_normal((n, m)).astype(dtype)
+    X[0, 0] = np.finfo(dtype).max  # the extremes are finite
+    index = np.random.default_rng(1).permutation(m).astype(np.int64)
+    out = np.empty((n, m), dtype=dtype)
+    r0, r1 = rows
+    for i in (r0, (r0 + r1) // 2, r1 - 1):
+        for j in (0, m // 2, m - 1):
+            for bad in (np.nan, np.inf, -np.inf):
+                Y = X.copy()
+                Y[i, j] = bad
+                assert K.gather_batches(out, Y, index, size, r0, r1) is False, (i, j, bad)
+    for i in (r0 - 1, r1):
+        Y = X.copy()
+        Y[i, m // 2] = np.nan
+        assert K.gather_batches(out, Y, index, size, r0, r1) is True
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

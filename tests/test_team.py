@@ -176,6 +176,33 @@ def test_one_epoch_n_times_equals_n_epochs_and_a_large_x(two_parts, monkeypatch)
         np.testing.assert_array_equal(gathered.parameters[k], v)
 
 
+@pytest.mark.parametrize("members", [1, 2])
+def test_a_gathered_x_with_nan_is_refused_by_the_team_before_any_step(two_parts, monkeypatch, members):
+    """The team's gather items test X (a large X: fit does not test it
+    first): a NaN in either part's rows halts the team in that phase, fit
+    raises check_X's ValueError, no step made; then it trains on."""
+    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    two_parts[1].append(members)
+    X, Y = data()
+    kwargs = dict(batch_size=48, optimizer="adam", seed=2)
+    got = net("parallel").fit(X, Y, 1, 0.01, **kwargs)
+    before = {k: v.copy() for k, v in got.parameters.items()}
+    for i in (0, X.shape[0] - 1):  # rows of the first and of the last part
+        Xb = X.copy()
+        Xb[i, 123] = np.nan
+        calls = len(two_parts[0])
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            got.fit(Xb, Y, 2, 0.01, **kwargs)
+        assert len(two_parts[0]) == calls + 1  # the team ran, and halted
+        for k, v in before.items():
+            np.testing.assert_array_equal(got.parameters[k], v)
+        assert got.n_iter_ == 1
+    got.fit(X, Y, 2, 0.01, **kwargs)
+    straight = net("parallel").fit(X, Y, 1, 0.01, **kwargs).fit(X, Y, 2, 0.01, **kwargs)
+    for k, v in straight.parameters.items():
+        np.testing.assert_array_equal(got.parameters[k], v)
+
+
 def test_dropout_runs_without_the_team(two_parts):
     """Dropout's masks are drawn per batch: fit_epochs runs it, still like numpy."""
     X, Y = data()

@@ -62,7 +62,12 @@ def all_finite(x, zeros):
     (kernels.cuda: dot(x, zeros) is NaN as soon as one x is not finite).
 
     The training loop tests every new parameter with it (divergence)."""
-    cells = flat(x)
+    return _finite(flat(x))
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _finite(cells):
+    """all_finite of a 1-D array (see there)."""
     n = cells.shape[0]
     big = cells.dtype.type(math.inf)
     for j0 in range(0, n, BLOCK):
@@ -169,10 +174,12 @@ def gather_columns(out, X, index):
 
 @register_jitable(**HELPER_OPTIONS)
 def _gather_batches_row(cells, x, index, size, n, i):
+    """Row i's cells of every batch; whether the row x is finite."""
     m = x.shape[0]
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
         _gather_row(cells[j0 * n + i * mb:j0 * n + (i + 1) * mb], x, index[j0:j0 + mb])
+    return _finite(x)  # from the caches, vectorized: a test in the gather's loop slows it by a third
 
 
 def gather_batches(out, X, index, size, r0, r1):
@@ -183,15 +190,24 @@ def gather_batches(out, X, index, size, r0, r1):
     iteration's): a row of X is read from the caches as its cells are
     taken in the epoch's order, where a batch's own gather would read a
     cache line of X for each cell.
+
+    Returns whether rows r0:r1 of X are finite (all_finite's test; all the
+    cells it copies where index is a permutation, as an epoch's is): fit's
+    test of a large X for NaN and infinity, each row tested while it is in
+    the caches from its gather (a test of its own reads all of X from
+    memory again, a large part of a short fit's fixed cost).
     out (n, m) out, its cells in that order; X (n, m); index int64 (m,) of columns of X."""
     n = X.shape[0]
     cells = flat(out)
     if (r1 - r0) * X.shape[1] < PARALLEL_ELEMENTS:
+        ok = True
         for i in range(r0, r1):
-            _gather_batches_row(cells, X[i], index, size, n, i)
-        return
-    for t in prange(r1 - r0):
-        _gather_batches_row(cells, X[r0 + t], index, size, n, r0 + t)
+            ok &= _gather_batches_row(cells, X[i], index, size, n, i)
+        return bool(ok)  # a NumPy bool interpreted
+    bad = 0
+    for t in prange(r1 - r0):  # a sum: prange's reductions are arithmetic
+        bad += 0 if _gather_batches_row(cells, X[r0 + t], index, size, n, r0 + t) else 1
+    return bad == 0
 
 
 @register_jitable(**HELPER_OPTIONS)
