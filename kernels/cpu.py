@@ -12,7 +12,7 @@ What makes this safe, and quick to compile:
   serial and a parallel compilation of one function object would share one
   entry: whichever compiled first would silently serve both, and "parallel"
   would run serially. Each variant is therefore a fresh function object over
-  the same code, named ``<name>__numba`` / ``<name>__parallel``, so each has its
+  the same code, named ``<name>__numba`` / ``<name>__parallel<threads>``, so each has its
   own cache file (``tests/test_cpu_compile.py`` proves it).
 - **Own globals.** A composite kernel (``linear_backward`` calls
   ``weight_gradients``) must call the compiled callee of its own variant, so
@@ -214,13 +214,16 @@ tile_kernels = compile_tiles("__tiles", SERIAL_OPTIONS)
 TILE_CALLEES = callees(tile_kernels)
 
 numba_kernels = compile_loops("__numba", SERIAL_OPTIONS)
-parallel_kernels = compile_loops("__parallel", PARALLEL_OPTIONS)
+# The parallel variant's names carry the pool's size: its tiling counts the
+# pool's threads (options.POOL_THREADS), a constant of its compiled code.
+PARALLEL_SUFFIX = f"__parallel{options.POOL_THREADS}"
+parallel_kernels = compile_loops(PARALLEL_SUFFIX, PARALLEL_OPTIONS)
 
 # backend name -> (suffix, options, kernels) for code that compiles more loops
 # against one variant (see compile_loops' ``extra``).
 VARIANTS = {
     "numba": ("__numba", SERIAL_OPTIONS, numba_kernels),
-    "parallel": ("__parallel", PARALLEL_OPTIONS, parallel_kernels),
+    "parallel": (PARALLEL_SUFFIX, PARALLEL_OPTIONS, parallel_kernels),
 }
 _plan_kernels = {}
 

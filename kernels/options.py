@@ -5,6 +5,8 @@ Measured figures behind the thresholds are in the README's results; the
 comments here say what each one trades.
 """
 
+import numba
+
 from . import target
 from .wide import SLPCompiler
 
@@ -95,12 +97,26 @@ KC = 1024
 # reduction MICRO_KC at a time (a 32 KiB panel in L1); used when the output
 # has at least MICRO_MIN_ROWS rows (packing costs about as much as 2-3 row
 # blocks' work, so fewer rows do not repay it) and the reduction is at least
-# MICRO_MIN_K long.
+# MICRO_MIN_K long. From MICRO_LONG_K on, MICRO_LONG_K_ROWS rows are enough:
+# such a product is bound by reading its right-hand operand from memory
+# (the deep network's first layer: X 12288 x 209), which the packing reads
+# once, row after row, and the dot form's panels no faster; the micro-kernel
+# then does the arithmetic in fewer instructions. A parallel forward
+# product of such a reduction takes one tile of columns a thread (see
+# plans.forward_plan).
 MICRO_ROWS, _MICRO_VECTORS = target.micro_shape()
 MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
 MICRO_KC = 256
 MICRO_MIN_ROWS = 32
 MICRO_MIN_K = 16
+MICRO_LONG_K = 2048
+MICRO_LONG_K_ROWS = 8
+# The threads of Numba's pool (NUMBA_NUM_THREADS, fixed when Numba is
+# imported): what "a tile a thread" counts. A constant of the compiled code
+# (numba.get_num_threads() there would keep it out of the cache), so the
+# parallel variant's compiled names carry it (kernels.cpu): a pool of another
+# size never loads this one's tiling from the cache.
+POOL_THREADS = numba.config.NUMBA_NUM_THREADS
 
 # ------------------------------------------------------------------ optimizers
 # Codes of kernels.loops.update.optimizer_step (model.optimizers names them).

@@ -24,6 +24,7 @@ SHAPES = [  # (n, k, m)
     (13, 11, 1), (1, 300, 9), (9, 1, 530), (20, 301, 209), (66, 129, 517), (6, 2100, 33), (5, 6, 4500),
     (32, 16, 16), (40, 320, 64), (264, 40, 48),
     (6, 200, 1800), (20, 400, 300),  # above PARALLEL_WORK: BLOCKED_ROWS, BLOCKED_DOT under prange
+    (20, 2300, 209), (8, 2050, 37),  # fewer than MICRO_MIN_ROWS rows, a reduction past MICRO_LONG_K: PACKED
 ]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -73,7 +74,9 @@ def test_dispatch_covers_every_path():
     # rows (n mod 8), partial panels (m mod 16 or 32) and reductions longer
     # than one MICRO_KC block; and the older forms beside it
     R, K, KC = loops.MICRO_MIN_ROWS, loops.MICRO_MIN_K, loops.MICRO_KC
-    forward = [(n, k, m) for n, k, m in blocked if n >= R and k >= K]
+    forward = [(n, k, m) for n, k, m in blocked
+               if (n >= R or (n >= loops.MICRO_LONG_K_ROWS and k >= loops.MICRO_LONG_K)) and k >= K]
+    assert {plans.forward_plan(n, k, m, 16)[0] for n, k, m in forward} == {plans.PACKED}
     dW = [(n, k, m) for n, k, m in blocked if n >= R and m >= K]
     dA = [(n, k, m) for n, k, m in blocked if k >= R and n >= K]
     for packed, rows, red, cols in ((forward, 0, 1, 2), (dW, 0, 2, 1), (dA, 1, 0, 2)):
@@ -83,6 +86,42 @@ def test_dispatch_covers_every_path():
     assert len(forward) < len(blocked) and len(dW) < len(blocked) and len(dA) < len(blocked)
     # both forms of the blocked forward: dot products (long k) and rows_update
     assert any(k >= loops.DOT_FORM_K for _, k, _ in blocked) and any(k < loops.DOT_FORM_K for _, k, _ in blocked)
+
+
+@pytest.mark.parametrize("pool", [1, 2, 3, 8])
+def test_a_long_reduction_takes_packed_panels_in_a_tile_a_thread(pool, monkeypatch):
+    """From MICRO_LONG_K on, MICRO_LONG_K_ROWS rows take PACKED (fewer, or a
+    shorter reduction, keep the blocked forms), and a parallel forward
+    product of it one tile of whole panels a thread of the pool, as the
+    panels allow (the deep network's first layer: 20 x 12288 by 12288 x
+    209), interpreted (the compiled plans see the pool as a constant).
+    Serial: the widest tiles, as before; a shorter reduction: tiles for 8
+    threads."""
+    from kernels.loops import plans
+    from kernels.loops.products.packed import packed_width
+    long_k, rows = loops.MICRO_LONG_K, loops.MICRO_LONG_K_ROWS
+    for nr in (16, 32):
+        assert plans.forward_plan(rows, long_k, 209, nr)[0] == plans.PACKED
+        assert plans.forward_plan(rows - 1, long_k, 209, nr)[0] != plans.PACKED
+        assert plans.forward_plan(rows, long_k - 1, 209, nr)[0] != plans.PACKED
+    monkeypatch.setattr(plans, "POOL_THREADS", pool)
+    for nr, m in ((16, 209), (32, 209), (16, 1024), (16, 40)):
+        panels = -(-m // nr)
+        plan, tiles, width, _, _ = plans.forward_plan(20, 12288, m, nr)
+        assert plan == plans.PACKED and width % nr == 0 and width <= 256
+        assert tiles == -(-m // width)
+        # as many tiles as the pool has threads, at most one a panel, at least one per 256 columns
+        assert tiles == max(-(-m // 256), -(-panels // -(-panels // min(pool, panels))))
+        assert plans.forward_plan(20, 12288, m, nr, serial=True)[2] == packed_width(m, nr, True)
+        assert plans.forward_plan(40, 784, m, nr)[2] == packed_width(m, nr)  # tiles for 8 threads
+
+
+def test_the_parallel_variant_is_compiled_for_its_pool():
+    """The parallel kernels' names carry the pool's size (their tiling's
+    constant), so a pool of another size has cache entries of its own."""
+    from kernels import cpu, options
+    assert cpu.VARIANTS["parallel"][0] == f"__parallel{options.POOL_THREADS}"
+    assert f"__parallel{options.POOL_THREADS}_" in cpu.parallel_kernels.linear_activation_forward.py_func.__name__
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 
@@ -34,7 +35,9 @@ def test_compiled_kernels_run_the_same_code_objects(variant, name):
     dispatcher = getattr(kernels.get_backend(variant).kernels, name)
     # A fresh function object (own name, own cache entry) over the very same code.
     assert dispatcher.py_func.__code__ is getattr(loops, name).__code__
-    assert dispatcher.py_func.__qualname__ == f"{name}__{variant}_{cpu.SOURCE_DIGEST}"
+    suffix = cpu.VARIANTS[variant][0]  # "__numba", "__parallel<the pool's threads>"
+    assert suffix == ("__numba" if variant == "numba" else f"__parallel{numba.config.NUMBA_NUM_THREADS}")
+    assert dispatcher.py_func.__qualname__ == f"{name}{suffix}_{cpu.SOURCE_DIGEST}"
     assert dispatcher.targetoptions.get("parallel", False) == (variant == "parallel" and name in PARALLEL_LEAVES)
 
 

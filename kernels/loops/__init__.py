@@ -58,9 +58,9 @@ Settings (compile flags, activation codes, thresholds) live in
 """
 
 from ..options import (ACTIVATION_CODES, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, HELPER_OPTIONS, JB,
-                       JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_MIN_K,
-                       MICRO_MIN_ROWS, MICRO_ROWS, OUTPUTS, PARALLEL_ELEMENTS, PARALLEL_WORK, QB, RELU, SIGMOID,
-                       SOFTMAX, TANH)
+                       JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_LONG_K,
+                       MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, MICRO_ROWS, OUTPUTS, PARALLEL_ELEMENTS,
+                       PARALLEL_WORK, QB, RELU, SIGMOID, SOFTMAX, TANH)
 from . import course
 from .activations import (activate_row, activation_backward, activation_backward_from_output, activation_forward,
                           activation_scalar, backprop_row, derivative_scalar, sigmoid_scalar)
@@ -106,7 +106,8 @@ KERNEL_NAMES = PUBLIC_KERNELS + TRAINING_KERNELS
 __all__ = list(KERNEL_NAMES) + [
     "ACTIVATION_CODES", "OUTPUTS", "SOFTMAX", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "LINEAR", "LEAKY_SLOPE", "EXACT",
     "BLOCK", "BLOCKED_WORK", "COURSE_WORK", "DOT_FORM_K", "HELPER_OPTIONS", "JB", "JR_BYTES", "KC",
-    "MICRO_BYTES", "MICRO_KC", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS", "PARALLEL_ELEMENTS",
+    "MICRO_BYTES", "MICRO_KC", "MICRO_LONG_K", "MICRO_LONG_K_ROWS", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS",
+    "PARALLEL_ELEMENTS",
     "PARALLEL_WORK", "QB", "course", "activate_row", "activation_scalar", "backprop_row", "derivative_scalar",
     "sigmoid_scalar", "PLAN_NAMES", "forward_plan", "input_gradient_plan", "weight_gradients_plan",
     "MICRO_SOURCES", "micro_block", "flat", "batch_of", "KERNEL_NAMES", "PUBLIC_KERNELS", "TRAINING_KERNELS", "hash3",

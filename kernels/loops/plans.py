@@ -30,8 +30,9 @@ for threads (without it the parallel backend runs the serial program).
 
 from numba.extending import register_jitable
 
-from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, HELPER_OPTIONS, JB, MICRO_BYTES, MICRO_MIN_K,
-                       MICRO_MIN_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK)
+from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, HELPER_OPTIONS, JB, MICRO_BYTES, MICRO_LONG_K,
+                       MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK,
+                       POOL_THREADS)
 from .products.blocked import product_tiles
 from .products.packed import packed_width
 
@@ -121,14 +122,16 @@ def product_plan(rows, reduction, work, blocked, plans, product):
     """The plan of a product with ``rows`` output rows, a reduction of length
     ``reduction`` and ``work`` multiply-adds: COURSE, SIMPLE, PACKED (rows >=
     MICRO_MIN_ROWS and reduction >= MICRO_MIN_K: enough rows to repay the
-    packing), else ``blocked`` (the product's register-blocked form). A plan
-    not in the set ``plans`` for ``product`` falls back: PACKED to
-    ``blocked``, that to SIMPLE."""
+    packing; or rows >= MICRO_LONG_K_ROWS and reduction >= MICRO_LONG_K: a
+    product bound by reading its operands, see kernels/options.py), else
+    ``blocked`` (the product's register-blocked form). A plan not in the set
+    ``plans`` for ``product`` falls back: PACKED to ``blocked``, that to SIMPLE."""
     if work <= COURSE_WORK:
         return COURSE
     if work < BLOCKED_WORK:
         return SIMPLE
-    if rows >= MICRO_MIN_ROWS and reduction >= MICRO_MIN_K and plans & plan_bit(product, PACKED):
+    enough_rows = rows >= MICRO_MIN_ROWS or (rows >= MICRO_LONG_K_ROWS and reduction >= MICRO_LONG_K)
+    if enough_rows and reduction >= MICRO_MIN_K and plans & plan_bit(product, PACKED):
         return PACKED
     if plans & plan_bit(product, blocked):
         return blocked
@@ -141,7 +144,11 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     (plan, tiles, width, groups, rows).
 
     COURSE: one tile. SIMPLE: tiles of one unit by BLOCK examples. PACKED:
-    tiles of all n rows by ``width`` columns, ``nr`` the panel width.
+    tiles of all n rows by ``width`` columns, ``nr`` the panel width; with
+    a reduction of MICRO_LONG_K or more, one tile a thread of the pool
+    (POOL_THREADS; as the panels allow): each tile walks all k rows of
+    A_prev, and a few wide walks read it from memory faster than many
+    narrow ones.
     BLOCKED_DOT (k >= DOT_FORM_K): tiles of all n rows by ``width`` columns,
     a multiple of 4, at least 8 tiles when m allows (unless ``serial``: one
     thread runs them all), so the cores share the work and each column of
@@ -153,7 +160,7 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     if plan == SIMPLE:
         return SIMPLE, ((m + BLOCK - 1) // BLOCK) * n, BLOCK, n, 1
     if plan == PACKED:
-        width = packed_width(m, nr, serial)
+        width = packed_width(m, nr, serial, POOL_THREADS if k >= MICRO_LONG_K else 8)
         return PACKED, (m + width - 1) // width, width, 1, n
     if plan == BLOCKED_DOT:
         nt = (m + JB - 1) // JB if serial else max((m + JB - 1) // JB, min(8, (m + 15) // 16))

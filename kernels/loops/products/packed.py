@@ -156,11 +156,11 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def packed_width(m, nr, serial=False):
+def packed_width(m, nr, serial=False, tiles=8):
     """Columns per tile of a packed product with m output columns: a multiple
     of nr, at most 256, and (unless ``serial``: one thread runs every tile)
-    narrower where that leaves fewer than 8 tiles, so the cores share the
-    work. A serial product takes the widest tiles: each tile costs its own
-    scratch panels and its rows' activation calls."""
-    nt = (m + 255) // 256 if serial else max((m + 255) // 256, min(8, (m + nr - 1) // nr))
+    narrower where that leaves fewer than ``tiles`` tiles, so the cores
+    share the work. A serial product takes the widest tiles: each tile
+    costs its own scratch panels and its rows' activation calls."""
+    nt = (m + 255) // 256 if serial else max((m + 255) // 256, min(tiles, (m + nr - 1) // nr))
     return ((m + nt - 1) // nt + nr - 1) // nr * nr
