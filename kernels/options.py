@@ -101,9 +101,7 @@ KC = 1024
 # such a product is bound by reading its right-hand operand from memory
 # (the deep network's first layer: X 12288 x 209), which the packing reads
 # once, row after row, and the dot form's panels no faster; the micro-kernel
-# then does the arithmetic in fewer instructions. A parallel forward
-# product of such a reduction takes one tile of columns a thread (see
-# plans.forward_plan).
+# then does the arithmetic in fewer instructions.
 MICRO_ROWS, _MICRO_VECTORS = target.micro_shape()
 MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
 MICRO_KC = 256
@@ -112,7 +110,8 @@ MICRO_MIN_K = 16
 MICRO_LONG_K = 2048
 MICRO_LONG_K_ROWS = 8
 # The threads of Numba's pool (NUMBA_NUM_THREADS, fixed when Numba is
-# imported): what "a tile a thread" counts. A constant of the compiled code
+# imported): a parallel packed product takes a tile of columns a thread
+# (products.packed.packed_width). A constant of the compiled code
 # (numba.get_num_threads() there would keep it out of the cache), so the
 # parallel variant's compiled names carry it (kernels.cpu): a pool of another
 # size never loads this one's tiling from the cache.

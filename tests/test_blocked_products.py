@@ -89,31 +89,29 @@ def test_dispatch_covers_every_path():
 
 
 @pytest.mark.parametrize("pool", [1, 2, 3, 8])
-def test_a_long_reduction_takes_packed_panels_in_a_tile_a_thread(pool, monkeypatch):
+def test_a_long_reduction_takes_packed_panels_and_a_tile_a_thread(pool, monkeypatch):
     """From MICRO_LONG_K on, MICRO_LONG_K_ROWS rows take PACKED (fewer, or a
-    shorter reduction, keep the blocked forms), and a parallel forward
-    product of it one tile of whole panels a thread of the pool, as the
-    panels allow (the deep network's first layer: 20 x 12288 by 12288 x
-    209), interpreted (the compiled plans see the pool as a constant).
-    Serial: the widest tiles, as before; a shorter reduction: tiles for 8
-    threads."""
+    shorter reduction, keep the blocked forms: the deep network's first
+    layer, 20 x 12288 by 12288 x 209), and a parallel packed product takes
+    one tile of whole panels a thread of the pool, as the panels allow, or
+    more where a tile would pass 256 columns; interpreted (the compiled
+    plans see the pool as a constant). Serial: the widest tiles."""
     from kernels.loops import plans
-    from kernels.loops.products.packed import packed_width
+    from kernels.loops.products import packed
     long_k, rows = loops.MICRO_LONG_K, loops.MICRO_LONG_K_ROWS
     for nr in (16, 32):
         assert plans.forward_plan(rows, long_k, 209, nr)[0] == plans.PACKED
         assert plans.forward_plan(rows - 1, long_k, 209, nr)[0] != plans.PACKED
         assert plans.forward_plan(rows, long_k - 1, 209, nr)[0] != plans.PACKED
-    monkeypatch.setattr(plans, "POOL_THREADS", pool)
+    monkeypatch.setattr(packed, "POOL_THREADS", pool)
     for nr, m in ((16, 209), (32, 209), (16, 1024), (16, 40)):
         panels = -(-m // nr)
-        plan, tiles, width, _, _ = plans.forward_plan(20, 12288, m, nr)
-        assert plan == plans.PACKED and width % nr == 0 and width <= 256
-        assert tiles == -(-m // width)
-        # as many tiles as the pool has threads, at most one a panel, at least one per 256 columns
-        assert tiles == max(-(-m // 256), -(-panels // -(-panels // min(pool, panels))))
-        assert plans.forward_plan(20, 12288, m, nr, serial=True)[2] == packed_width(m, nr, True)
-        assert plans.forward_plan(40, 784, m, nr)[2] == packed_width(m, nr)  # tiles for 8 threads
+        for n, k in ((20, 12288), (128, 784)):
+            plan, tiles, width, _, _ = plans.forward_plan(n, k, m, nr)
+            assert plan == plans.PACKED and width % nr == 0 and width <= 256
+            assert tiles == -(-m // width)
+            assert tiles == max(-(-m // 256), -(-panels // -(-panels // min(pool, panels))))
+            assert plans.forward_plan(n, k, m, nr, serial=True)[2] == packed.packed_width(m, nr, True)
 
 
 def test_the_parallel_variant_is_compiled_for_its_pool():

@@ -31,8 +31,7 @@ for threads (without it the parallel backend runs the serial program).
 from numba.extending import register_jitable
 
 from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, HELPER_OPTIONS, JB, MICRO_BYTES, MICRO_LONG_K,
-                       MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK,
-                       POOL_THREADS)
+                       MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK)
 from .products.blocked import product_tiles
 from .products.packed import packed_width
 
@@ -144,11 +143,9 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     (plan, tiles, width, groups, rows).
 
     COURSE: one tile. SIMPLE: tiles of one unit by BLOCK examples. PACKED:
-    tiles of all n rows by ``width`` columns, ``nr`` the panel width; with
-    a reduction of MICRO_LONG_K or more, one tile a thread of the pool
-    (POOL_THREADS; as the panels allow): each tile walks all k rows of
-    A_prev, and a few wide walks read it from memory faster than many
-    narrow ones.
+    tiles of all n rows by ``width`` columns, ``nr`` the panel width: one
+    a thread of the pool, or more where 256 columns a tile need more
+    (packed_width).
     BLOCKED_DOT (k >= DOT_FORM_K): tiles of all n rows by ``width`` columns,
     a multiple of 4, at least 8 tiles when m allows (unless ``serial``: one
     thread runs them all), so the cores share the work and each column of
@@ -160,7 +157,7 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     if plan == SIMPLE:
         return SIMPLE, ((m + BLOCK - 1) // BLOCK) * n, BLOCK, n, 1
     if plan == PACKED:
-        width = packed_width(m, nr, serial, POOL_THREADS if k >= MICRO_LONG_K else 8)
+        width = packed_width(m, nr, serial)
         return PACKED, (m + width - 1) // width, width, 1, n
     if plan == BLOCKED_DOT:
         nt = (m + JB - 1) // JB if serial else max((m + JB - 1) // JB, min(8, (m + 15) // 16))

@@ -17,7 +17,7 @@ import numpy as np
 from numba.extending import register_jitable
 from numpy import uint64
 
-from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS
+from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS, POOL_THREADS
 from ..views import borrowed
 from .micro import micro_block
 
@@ -156,11 +156,13 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def packed_width(m, nr, serial=False, tiles=8):
+def packed_width(m, nr, serial=False):
     """Columns per tile of a packed product with m output columns: a multiple
     of nr, at most 256, and (unless ``serial``: one thread runs every tile)
-    narrower where that leaves fewer than ``tiles`` tiles, so the cores
-    share the work. A serial product takes the widest tiles: each tile
-    costs its own scratch panels and its rows' activation calls."""
-    nt = (m + 255) // 256 if serial else max((m + 255) // 256, min(tiles, (m + nr - 1) // nr))
+    narrower where that leaves fewer tiles than the pool has threads
+    (POOL_THREADS), so they share the work. No narrower: every tile packs
+    its own panels and walks all rows of the right-hand factor, and a few
+    wide tiles do that faster than many narrow ones. A serial product takes
+    the widest tiles."""
+    nt = (m + 255) // 256 if serial else max((m + 255) // 256, min(POOL_THREADS, (m + nr - 1) // nr))
     return ((m + nt - 1) // nt + nr - 1) // nr * nr
