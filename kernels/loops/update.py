@@ -179,7 +179,7 @@ def _gather_batches_row(cells, x, index, size, n, i):
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
         _gather_row(cells[j0 * n + i * mb:j0 * n + (i + 1) * mb], x, index[j0:j0 + mb])
-    return _finite(x)  # from the caches, vectorized: a test in the gather's loop slows it by a third
+    return _finite(x)  # from the caches, vectorized; a test inside the gather loop slowed it (README)
 
 
 def gather_batches(out, X, index, size, r0, r1):
