@@ -242,8 +242,10 @@ class FitLoop:
             gather = self._gathers(X, options.batch_size)
             Xs = ops.empty(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
             kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs)
-            # the moments are the optimizer state's (kept with it anyway); X is the caller's
-            own = {id(a): a.nbytes for a in _arrays(kept[:9] + kept[10:-1]) if a is not X}
+            # what counts: not the moments (the optimizer state's, kept with it
+            # anyway), nor the epoch buffer (its own limit), nor X (the caller's)
+            own_arrays = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, codes, W_best, b_best, shared)
+            own = {id(a): a.nbytes for a in _arrays(own_arrays) if a is not X}
             nbytes = sum(own.values())  # each array once: W_best is W_next without early stopping
             if (validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES
                     and Xs.nbytes <= KEEP_EPOCH_BUFFER_BYTES):
