@@ -245,7 +245,7 @@ class NeuralNetwork(FitLoop, Persistence):
         """Backend forward pass; returns the buffers (Z, A) as program lists."""
         p = self._program_for(X.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(X, backward=False).items()}
-        p.forward(buf["Z"], buf["A"], *self._parameter_lists(p), p.codes(self._codes()))
+        p.forward(buf["Z"], buf["A"], *self._parameter_lists(p), p.codes(self._codes()), 0)
         return buf
 
     def _codes(self):
@@ -321,8 +321,8 @@ class NeuralNetwork(FitLoop, Persistence):
         p = self._program_for(Xd.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(Xd, backward=True).items()}
         (W, b), codes = self._parameter_lists(p), p.codes(self._codes())
-        p.forward(buf["Z"], buf["A"], W, b, codes)
-        p.backward(buf["dW"], buf["db"], buf["dZ"], buf["dA"], W, buf["Z"], buf["A"], Yd, codes)
+        p.forward(buf["Z"], buf["A"], W, b, codes, 0)
+        p.backward(buf["dW"], buf["db"], buf["dZ"], buf["dA"], W, buf["Z"], buf["A"], Yd, codes, 0)
         host = self._ops.to_host
         out = {}
         for l in range(self.n_layers):

@@ -105,13 +105,17 @@ TEAM_INLINED = ("team_gather", "moment_rows", "team_step", "team_forward",
 TEAM_FUNCTIONS = TEAM_INLINED + ("team_member",)
 
 
+# The kernels the compiled training loop calls through their addresses.
+EXTERNAL_KERNELS = tuple(PRODUCT_KERNELS) + ("first_layer_step",)
+
+
 def _kernels_called(variant, plans):
     """The kernels the compiled training loop calls, by name: the matrix
-    products through their addresses (kernels.external: the loop's module
-    does not compile them again), the others linked in (small loops LLVM
-    inlines)."""
+    products and the fused first layer through their addresses
+    (kernels.external: the loop's module does not compile them again), the
+    others linked in (small loops LLVM inlines)."""
     called = dict(vars(cpu.variant_kernels(variant, plans)))
-    for name in PRODUCT_KERNELS:
+    for name in EXTERNAL_KERNELS:
         called[name] = external(called[name])
     return called
 

@@ -292,7 +292,7 @@ def team_epoch_end(costs, Wc, bc, jlog, m, e, cost_every, Zv, Av, Yv, val_costs,
         costs[e // cost_every] = total / m
     if not validate:
         return False
-    forward(Zv, Av, Wc, bc, acts)
+    forward(Zv, Av, Wc, bc, acts, 0)
     Jv = cross_entropy(Av[L], Yv, eps, exact)
     if e % cost_every == 0:
         val_costs[e // cost_every] = Jv

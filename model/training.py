@@ -33,6 +33,7 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     batch_of,
     cross_entropy,
     dropout,
+    first_layer_step,
     gather_batches,
     gather_columns,
     gradient_step,
@@ -44,8 +45,13 @@ from kernels.loops import (  # uncompiled defaults: backend "python"
     softmax,
     weight_gradients,
 )
+from kernels.loops.plans import first_layer_fused
 from kernels.loops.views import borrowed_list
 from kernels.options import EXACT, SOFTMAX
+
+# Whether fit_chunk may fuse the first layer (kernels.loops.plans.plan_globals:
+# a compiled program's plan set has FIRST_LAYER); interpreted programs never do.
+FUSED_FIRST = False
 
 # Status codes of fit_chunk (its second return value).
 FINISHED = 0
@@ -54,18 +60,22 @@ STOPPED = 2  # early stopping: the validation cost stopped improving
 X_NOT_FINITE = 3  # the epoch's gather of X met NaN or infinity (fit_epochs: before any step of that epoch)
 
 
-def forward(Z, A, W, b, acts):
-    """Forward propagation: A[l+1] = g(W[l] A[l] + b[l]) for every layer; AL is
-    A[L]. A softmax output: the layer leaves A = Z, then softmax normalizes
-    its columns."""
-    for l in range(len(W)):
+def forward(Z, A, W, b, acts, first):
+    """Forward propagation: A[l+1] = g(W[l] A[l] + b[l]) for the layers l =
+    first, ..., L-1 (first = 0: every layer; 1: Z[0], A[1] are there already,
+    see fit_chunk); AL is A[L]. A softmax output: the layer leaves A = Z, then
+    softmax normalizes its columns."""
+    for l in range(first, len(W)):
         linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
         if acts[l] & ~EXACT == SOFTMAX:
             softmax(A[l + 1])
 
 
-def backward(dW, db, dZ, dA, W, Z, A, Y, acts):
-    """Backward propagation from the forward pass's Z and A: dW[l], db[l] for every layer.
+def backward(dW, db, dZ, dA, W, Z, A, Y, acts, lowest):
+    """Backward propagation from the forward pass's Z and A: dW[l], db[l] for
+    the layers l = lowest, ..., L-1, and dZ down to dZ[lowest - 1] (lowest = 0:
+    every layer; 1: the first layer's dW and db are left to fit_chunk's
+    first_layer_step, which reads dZ[0]).
 
     The output layer uses dZ = AL - Y: for a sigmoid output unit and the
     cross-entropy cost, dJ/dZ = dJ/dAL * sigma'(Z) = (AL - Y) / (AL (1 - AL)) *
@@ -77,7 +87,7 @@ def backward(dW, db, dZ, dA, W, Z, A, Y, acts):
     """
     L = len(W)
     gradient_step(dZ[L - 1], A[L], Y, 1.0)
-    for l in range(L - 1, -1, -1):
+    for l in range(L - 1, lowest - 1, -1):
         weight_gradients(dW[l], db[l], dZ[l], A[l])
         if l > 0:  # dA of the input layer (dX) is never needed
             input_gradient(dA[l - 1], dZ[l], W[l])
@@ -94,15 +104,16 @@ def parameters_finite(W, b, zeros):
     return True
 
 
-def update(W_next, b_next, W, b, dW, db, zeros, learning_rate):
+def update(W_next, b_next, W, b, dW, db, zeros, learning_rate, lowest):
     """One gradient-descent step into the spare arrays: W_next = W - lr dW and
-    b_next = b - lr db for every layer; W and b are left as they were.
+    b_next = b - lr db for the layers lowest, ..., L-1 (see backward); W and
+    b are left as they were.
     Returns whether every new value is finite (the guard): only then does the
     caller (fit_chunk) take W_next, b_next as the current parameters. (In the
     unguarded binding of ``model.program``, all_finite is always true.)
     """
     ok = True
-    for l in range(len(W)):
+    for l in range(lowest, len(W)):
         gradient_step(W_next[l], W[l], dW[l], learning_rate)
         gradient_step(b_next[l], b[l], db[l], learning_rate)
         if not (all_finite(W_next[l], zeros) and all_finite(b_next[l], zeros)):
@@ -143,6 +154,13 @@ def fit_chunk(costs, lists, X, zeros, Y, acts, start, count, cost_every, learnin
     copy of its starting parameters (``model.network``). A non-finite cell
     stays non-finite in every later step (inf - x and NaN - x are never
     finite), so the test at the end misses no divergence inside the chunk.
+
+    Where ``first_layer_fused`` says so (a long, thin hidden first layer; in
+    programs compiled with FIRST_LAYER), every step but the chunk's last
+    takes the first layer's step and the next forward pass's first layer in
+    one pass over X (``first_layer_step``), and that forward pass starts at
+    layer 1: X is read once an iteration, not twice. (The last step does not:
+    the forward pass it would start belongs to no iteration of the chunk.)
     """
     W, b, W_next, b_next = lists[0], lists[1], lists[2], lists[3]
     L = len(W)
@@ -157,19 +175,29 @@ def fit_chunk(costs, lists, X, zeros, Y, acts, start, count, cost_every, learnin
     Z, A, dZ, dA, dW, db = borrowed_list(lists[4]), borrowed_list(lists[5]), borrowed_list(lists[6]), \
         borrowed_list(lists[7]), borrowed_list(lists[8]), borrowed_list(lists[9])
     A[0] = X  # the borrowed list's own item: the kept list keeps its stand-in
+    fuse = L > 1 and first_layer_fused(W[0].shape[0], W[0].shape[1])
+    ready = 0  # 1: Z[0] and A[1] hold this iteration's first layer (first_layer_step)
     traded = False
     done, status = count, FINISHED
     for t in range(count):
         i = start + t
-        forward(Z, A, Wc, bc, acts)
+        forward(Z, A, Wc, bc, acts, ready)
         if i % cost_every == 0:
             J = cross_entropy(A[L], Y, eps, exact)
             costs[i // cost_every] = J
             if not math.isfinite(J):
                 done, status = t, DIVERGED
                 break
-        backward(dW, db, dZ, dA, Wc, Z, A, Y, acts)
-        if not update(Ws, bs, Wc, bc, dW, db, zeros, learning_rate):
+        ready = 0
+        if FUSED_FIRST and fuse and t + 1 < count:
+            ready = 1
+        backward(dW, db, dZ, dA, Wc, Z, A, Y, acts, ready)
+        ok = update(Ws, bs, Wc, bc, dW, db, zeros, learning_rate, ready)
+        if FUSED_FIRST and ready == 1:
+            first_layer_step(Z[0], A[1], Ws[0], bs[0], Wc[0], bc[0], dZ[0], X, learning_rate, acts[0])
+            if not (all_finite(Ws[0], zeros) and all_finite(bs[0], zeros)):
+                ok = False
+        if not ok:
             done, status = t, DIVERGED
             break
         Wc, Ws = Ws, Wc
@@ -308,7 +336,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
             if dropping:
                 forward_dropout(Zx, Ax, Wc, bc, acts, keep, seed, t * L)
             else:
-                forward(Zx, Ax, Wc, bc, acts)
+                forward(Zx, Ax, Wc, bc, acts, 0)
             J = cross_entropy(Ax[L], Yx, eps, exact)
             if not math.isfinite(J):
                 done, status = k, DIVERGED
@@ -317,7 +345,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
             if dropping:
                 backward_dropout(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts, keep, seed, t * L)
             else:
-                backward(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts)
+                backward(dW, db, dZx, dAx, Wc, Zx, Ax, Yx, acts, 0)
             if l2 > 0.0:
                 for l in range(L):  # dW += (l2 / mb) W
                     gradient_step(dW[l], dW[l], Wc[l], -l2 / mb)
@@ -334,7 +362,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
         if e % cost_every == 0:
             costs[e // cost_every] = total / m
         if validate:
-            forward(Zv, Av, Wc, bc, acts)
+            forward(Zv, Av, Wc, bc, acts, 0)
             Jv = cross_entropy(Av[L], Yv, eps, exact)
             if e % cost_every == 0:
                 val_costs[e // cost_every] = Jv

@@ -103,7 +103,7 @@ EDITED_MIDWAY = textwrap.dedent("""
     X = np.ones((20, 30))
     W, b = [np.ones((40, 20)) * 0.01, np.ones((1, 40)) * 0.01], [np.zeros((40, 1)), np.zeros((1, 1))]
     Z, A = [np.empty((40, 30)), np.empty((1, 30))], [X, np.empty((40, 30)), np.empty((1, 30))]
-    p.forward(p.list(Z), p.list(A), p.list(W), p.list(b), p.codes([1, 0]))
+    p.forward(p.list(Z), p.list(A), p.list(W), p.list(b), p.codes([1, 0]), 0)
     print(json.dumps(dict(a=float(A[2][0, 0]), digest=cpu.SOURCE_DIGEST)))
 """)
 

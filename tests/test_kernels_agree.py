@@ -248,6 +248,11 @@ def test_float32_loops_stay_float32():
         Z, A = ops.linear_activation_forward(A_prev, W, b, "tanh")
         ops.linear_activation_backward(A, Z, A_prev, W, "tanh")
         reached |= {name for name in vars(tiles) if getattr(tiles, name).signatures}
+    X, W1, b1 = layer(rng, 6, 9, 7, f)  # the fused first layer (model.training's) and its tiles
+    dZ = rng.standard_normal((6, 7)).astype(f)
+    fresh.first_layer_step(np.empty((6, 7), f), np.empty((6, 7), f), np.empty_like(W1), np.empty_like(b1),
+                           W1, b1, dZ, X, 0.1, kernels.loops.TANH)
+    reached |= {name for name in vars(tiles) if getattr(tiles, name).signatures}
     assert reached == set(vars(tiles))
     promoted = []
     for name in cpu.KERNEL_NAMES + tuple(vars(tiles)):

@@ -43,13 +43,17 @@ def test_an_mnist_sized_network_reaches_packed_products_and_threads():
 
 
 def test_plan_globals_name_every_flag_the_kernels_read():
-    """The flags forward.py and backward.py test are exactly plan_globals'
-    (a misspelt flag would be a module global that is always True)."""
+    """The flags forward.py, backward.py and the training loop test are
+    exactly plan_globals' (a misspelt flag would be a module global that is
+    always True, or in training.py always False)."""
     from kernels.loops import backward, forward
+    from model import training
     flags = set(P.plan_globals(P.ALL_PLANS)) - {"PLANS"}
-    read = {n for f in (forward.linear_activation_forward, backward.weight_gradients, backward.input_gradient)
-            for n in f.__code__.co_names if n.split("_")[0] in ("FORWARD", "GRADIENT", "INPUT")}
+    read = {n for f in (forward.linear_activation_forward, backward.weight_gradients, backward.input_gradient,
+                        training.fit_chunk)
+            for n in f.__code__.co_names if n.split("_")[0] in ("FORWARD", "GRADIENT", "INPUT", "FUSED")}
     assert read == flags
+    assert training.FUSED_FIRST is False  # interpreted programs never fuse
     assert all(P.plan_globals(P.ALL_PLANS).values()) and not any(
         v for k, v in P.plan_globals(P.ALWAYS).items() if k != "PLANS")
 

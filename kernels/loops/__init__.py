@@ -14,6 +14,7 @@ Read in this order:
     backward.py     weight_gradients, input_gradient, linear_(activation_)backward
     cost.py         cross_entropy (binary and categorical), cross_entropy_backward, softmax
     update.py       gradient_step, optimizer_step, dot, all_finite, gather_columns, gather_batches
+    first_layer.py  first_layer_step: the first layer's dW, step and next forward in one pass over X
     draws.py        counter-based draws: the mini-batch permutation, dropout masks
     plans.py        the engine's plans for the products, one line each, and how
                     a shape chooses one
@@ -70,9 +71,10 @@ from .forward import linear_activation_forward, linear_forward
 from .plans import PLAN_NAMES, forward_plan, input_gradient_plan, plans_needed, weight_gradients_plan
 from .products.micro import MICRO_SOURCES, micro_block
 from .draws import dropout, hash3, permutation
+from .first_layer import first_layer_step
 from .update import all_finite, batch_of, dot, gather_batches, gather_columns, gradient_step, optimizer_step
 from .views import flat
-from . import backward, forward
+from . import backward, first_layer, forward
 
 # The loop kernels, callees before callers (kernels.cpu compiles them in this
 # order): the public ops' (kernels.backend.Ops calls them) and those the
@@ -100,6 +102,7 @@ TRAINING_KERNELS = (
     "permutation",
     "dropout",
     "softmax",
+    "first_layer_step",
 )
 KERNEL_NAMES = PUBLIC_KERNELS + TRAINING_KERNELS
 
@@ -117,4 +120,5 @@ __all__ = list(KERNEL_NAMES) + [
 # the kernels above call them through their addresses (kernels.external).
 TILE_KERNELS = {forward: ("_rows_tile", "_dot_tile", "_packed_tile"),
                 backward: ("_weight_gradients_block", "_weight_gradients_packed_tile", "_input_gradient_block",
-                           "_input_gradient_packed_tile")}
+                           "_input_gradient_packed_tile"),
+                first_layer: ("_first_layer_part", "_first_layer_end")}

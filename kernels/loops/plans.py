@@ -25,7 +25,8 @@ that is (SIMPLE at worst: correct for every shape). ``kernels.cpu`` compiles
 a set; ``plans_needed`` says which set a network's shapes reach and
 ``plan_tier`` rounds it up to one of two (the training program compiles
 that). The PARALLEL bit is not a plan: it says some loop is big enough
-for threads (without it the parallel backend runs the serial program).
+for threads (without it the parallel backend runs the serial program);
+nor is FIRST_LAYER (the training loop's fused first layer).
 """
 
 from numba.extending import register_jitable
@@ -68,7 +69,12 @@ ALWAYS = sum(plan_bit(p, COURSE) | plan_bit(p, SIMPLE) for p in PRODUCTS)
 # backend's loops would all take their serial branches: it runs (and
 # compiles) the "numba" backend's code, which is the same.
 PARALLEL = 1 << 15
-ALL_PLANS = ALWAYS | sum(plan_bit(p, q) for p in PRODUCTS for q in BLOCKED_FORMS[p] + (PACKED,)) | PARALLEL
+# Not a plan of one product either: full-batch training fuses the first
+# layer's dW, its step and the next forward pass into one pass over X
+# (first_layer.py) where first_layer_fused says so.
+FIRST_LAYER = 1 << 16
+ALL_PLANS = (ALWAYS | sum(plan_bit(p, q) for p in PRODUCTS for q in BLOCKED_FORMS[p] + (PACKED,)) | PARALLEL
+             | FIRST_LAYER)
 
 
 # The smaller of the two sets networks are compiled for (plan_tier): every
@@ -102,18 +108,19 @@ def plan_globals(plans):
     """The globals a kernel compiled for plan set ``plans`` sees (see above):
     PLANS, and FORWARD_ROWS, FORWARD_DOT, FORWARD_PACKED, GRADIENT_DOT,
     GRADIENT_PACKED, INPUT_ROWS, INPUT_PACKED: whether the set has that
-    product's plan."""
+    product's plan; FUSED_FIRST: whether it has FIRST_LAYER."""
     plans |= ALWAYS
     flags = {f"{_FLAG_PRODUCTS[p]}_{_FLAG_PLANS[q]}": bool(plans & plan_bit(p, q))
              for p in PRODUCTS for q in BLOCKED_FORMS[p] + (PACKED,)}
-    return dict(flags, PLANS=plans)
+    return dict(flags, PLANS=plans, FUSED_FIRST=bool(plans & FIRST_LAYER))
 
 
 def describe_plans(plans):
     """A plan set in words: 'forward SIMPLE+BLOCKED_ROWS, dW ..., dA_prev ...'."""
     names = ("forward", "dW", "dA_prev")
     return ", ".join(f"{names[p]} " + "+".join(PLAN_NAMES[q] for q in range(5) if plans & plan_bit(p, q))
-                     for p in PRODUCTS) + (", parallel loops" if plans & PARALLEL else ", serial loops")
+                     for p in PRODUCTS) + (", parallel loops" if plans & PARALLEL else ", serial loops") + (
+        ", fused first layer" if plans & FIRST_LAYER else "")
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -181,11 +188,23 @@ def input_gradient_plan(n, k, m, plans=ALL_PLANS):
     return product_plan(k, n, n * k * m, BLOCKED_ROWS, plans, INPUT_GRADIENT)
 
 
+@register_jitable(**HELPER_OPTIONS)
+def first_layer_fused(n, n_x):
+    """Whether full-batch training fuses a first layer of ``n`` units over
+    ``n_x`` inputs into one pass over X (first_layer.py): a
+    long reduction (n_x >= MICRO_LONG_K), so that both of its products are
+    bound by reading X, and fewer than MICRO_MIN_ROWS units (more make the
+    products dense enough for the packed micro-kernels, which do their
+    arithmetic in fewer instructions than the fused pass's 4 x 4 blocks)."""
+    return n < MICRO_MIN_ROWS and n_x >= MICRO_LONG_K
+
+
 def plans_needed(layer_dims, ms, itemsize):
     """The plan set (a bit mask) that training and running a network of
     ``layer_dims`` = [n0, n1, ..., nL] on batches of each m in ``ms`` reaches
     in the products, with float ``itemsize`` bytes; with the PARALLEL bit
-    when a product, an activation or a parameter is big enough for threads."""
+    when a product, an activation or a parameter is big enough for threads,
+    and FIRST_LAYER where full-batch training fuses its hidden first layer."""
     nr = MICRO_BYTES // itemsize
     plans = ALWAYS
     for m in ms:
@@ -197,4 +216,6 @@ def plans_needed(layer_dims, ms, itemsize):
             plans |= plan_bit(WEIGHT_GRADIENTS, weight_gradients_plan(n, k, m))
             if l > 1:  # dA of the input layer is never computed
                 plans |= plan_bit(INPUT_GRADIENT, input_gradient_plan(n, k, m))
+    if len(layer_dims) > 2 and first_layer_fused(layer_dims[1], layer_dims[0]):
+        plans |= FIRST_LAYER
     return plans
