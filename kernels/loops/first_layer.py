@@ -31,6 +31,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from ..options import HELPER_OPTIONS, PARALLEL_WORK, POOL_THREADS
+from .backward import _bias_gradient
 from .forward import _activate_tile
 
 THREADED = True  # prange on threads (see forward.py)
@@ -135,13 +136,10 @@ def _first_layer_end(Z, A, P, b_next, b, dZ, inv_m, lr, act):
     """b_next = b - lr (1/m) sum_j dZ; Z (part 0's sum) += the other parts' P
     and b_next; A = g(Z). A tile, like _first_layer_part."""
     n, m = Z.shape
+    _bias_gradient(b_next, dZ, inv_m)  # db, stepped in place below
     for i in range(n):
         z = Z[i]
-        d = dZ[i]
-        s = Z.dtype.type(0.0)
-        for j in range(m):
-            s += d[j]
-        bi = b[i, 0] - lr * (s * inv_m)
+        bi = b[i, 0] - lr * b_next[i, 0]
         b_next[i, 0] = bi
         for q in range(P.shape[0]):
             part = P[q, i]
