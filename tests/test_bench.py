@@ -19,6 +19,13 @@ def test_training_cases_cover_the_performance_goals():
     assert not any("m=60000" in c.label for c in bench.training_cases("smoke"))
 
 
+def test_training_flops_count_the_products_an_iteration_does():
+    # forward W A and backward dW for every layer; dA_prev for every layer
+    # but the first (dX: X needs no gradient, no contender computes it)
+    assert bench.training_flops([2, 4, 1], 400) == 2 * (12 + 12 + 4) * 400
+    assert bench.training_flops([12288, 1], 209) == 2 * (2 * 12288) * 209  # logistic: no dA at all
+
+
 def test_dot_contenders():
     names = {c.contender for c in bench.dot_cases("default", with_torch=False)}
     assert {"python", "np.dot 1 thread", "np.dot all threads", "njit", "njit fastmath", "parallel"} <= names

@@ -170,7 +170,7 @@ def format_report(report):
     titles = {"ops": "ops (raw kernels, outputs preallocated; layer (n, k) = "
                      f"{OPS_LAYER}; [level] = the cache the working set fits)",
               "training": "training (fit iterations; GFLOP/s counts the matrix products, "
-                          "2 x 3 x sum n[l] n[l-1] m per iteration)",
+                          "2 x (3 x sum n[l] n[l-1] - n[1] n[0]) m per iteration: no dX)",
               "dot": "dot product (the course's demo)"}
     for theme in report["themes"]:
         out += ["", titles[theme], theme_table(report["results"], theme)]

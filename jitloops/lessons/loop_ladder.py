@@ -275,8 +275,9 @@ def _sentences(res, f, cpu_text):
         f"{target.describe()}) x 2 flop per FMA x {f['fma_units']} full-width vector FMAs a cycle per core "
         f"(assumed from the CPU's name, as jitloops bench does: one where 512-bit vectors run on 256-bit "
         f"data paths) x {f['ghz']:.2f} GHz (the clock /proc/cpuinfo reports now) = "
-        f"{f['peak_gflops']:.0f} GFLOP/s, {f['peak_core_gflops']:.0f} on one core: an upper bound (turbo and "
-        f"AVX-512 clock licences move the clock); '% peak' is of the whole CPU.",
+        f"{f['peak_gflops']:.0f} GFLOP/s, {f['peak_core_gflops']:.0f} on one core, at that clock (a turbo "
+        f"clock above it can take a rung past 100%, an AVX-512 clock licence below it holds it under); "
+        f"'% peak' is of the whole CPU.",
         f"Compiled, the course's loop runs {g['course loop, compiled'] / g[RUNGS[0]]:.0f}x faster than "
         f"interpreted ({g['course loop, compiled']:.2f} GFLOP/s), yet its loop has "
         f"{c['course loop, compiled']['packed']} packed and {c['course loop, compiled']['scalar']} scalar "
