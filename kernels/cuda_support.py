@@ -2,7 +2,8 @@
 
 ``unavailable_reason()`` is None when it can (a GPU with its driver, or Numba's
 CUDA simulator), else one sentence saying what is missing and how to fix it:
-numba-cuda not installed, no NVIDIA driver, or no CUDA device. It imports
+numba-cuda not installed, no NVIDIA driver, no CUDA device, or a numba-cuda
+that does not work with the installed NumPy. It imports
 ``numba.cuda`` only once numba-cuda is known to be installed, so importing
 ``kernels`` never needs numba-cuda or a GPU.
 """
@@ -58,4 +59,21 @@ def unavailable_reason():
     if not cuda.is_available():
         return ("backend 'cuda' found a GPU but not the CUDA compiler libraries (NVVM) that "
                 f"numba-cuda needs: {INSTALL_HINT}")
+    return numpy_incompatibility()
+
+
+def numpy_incompatibility():
+    """None if numba-cuda's array support imports with this NumPy, else why not
+    and the fix. A kernel's first compile imports it, so without this test the
+    error would surface there, as an AttributeError from numba-cuda's own
+    code (numba-cuda 0.30.4 registers np.row_stack, which NumPy 2.5 removed:
+    seen on the first GPU this project ran on)."""
+    import numpy as np
+    try:
+        importlib.import_module("numba.cuda.np.arrayobj")
+    except AttributeError as exc:
+        from importlib.metadata import version
+        return (f"backend 'cuda': numba-cuda {version('numba-cuda')} does not work with NumPy "
+                f"{np.__version__} ({exc}): pip install 'numpy<2.5', or a numba-cuda release made "
+                "for this NumPy")
     return None

@@ -25,6 +25,12 @@ PARALLEL_OPTIONS = dict(SERIAL_OPTIONS, parallel=True)
 # The helpers the kernels call (register_jitable: compiled on their own, not
 # with the caller's flags). Interpreted, they are plain Python functions.
 HELPER_OPTIONS = dict(error_model=ERROR_MODEL, fastmath=FASTMATH)
+# The scalar activations (activations.sigmoid_scalar, activation_scalar,
+# derivative_scalar: the C math library's tanh and exp), which the course's
+# loops and the CUDA kernels call: no fast-math flag at all. numba-cuda compiles
+# a function that has any with its fast float32 functions (tanh.approx.f32,
+# __nv_fast_expf): on an H200, float32 tanh 25-50 ulp off.
+SCALAR_OPTIONS = dict(error_model=ERROR_MODEL)
 # kernels.approx: 'contract' only. 'reassoc' would let LLVM fold the
 # Cody-Waite range reduction x - n*ln2_hi - n*ln2_lo into x - n*ln2 and lose
 # the accuracy; flags are per instruction, so inlining keeps them.

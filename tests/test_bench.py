@@ -26,6 +26,15 @@ def test_training_flops_count_the_products_an_iteration_does():
     assert bench.training_flops([12288, 1], 209) == 2 * (2 * 12288) * 209  # logistic: no dA at all
 
 
+def test_the_cuda_backend_races_only_full_batch_training():
+    # fit refuses mini-batches and Adam on cuda: the bench must not ask it to
+    cases = bench.training_cases("default", backends=["numpy", "cuda"], with_torch=False)
+    cuda = {c.label.split()[0] for c in cases if c.contender == "cuda"}
+    assert cuda and not any(name in training.FIT_OPTIONS for name in cuda)
+    numpy_rows = {c.label.split()[0] for c in cases if c.contender == "numpy"}
+    assert set(training.FIT_OPTIONS) <= numpy_rows
+
+
 def test_dot_contenders():
     names = {c.contender for c in bench.dot_cases("default", with_torch=False)}
     assert {"python", "np.dot 1 thread", "np.dot all threads", "njit", "njit fastmath", "parallel"} <= names

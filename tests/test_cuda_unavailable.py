@@ -47,3 +47,24 @@ def test_importing_kernels_and_model_needs_no_numba_cuda():
             "print(sorted(m for m in sys.modules if m.startswith(('numba.cuda', 'numba_cuda', 'cuda.'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_numba_cuda_that_does_not_import_with_this_numpy(monkeypatch):
+    """numba-cuda 0.30.4 with NumPy 2.5 (seen on an H200): its array support,
+    which a kernel's first compile imports, fails on np.row_stack. The backend
+    says so, with the fix, instead of an AttributeError at the first launch."""
+    real_import = cuda_support.importlib.import_module
+
+    def numpy_2_5(name, *args):
+        if name == "numba.cuda.np.arrayobj":
+            raise AttributeError("module 'numpy' has no attribute 'row_stack'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(cuda_support.importlib, "import_module", numpy_2_5)
+    reason = cuda_support.numpy_incompatibility()
+    assert reason.startswith("backend 'cuda': numba-cuda ")
+    assert "row_stack" in reason and "pip install 'numpy<2.5'" in reason
+
+
+def test_numba_cuda_imports_with_this_numpy():
+    assert cuda_support.numpy_incompatibility() is None

@@ -18,11 +18,11 @@ from numba.extending import register_jitable
 
 from ..approx import sigmoid_approx, tanh_approx
 from ..options import (BLOCK, EXACT, HELPER_OPTIONS, LEAKY_RELU, LEAKY_SLOPE, LINEAR, PARALLEL_ELEMENTS, RELU,
-                       SIGMOID, TANH)
+                       SCALAR_OPTIONS, SIGMOID, TANH)
 from .views import flat
 
 
-@register_jitable(**HELPER_OPTIONS)
+@register_jitable(**SCALAR_OPTIONS)
 def sigmoid_scalar(z):
     """sigma(z) = 1 / (1 + e^-z), never overflowing: exp only sees -|z|."""
     one = type(z)(1.0)
@@ -32,7 +32,7 @@ def sigmoid_scalar(z):
     return e / (one + e)
 
 
-@register_jitable(**HELPER_OPTIONS)
+@register_jitable(**SCALAR_OPTIONS)
 def activation_scalar(z, act):
     """g(z) for the activation code ``act`` (the EXACT bit is ignored: always libm)."""
     zero = type(z)(0.0)
@@ -48,7 +48,7 @@ def activation_scalar(z, act):
     return z
 
 
-@register_jitable(**HELPER_OPTIONS)
+@register_jitable(**SCALAR_OPTIONS)
 def derivative_scalar(z, act):
     """g'(z) for the activation code ``act`` (1 at z = 0 for relu/leaky relu;
     the EXACT bit is ignored: always libm)."""

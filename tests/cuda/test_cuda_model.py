@@ -93,12 +93,18 @@ class Transfers:
         copy_to_device = cuda._DeviceArray.copy_to_device
         copy_to_host = cuda._DeviceArray.copy_to_host
 
+        inside = []  # on a GPU, to_device copies through copy_to_device: count the copy once
+
         def counting_to_device(ary, *args, **kwargs):
             self.copies_in.append(np.size(ary))
-            return to_device(ary, *args, **kwargs)
+            inside.append(True)
+            try:
+                return to_device(ary, *args, **kwargs)
+            finally:
+                inside.pop()
 
         def counting_copy_to_device(dev, ary, *args, **kwargs):
-            if not cuda.is_device_array(ary):
+            if not cuda.is_device_array(ary) and not inside:
                 self.copies_in.append(np.size(ary))
             return copy_to_device(dev, ary, *args, **kwargs)
 
