@@ -192,7 +192,8 @@ def compute_peak(itemsize, threads, info):
 
 PEAK_FORMULA = ("compute peak = threads x clock (cpu MHz in /proc/cpuinfo) x {fma} vector FMAs a cycle x 2 flop "
                 "x lanes ({bits}-bit vectors: {l64} float64 / {l32} float32), at that clock: a turbo "
-                "clock above it gives more than 100%, an AVX-512 clock licence below it less. Memory-bound rows whose data exceeds the "
+                "clock above it gives more than 100%, an AVX-512 clock licence below it less. "
+                "Memory-bound rows whose data exceeds the "
                 "last cache: % of the measured single-thread copy bandwidth (NumPy copy of {mb} MB, "
                 "read + write counted); in-cache memory-bound rows: no % (no simple bound).")
 
