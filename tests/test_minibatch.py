@@ -188,6 +188,22 @@ def test_the_permutation_is_the_same_everywhere_and_a_permutation():
     assert counts.min() > 300 and counts.max() < 500  # 400 expected, sd ~18
 
 
+def test_the_permutations_radix_sort_is_a_stable_argsort():
+    """order_of (the permutation's sort) on keys with many ties and on keys
+    using all 32 bits: NumPy's stable argsort, interpreted and compiled."""
+    from numba import njit
+    from kernels.loops.draws import order_of
+    compiled = njit(lambda out, keys: order_of(out, keys))
+    rng = np.random.default_rng(5)
+    for keys in (rng.integers(0, 7, 300), rng.integers(0, 2 ** 32, 300), np.zeros(5, np.int64),
+                 np.arange(40)[::-1] << 24, np.zeros(0, np.int64)):
+        want = np.argsort(keys, kind="stable")
+        for sort in (order_of, compiled):
+            got = np.full(keys.shape, -1, np.int64)
+            sort(got, keys.astype(np.int64))  # a copy: order_of overwrites its keys
+            np.testing.assert_array_equal(got, want)
+
+
 def test_l2_cost_and_gradients_and_gradient_check():
     from model import gradient_check
     X, Y = moons_like(m=40)

@@ -19,6 +19,8 @@ from numba.extending import register_jitable
 from ..options import HELPER_OPTIONS, PARALLEL_ELEMENTS
 
 MASK32 = 0xFFFFFFFF
+RADIX_BITS = 8  # order_of's radix sort: 4 passes over 32-bit keys
+RADIX = 1 << RADIX_BITS
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -49,10 +51,45 @@ def permutation(out, seed, epoch):
     m = out.shape[0]
     keys = np.empty(m, dtype=np.int64)
     for i in range(m):
-        keys[i] = ((hash3(seed, epoch, i) >> 1) << 32) | i  # 31 bits of hash, then i: unique, >= 0
-    order = np.argsort(keys)
+        keys[i] = hash3(seed, epoch, i) >> 1
+    order_of(out, keys)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def order_of(out, keys):
+    """out = the indices 0..m-1 in the order of ``keys`` (int64 (m,), each
+    in 0 .. 2^32 - 1; overwritten), ties in the order of the index: a stable
+    argsort. out int64 (m,).
+
+    A least-significant-digit radix sort, four passes of 8 bits: each pass
+    counts the digits, then moves every (key, index) pair to its digit's
+    next place, in order, so equal digits keep the order of the pass before.
+    O(m) where a comparison sort is O(m log m): an epoch of a mini-batch fit
+    starts with one, and one thread runs it while the others wait."""
+    m = out.shape[0]
     for i in range(m):
-        out[i] = order[i]
+        out[i] = i
+    keys_to = np.empty(m, dtype=np.int64)
+    out_to = np.empty(m, dtype=np.int64)
+    counts = np.empty(RADIX, dtype=np.int64)
+    for shift in range(0, 32, RADIX_BITS):  # an even number of passes: the result ends in keys, out
+        for d in range(RADIX):
+            counts[d] = 0
+        for i in range(m):
+            counts[(keys[i] >> shift) & (RADIX - 1)] += 1
+        first = 0  # counts[d] becomes the place of digit d's first pair
+        for d in range(RADIX):
+            c = counts[d]
+            counts[d] = first
+            first += c
+        for i in range(m):
+            d = (keys[i] >> shift) & (RADIX - 1)
+            place = counts[d]
+            counts[d] = place + 1
+            keys_to[place] = keys[i]
+            out_to[place] = out[i]
+        keys, keys_to = keys_to, keys
+        out, out_to = out_to, out
 
 
 @register_jitable(**HELPER_OPTIONS)
