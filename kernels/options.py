@@ -110,6 +110,12 @@ KC = 1024
 # then does the arithmetic in fewer instructions.
 MICRO_ROWS, _MICRO_VECTORS = target.micro_shape()
 MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
+# The transposing packs (dW's B^T, input_gradient's W^T) move 8 x 8 blocks
+# through vector registers (products/transpose.py) for the dtypes of at most
+# this many bytes: eight cells a register (AVX-512: float64 and float32;
+# AVX2: float32, its float64 blocks of two registers a row were slower than
+# cell by cell; 128-bit SIMD: neither). The others go cell by cell.
+TRANSPOSE_ITEMSIZE = target.vector_bits() // 64
 MICRO_KC = 256
 MICRO_MIN_ROWS = 32
 MICRO_MIN_K = 16

@@ -140,3 +140,80 @@ def test_packed_products_interpreted(shape, dtype):
     dA = np.full((k, m), np.nan, dtype)
     loops.input_gradient(dA, dZ, W)
     _close(dA, (W.T @ dZ).astype(dtype), n, dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_an_8x8_block_transposed_in_registers_is_numpys_transpose(dtype):
+    """transpose8 (into panels) and transpose8_rows (into a 2-D array),
+    compiled (LLVM's shuffles) and interpreted, at offsets in both arrays:
+    the block lands transposed, nothing else changes."""
+    from numba import njit
+    from kernels.loops.products.transpose import transpose8, transpose8_rows
+    src = np.random.default_rng(2).standard_normal((19, 23)).astype(dtype)
+    panels = njit(lambda dst, d0, d1, d2, src, s0, s1: transpose8(dst, d0, d1, d2, src, s0, s1))
+    rows = njit(lambda dst, d1, d2, src, s0, s1: transpose8_rows(dst, d1, d2, src, s0, s1))
+    for run in (panels, transpose8):
+        dst = np.full((3, 13, 16), -1.0, dtype)
+        run(dst, 2, 4, 5, src, 9, 13)
+        want = np.full_like(dst, -1.0)
+        want[2, 4:12, 5:13] = src[9:17, 13:21].T
+        np.testing.assert_array_equal(dst, want)
+    for run in (rows, transpose8_rows):
+        dst = np.full((13, 16), -1.0, dtype)
+        run(dst, 4, 5, src, 9, 13)
+        want = np.full_like(dst, -1.0)
+        want[4:12, 5:13] = src[9:17, 13:21].T
+        np.testing.assert_array_equal(dst, want)
+
+
+@pytest.mark.parametrize("in_registers", [False, True], ids=["cell-by-cell", "8x8-blocks"])
+@pytest.mark.parametrize("nr", [4, 8, 16, 32])
+def test_the_transposed_packs_for_every_panel_width(nr, in_registers, monkeypatch):
+    """pack_panels of B^T (dW's right-hand factor), interpreted, for panels of
+    NR = 4 (128-bit SIMD's float64), 8, 16 and 32 cells, by 8 x 8 blocks and
+    cell by cell (TRANSPOSE_ITEMSIZE: the targets differ): rows and reduction
+    blocks that are not multiples of 8, a partial last panel zero-filled;
+    and pack_transposed (input_gradient's W^T) both ways."""
+    from kernels.loops.products import blocked, packed, transpose
+    monkeypatch.setattr(packed, "MICRO_BYTES", nr * 8)
+    monkeypatch.setattr(transpose, "TRANSPOSE_ITEMSIZE", 8 if in_registers else 0)
+    B = np.random.default_rng(nr).standard_normal((45, 30))
+    for q0, kc, j0, j1 in ((0, 30, 0, 45), (3, 19, 5, 42), (8, 16, 0, 8), (2, 7, 1, 4)):
+        panels = -(-(j1 - j0) // nr)
+        P = np.full((panels, kc, nr), np.nan)
+        packed.pack_panels(P, B, q0, kc, j0, j1, True)
+        cols = np.zeros((kc, panels * nr))
+        cols[:, :j1 - j0] = B[j0:j1, q0:q0 + kc].T
+        np.testing.assert_array_equal(P, cols.reshape(kc, panels, nr).transpose(1, 0, 2))
+        T = np.full((j1 - j0, kc), np.nan)
+        blocked.pack_transposed(T, B.T, q0, q0 + kc, j0, j1)  # T[j, p - q0] = B.T[p, j0 + j]
+        np.testing.assert_array_equal(T, B[j0:j1, q0:q0 + kc])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_transposed_pack_takes_8x8_blocks_where_a_vector_holds_eight_cells(dtype):
+    """The choice made from what LLVM reports for the compile target
+    (options.TRANSPOSE_ITEMSIZE, an eighth of the vector width in bytes):
+    AVX-512 transposes float64 and float32 blocks in registers, AVX2
+    float32 only (its float64 goes cell by cell). Where it does, the
+    compiled pack's x86 assembly has shuffles of eight-cell vectors."""
+    import re
+    from numba import njit
+    from kernels import options, target
+    from kernels.loops.products.packed import pack_panels
+    from kernels.loops.products.transpose import in_registers
+    if not target.is_x86():
+        pytest.skip("reads x86-64 assembly; this CPU is not x86-64")
+    assert options.TRANSPOSE_ITEMSIZE == target.vector_bits() // 64
+    expected = np.dtype(dtype).itemsize * 8 <= target.vector_bits() // 8
+    assert in_registers(np.empty(1, dtype)) == expected
+    pack = njit(lambda P, B: pack_panels(P, B, 0, 16, 0, 16, True))
+    nr = options.MICRO_BYTES // np.dtype(dtype).itemsize
+    P, B = np.empty((-(-16 // nr), 16, nr), dtype), np.random.default_rng(0).standard_normal((16, 16)).astype(dtype)
+    pack(P, B)
+    np.testing.assert_array_equal(P.transpose(1, 0, 2).reshape(16, -1)[:, :16], B.T)
+    register = "zmm" if np.dtype(dtype).itemsize == 8 else "ymm"
+    asm = pack.inspect_asm(pack.signatures[0])
+    shuffles = re.findall(rf"\tv(?:unpck[lh]p[sd]|perm[it]2p[sd]|shuf[fi]\w*|perm\w*)\s[^\n]*%{register}", asm)
+    if expected:
+        assert shuffles, f"no {register} shuffles in the transposed pack"

@@ -21,6 +21,7 @@ from numba.extending import register_jitable
 
 from ...options import HELPER_OPTIONS, JB, QB
 from ...wide import prefer_wide_vectors
+from .transpose import in_registers, transpose8_rows
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -222,18 +223,21 @@ def pack_transposed(T, X, p0, p1, j0, j1):
     prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)
     nj = j1 - j0
     q = p0
+    blocks = nj // 8 * 8 if in_registers(T) else 0  # columns in 8 x 8 blocks in registers
     while q + 8 <= p1:  # 8 rows of X at a time: 8 sequential reads, 8 adjacent writes
-        x0 = X[q, j0:j1]
-        x1 = X[q + 1, j0:j1]
-        x2 = X[q + 2, j0:j1]
-        x3 = X[q + 3, j0:j1]
-        x4 = X[q + 4, j0:j1]
-        x5 = X[q + 5, j0:j1]
-        x6 = X[q + 6, j0:j1]
-        x7 = X[q + 7, j0:j1]
         c = q - p0
-        for j in range(nj):
-            t = T[j, c:c + 8]
+        for j in range(0, blocks, 8):
+            transpose8_rows(T, j, c, X, q, j0 + j)
+        x0 = X[q, j0 + blocks:j1]
+        x1 = X[q + 1, j0 + blocks:j1]
+        x2 = X[q + 2, j0 + blocks:j1]
+        x3 = X[q + 3, j0 + blocks:j1]
+        x4 = X[q + 4, j0 + blocks:j1]
+        x5 = X[q + 5, j0 + blocks:j1]
+        x6 = X[q + 6, j0 + blocks:j1]
+        x7 = X[q + 7, j0 + blocks:j1]
+        for j in range(nj - blocks):
+            t = T[blocks + j, c:c + 8]
             t[0] = x0[j]; t[1] = x1[j]; t[2] = x2[j]; t[3] = x3[j]
             t[4] = x4[j]; t[5] = x5[j]; t[6] = x6[j]; t[7] = x7[j]
         q += 8

@@ -20,6 +20,7 @@ from numpy import uint64
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS, POOL_THREADS
 from ..views import borrowed
 from .micro import micro_block
+from .transpose import in_registers, transpose8
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -54,8 +55,9 @@ def put_row(c, s, add):
 def pack_panels(P, B, q0, kc, j0, j1, transposed):
     """P[jr, q, c] = op(B)[q0 + q, j0 + jr NR + c], zero past column j1, where
     op(B) is B (its rows are read along c) or, transposed, B^T (its rows are
-    read along q, 8 rows at a time: 8 loads along rows, 8 adjacent cells of P
-    stored). P (panels, kc, NR), NR = MICRO_BYTES / itemsize (a constant of
+    read along q, 8 rows at a time, in 8 x 8 blocks transposed in vector
+    registers where in_registers says (transpose.py), else and for
+    the last kc mod 8 cells one by one). P (panels, kc, NR), NR = MICRO_BYTES / itemsize (a constant of
     the compiled code: LLVM unrolls and vectorizes the panel's row).
 
     Indices are unsigned and no views are made (see micro.py); a panel is
@@ -84,11 +86,20 @@ def pack_panels(P, B, q0, kc, j0, j1, transposed):
                     P[full, q, c] = B[bq, base + c] if base + c < j1 else zero
         return
     j = uint64(0)
-    while j + uint64(8) <= width:  # rows j0 + j .. + 7 of B: cells c .. c + 7 of a panel's rows
+    eight = uint64(8)
+    k8 = kc // eight * eight
+    # 8 rows of B fill 8 cells of a panel's rows where NR is a multiple of 8
+    # (128-bit SIMD's float64 panels, 4 cells wide, take the cell-by-cell loop)
+    while nr % eight == uint64(0) and j + eight <= width:  # rows j0 + j .. + 7: cells c .. c + 7
         jr = j // nr
         c = j - jr * nr
         b0 = j0 + j
-        for q in range(kc):
+        q = uint64(0)
+        if in_registers(P):
+            while q < k8:  # 8 x 8 blocks, transposed in registers
+                transpose8(P, jr, q, c, B, b0, q0 + q)
+                q += eight
+        for q in range(q, kc):  # the rest (the last kc mod 8 columns), cell by cell
             qq = q0 + q
             P[jr, q, c] = B[b0, qq]
             P[jr, q, c + one] = B[b0 + one, qq]
@@ -98,7 +109,7 @@ def pack_panels(P, B, q0, kc, j0, j1, transposed):
             P[jr, q, c + uint64(5)] = B[b0 + uint64(5), qq]
             P[jr, q, c + uint64(6)] = B[b0 + uint64(6), qq]
             P[jr, q, c + uint64(7)] = B[b0 + uint64(7), qq]
-        j += uint64(8)
+        j += eight
     while j < width:  # the last width mod 8 rows
         jr = j // nr
         c = j - jr * nr
