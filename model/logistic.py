@@ -85,7 +85,7 @@ class LogisticRegression(NeuralNetwork):
             w, b = self._loop_views()
             dw, db = np.empty(n_x, dt), np.empty(1, dt)
             parts = self._loop_parts(Xd.shape[1])
-            XT = np.ascontiguousarray(Xd.T)  # examples as rows: see training.logistic_pass
+            XT = np.ascontiguousarray(Xd.T)  # examples as rows: see logistic_loop.logistic_pass
             self.program.logistic_gradients(dw, db, *parts, w, b, XT, Yd, self._eps())
             return {"dw": dw.reshape(n_x, 1), "db": float(db[0])}
         g = super().gradients(X, Y)
@@ -109,7 +109,7 @@ class LogisticRegression(NeuralNetwork):
         w_next, b_next, dw, db = np.empty(n_x, dt), np.empty(1, dt), np.empty(n_x, dt), np.empty(1, dt)
         dw_parts, parts = self._loop_parts(X.shape[1])
         eps = self._eps()
-        XT = np.ascontiguousarray(X.T)  # once per fit: examples as rows (training.logistic_pass)
+        XT = np.ascontiguousarray(X.T)  # once per fit: examples as rows (logistic_loop.logistic_pass)
 
         def chunk(start, count):
             return p.logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, XT, Y,

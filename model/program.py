@@ -1,6 +1,7 @@
-"""The training loop of ``model.training`` bound to one backend's kernels.
+"""The training loop of ``model.training`` (and ``model.logistic_loop``) bound
+to one backend's kernels.
 
-``get_program(ops)`` returns a ``Program``: the functions of ``model.training``
+``get_program(ops)`` returns a ``Program``: the functions of those modules
 (``forward``, ``backward``, ``fit_chunk``, ``logistic_fit_chunk``, ...) whose bare
 kernel names resolve to that backend's raw kernels (``KERNEL_NAMES``: every
 backend supplies them, ``activation_backward_from_output`` and ``all_finite``
@@ -37,7 +38,7 @@ from kernels import cpu, threads
 from kernels.external import external
 from kernels.loops.plans import ALL_PLANS, ALWAYS, PRODUCT_KERNELS
 
-from . import team, training
+from . import logistic_loop, team, training
 
 # The training programs' cache entries depend on the kernels' source as well
 # as their own (see kernels.cpu): their digests combine kernels.cpu's
@@ -48,7 +49,7 @@ from . import team, training
 # newer source, and a process started after the change would load it and
 # look for kernels of the older digest, which it never compiles.
 _TRAINING_FILE = pathlib.Path(training.__file__)
-TRAINING_DIGEST = cpu.source_digest(_TRAINING_FILE)
+TRAINING_DIGEST = cpu.source_digest(_TRAINING_FILE, pathlib.Path(logistic_loop.__file__))
 TEAM_DIGEST = cpu.source_digest(_TRAINING_FILE, _TRAINING_FILE.with_name("team.py"))
 
 
@@ -57,13 +58,18 @@ def _program_digest(own):
     return hashlib.sha1(f"{cpu.SOURCE_DIGEST} {own}".encode()).hexdigest()[:10]
 
 
-# Functions of model.training with prange loops (compiled with the variant's
-# options) and those that only call kernels (compiled serially: they have no
-# loop of their own to parallelize). Callees come before callers.
+# Functions of model.training and model.logistic_loop with prange loops
+# (compiled with the variant's options) and those that only call kernels
+# (compiled serially: they have no loop of their own to parallelize).
+# Callees come before callers.
 PARALLEL_LOOPS = ("logistic_pass",)
 DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk", "forward_dropout",
            "backward_dropout", "optimizer_update", "fit_epochs", "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS
+# Both modules' functions, as one namespace to compile (each keeps its own
+# module's globals: kernels.cpu.compile_loops) or interpret them from.
+LOOP_CODE = types.SimpleNamespace(**{name: getattr(training, name, None) or getattr(logistic_loop, name)
+                                     for name in FUNCTIONS})
 # Drivers inlined into their callers by Numba (inline="always"), not linked
 # as functions of their own: Numba optimizes and compiles a function's whole
 # call tree again in every caller, so each level it need not compile is saved
@@ -130,12 +136,12 @@ def _compiled_functions(variant, plans):
     suffix, options, _ = cpu.VARIANTS[variant]
     if options.get("parallel"):
         threads.start_pool()
-    digest = _program_digest(TRAINING_DIGEST)  # the kernels' source and training's (above)
+    digest = _program_digest(TRAINING_DIGEST)  # the kernels' source and the loops' (above)
     extra = _kernels_called(variant, plans)
-    loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, training, extra, digest, plans)
+    loops = cpu.compile_loops(suffix, options, PARALLEL_LOOPS, LOOP_CODE, extra, digest, plans)
     extra.update(vars(loops))
     serial = dict(options, parallel=False)
-    drivers = cpu.compile_loops(suffix, serial, DRIVERS, training, extra, digest, plans,
+    drivers = cpu.compile_loops(suffix, serial, DRIVERS, LOOP_CODE, extra, digest, plans,
                                 {name: dict(serial, inline="always") for name in INLINED})
     _compiled[key] = types.SimpleNamespace(**vars(loops), **vars(drivers))
     return _compiled[key]
@@ -191,14 +197,14 @@ class Program:
     def _interpret(self, ops):
         self.compiled = False
         self.kernels = ops.kernels
-        namespace = dict(vars(training))
+        namespace = dict(vars(logistic_loop), **vars(training))
         for name in KERNEL_NAMES:
             if hasattr(ops.kernels, name) or name not in OPTIONAL_KERNELS:
                 namespace[name] = getattr(ops.kernels, name)
             else:
                 namespace[name] = _missing(ops.name, name)
         for name in FUNCTIONS:
-            namespace[name] = cpu.rebind(getattr(training, name), namespace)
+            namespace[name] = cpu.rebind(getattr(LOOP_CODE, name), namespace)
         own = getattr(ops.kernels, "parameters_finite", None)  # e.g. one host sync in all
         if own is not None:
             namespace["parameters_finite"] = own
