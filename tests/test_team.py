@@ -262,6 +262,32 @@ def _take_twice(sync):
     return out
 
 
+@numba.njit(nogil=True)
+def _wait_for(sync, end):
+    loops_team.wait(sync, end)
+
+
+def test_a_long_wait_yields_the_core_and_ends_when_the_phase_does():
+    """A member waiting on a teammate spins, then (past SPINS_BEFORE_YIELD)
+    yields its core at each look (POSIX sched_yield, in the compiled code),
+    and returns once the phase's items are finished: here by another
+    thread, 50 ms later, while the waiter has long been yielding."""
+    import time
+    sync = np.zeros(loops_team.SYNC_SIZE + 1, dtype=np.int64)
+    loops_team.reset(sync)
+    _wait_for(sync, 0)  # compiled; nothing to wait for
+    done = threading.Event()
+    waiter = threading.Thread(target=lambda: (_wait_for(sync, 1), done.set()))
+    waiter.start()
+    time.sleep(0.05)
+    assert not done.is_set()
+    sync[loops_team.FINISHED] = 1
+    waiter.join(timeout=10)
+    assert done.is_set() and not waiter.is_alive()
+    if os.name == "posix":
+        assert "sched_yield" in _wait_for.inspect_llvm(_wait_for.signatures[0])
+
+
 def test_members_run_on_threads_joined_before_fit_returns(two_parts):
     """The members run on threads of their own (two when Numba may run two),
     all joined when fit returns: none is left to a fork or to the next fit."""

@@ -7,7 +7,9 @@ number of parts). Every member runs the same sequence of phases; in each,
 it *takes* items (a compare-and-swap on the item's slot) until none are
 left, does each one it takes, counts it *finished* (an atomic add), then
 waits until every item of the phase is finished before the next phase
-reads what they wrote.
+reads what they wrote: spinning, then yielding its core at each look
+(a teammate that a busy machine left without a core runs there; README,
+"A team of threads for mini-batch steps").
 
 A member tries its own item first (member j: item j mod the items, then
 the ones after it), so while every member runs, item q is done by the same
@@ -34,6 +36,7 @@ The atomics are LLVM's (``atomicrmw``, ``cmpxchg``, ``load atomic``) through
 Numba intrinsics: compiled code only.
 """
 
+import os
 import platform
 
 from numba import types
@@ -50,6 +53,12 @@ WHY = 3       # the halting item's record: 4 cells from here (see halt)
 SYNC_SIZE = 8  # then a slot per item: the end of the phase it was last taken in
 
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "i686", "x86")
+_POSIX = os.name == "posix"
+# A member that has waited this many spin_pause()s (tens of microseconds)
+# yields its core at each further look (yield_core): a teammate that a busy
+# machine left waiting for a core then runs there, rather than the waiter
+# spinning out its time slice.
+SPINS_BEFORE_YIELD = 2000
 
 
 def _cell(context, builder, signature, args):
@@ -114,6 +123,19 @@ def spin_pause(typingctx):
     return types.none(), codegen
 
 
+@intrinsic
+def yield_core(typingctx):
+    """Give this thread's core to another runnable thread, if any (POSIX
+    ``sched_yield``: resolved by name when the code is loaded, so it caches);
+    nothing elsewhere."""
+    def codegen(context, builder, signature, args):
+        if _POSIX:
+            fnty = cgutils.ir.FunctionType(cgutils.ir.IntType(32), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty, "sched_yield"), [])
+        return context.get_dummy_value()
+    return types.none(), codegen
+
+
 @register_jitable(**HELPER_OPTIONS)
 def join(sync):
     """A new member's number: 0, 1, ... in the order they start."""
@@ -149,9 +171,15 @@ def finish(sync):
 
 @register_jitable(**HELPER_OPTIONS)
 def wait(sync, end):
-    """Until every item up to the phase ending at ``end`` is finished."""
+    """Until every item up to the phase ending at ``end`` is finished:
+    spinning, then yielding the core (SPINS_BEFORE_YIELD)."""
+    spins = 0
     while atomic_load(sync, FINISHED) < end:
-        spin_pause()
+        if spins < SPINS_BEFORE_YIELD:
+            spin_pause()
+            spins += 1
+        else:
+            yield_core()
 
 
 @register_jitable(**HELPER_OPTIONS)
