@@ -27,7 +27,7 @@ are). A step is a run of phases, each a meeting of the team:
    read first).
 
 No gradient is summed across the cores but dA's shares, and no phase waits
-for an update: 2L + 1 meetings a step (2L with the epoch's batches
+for an update: 2L meetings a step (2L - 1 with the epoch's batches
 gathered). Once an epoch, one item records the epoch's cost, the
 validation cost and early stopping, as fit_epochs does; where X is large,
 P items first gather the epoch's batches (their rows of X), each testing

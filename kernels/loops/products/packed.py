@@ -55,10 +55,11 @@ def put_row(c, s, add):
 def pack_panels(P, B, q0, kc, j0, j1, transposed):
     """P[jr, q, c] = op(B)[q0 + q, j0 + jr NR + c], zero past column j1, where
     op(B) is B (its rows are read along c) or, transposed, B^T (its rows are
-    read along q, 8 rows at a time, in 8 x 8 blocks transposed in vector
-    registers where in_registers says (transpose.py), else and for
-    the last kc mod 8 cells one by one). P (panels, kc, NR), NR = MICRO_BYTES / itemsize (a constant of
-    the compiled code: LLVM unrolls and vectorizes the panel's row).
+    read along q, 8 rows at a time: 8 x 8 blocks transposed in vector
+    registers where the target has them, transpose.py; else, and for the
+    last kc mod 8 columns, cell by cell). P (panels, kc, NR), NR =
+    MICRO_BYTES / itemsize (a constant of the compiled code: LLVM unrolls
+    and vectorizes the panel's row).
 
     Indices are unsigned and no views are made (see micro.py); a panel is
     written whole before the next (panel after panel, not row after row of

@@ -1,5 +1,6 @@
-"""An 8 x 8 block transposed in vector registers: the packed products'
-transposed pack (packed.pack_panels, dW = dZ A_prev^T).
+"""An 8 x 8 block transposed in vector registers: the products' transposing
+packs (packed.pack_panels of B^T for dW = dZ A_prev^T, blocked.pack_transposed
+for input_gradient's W^T and the dot form's panels).
 
 Why: copying B^T into panels cell by cell is one scalar store a cell (the
 panels' rows run along B's columns), about a cycle each, a fifth of a
@@ -60,9 +61,10 @@ def transpose8_rows(dst, d1, d2, src, s0, s1):
 
 
 def _shuffle_rounds():
-    """The three rounds' masks: (round, pairs of vectors (a, b) -> the two
-    results' masks). Round 1 interleaves the cells of rows 2p and 2p + 1,
-    round 2 the pairs of cells, round 3 the halves."""
+    """Each round's two masks (shufflevector of two 8-cell vectors a, b:
+    index i < 8 is a's cell i, i >= 8 is b's cell i - 8). Round 1
+    interleaves the cells of rows 2p and 2p + 1, round 2 pairs of cells,
+    round 3 halves."""
     lo1, hi1 = [0, 8, 2, 10, 4, 12, 6, 14], [1, 9, 3, 11, 5, 13, 7, 15]
     lo2, hi2 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
     lo3, hi3 = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
