@@ -110,7 +110,7 @@ KC = 1024
 # then does the arithmetic in fewer instructions.
 MICRO_ROWS, _MICRO_VECTORS = target.micro_shape()
 MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
-# The transposing packs (dW's B^T, input_gradient's W^T) move 8 x 8 blocks
+# The transposing packs (dW's B^T, input_gradient's W^T, the dot form's panels) move 8 x 8 blocks
 # through vector registers (products/transpose.py) for the dtypes of at most
 # this many bytes: eight cells a register (AVX-512: float64 and float32;
 # AVX2: float32, its float64 blocks of two registers a row were slower than
