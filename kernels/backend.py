@@ -15,6 +15,7 @@ import numpy as np
 
 from . import checks
 from .loops import EXACT
+from .loops.memory import LINE_BYTES
 
 _A_PREV = "(n[l-1], m)"
 _W = "(n[l], n[l-1])"
@@ -65,6 +66,16 @@ class Ops:
     def empty(self, shape, dtype):
         """An uninitialized array of the backend's own kind (NumPy here)."""
         return np.empty(shape, dtype=dtype)
+
+    def empty_lines(self, shape, dtype):
+        """empty(), its first cell at the start of a 64-byte cache line: the
+        epoch's gather of X writes whole lines there with streaming stores
+        (kernels.loops.memory). A device backend: its empty()."""
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape))
+        raw = np.empty(count * dtype.itemsize + LINE_BYTES, dtype=np.uint8)
+        skip = -raw.ctypes.data % LINE_BYTES
+        return raw[skip:skip + count * dtype.itemsize].view(dtype).reshape(shape)
 
     def asarray(self, x):
         """``x`` (a NumPy array) as an array the raw kernels take: C-contiguous

@@ -240,7 +240,7 @@ class FitLoop:
             b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
             shared = team.team_arrays(self, X, size, last, parts) if parts else ()
             gather = self._gathers(X, options.batch_size)
-            Xs = ops.empty(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
+            Xs = ops.empty_lines(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
             kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs)
             # what counts: not the moments (the optimizer state's, kept with it
             # anyway), nor the epoch buffer (its own limit), nor X (the caller's)

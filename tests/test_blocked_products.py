@@ -217,3 +217,59 @@ def test_the_transposed_pack_takes_8x8_blocks_where_a_vector_holds_eight_cells(d
     shuffles = re.findall(rf"\tv(?:unpck[lh]p[sd]|perm[it]2p[sd]|shuf[fi]\w*|perm\w*)\s[^\n]*%{register}", asm)
     if expected:
         assert shuffles, f"no {register} shuffles in the transposed pack"
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["B", "B^T"])
+def test_the_packed_tile_hints_every_line_of_the_next_block_once(transposed, monkeypatch):
+    """While the micro-kernel works on one block of the reduction, the tile
+    hints the next block's cells of B (kernels.loops.memory): interpreted, with the
+    hints recorded, every cell of blocks 2, 3, ... is hinted exactly once
+    (none of the first block, packed before any work to hide its reads
+    behind), across panels, a partial panel and leftover rows; the product
+    is NumPy's either way (a hint changes no value)."""
+    from kernels.loops.products import packed
+    kc = 8
+    monkeypatch.setattr(packed, "MICRO_KC", kc)
+    hinted = []
+    monkeypatch.setattr(packed, "prefetch_rows", lambda B, r0, r1, c0, c1: hinted.append((r0, r1, c0, c1)))
+    rng = np.random.default_rng(5)
+    n, k, m = 2 * loops.MICRO_ROWS + 3, 3 * kc + 5, 45
+    A = rng.standard_normal((n, k))
+    B = rng.standard_normal((m, k)) if transposed else rng.standard_normal((k, m))
+    C = np.full((n, m), np.nan)
+    j0, j1 = 3, 40
+    packed.packed_tile(C, A, B, transposed, j0, j1, True)
+    want = A @ (B.T if transposed else B)
+    _close(C[:, j0:j1], want[:, j0:j1], k, np.float64)
+    count = np.zeros(B.shape, dtype=int)
+    for r0, r1, c0, c1 in hinted:
+        count[r0:r1, c0:c1] += 1
+    expected = np.zeros(B.shape, dtype=int)
+    if transposed:
+        expected[j0:j1, kc:] = 1
+    else:
+        expected[kc:, j0:j1] = 1
+    np.testing.assert_array_equal(count, expected)
+
+
+def test_prefetch_hints_compile_to_the_targets_prefetch_and_change_nothing():
+    """Compiled, prefetch_rows is llvm.prefetch into the second-level cache:
+    x86's prefetcht1 (AArch64's prfm pldl2keep; skipped elsewhere), one per
+    cache line of the rows' columns; it reads and writes no cell."""
+    import platform
+    from numba import njit
+    from kernels import target
+    from kernels.loops.memory import prefetch_rows
+    hint = njit(lambda B, r0, r1, c0, c1: prefetch_rows(B, r0, r1, c0, c1))
+    B = np.arange(40.0 * 48).reshape(40, 48)
+    before = B.copy()
+    hint(B, 3, 30, 5, 47)
+    hint(B, 0, 40, 7, 7)  # no columns: no hint, no cell out of range
+    np.testing.assert_array_equal(B, before)
+    asm = hint.inspect_asm(hint.signatures[0])
+    if target.is_x86():
+        assert "prefetcht1" in asm
+    elif platform.machine().lower() in ("aarch64", "arm64"):
+        assert "pldl2keep" in asm
+    else:
+        pytest.skip("reads x86-64 or AArch64 assembly; this CPU is neither")

@@ -65,20 +65,28 @@ def test_all_finite_finds_every_non_finite_value(backend, dtype):
                 assert not K.all_finite(y.reshape(1, size), zeros), (size, where, bad)
 
 
+@pytest.mark.parametrize("placement", ["lines", "off a line"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", ALL_CPU)
 @pytest.mark.parametrize("n, m, size, rows", [(5, 37, 8, (0, 5)), (5, 37, 8, (2, 4)), (3, 16, 16, (0, 3)),
                                               (40, 3000, 64, (0, 40)), (40, 3000, 64, (13, 29)), (4, 7, 100, (1, 4))])
-def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, m, size, rows):
+def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, m, size, rows, placement):
     """gather_batches: batch after batch (the last one smaller when size
     does not divide m), batch_of(out, j0, b) is X[:, index[j0:j0 + b]] on
     the rows asked for; the other rows' cells are not written. Copies:
-    exact. (40, 3000) is past PARALLEL_ELEMENTS: the parallel loop.)"""
-    K = kernels.get_backend(backend).kernels
+    exact. (40, 3000) is past PARALLEL_ELEMENTS: the parallel loop.) Into
+    an array that starts a cache line (Ops.empty_lines, as fit allocates
+    it: a batch's rows of whole lines are streamed, kernels.loops.memory)
+    and into one that does not (ordinary stores)."""
+    ops = kernels.get_backend(backend)
+    K = ops.kernels
     rng = np.random.default_rng(m)
     X = rng.standard_normal((n, m)).astype(dtype)
     index = rng.permutation(m).astype(np.int64)
-    out = np.full((n, m), -7.0, dtype=dtype)
+    lines = ops.empty_lines((n * m + 1,), dtype)
+    assert lines.ctypes.data % 64 == 0
+    out = (lines[:-1] if placement == "lines" else lines[1:]).reshape(n, m)
+    out[...] = -7.0
     r0, r1 = rows
     assert K.gather_batches(out, X, index, size, r0, r1) is True  # every cell copied is finite
     for j0 in range(0, m, size):
@@ -87,6 +95,39 @@ def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, 
         assert block.shape == (n, mb) and block.flags.c_contiguous
         np.testing.assert_array_equal(block[r0:r1], X[r0:r1][:, index[j0:j0 + mb]])
         assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("offset", [0, 1, 5, 16])
+def test_streamed_cells_are_the_cells_copied(offset, dtype):
+    """stream_cells, compiled and interpreted: dst[d:d + count] = src[:count]
+    whether the destination starts a line and count fills whole lines (x86:
+    non-temporal stores) or not (ordinary ones), nothing else written; after
+    store_fence the values are there. On x86 the compiled copy has
+    non-temporal vector stores and the fence an sfence."""
+    import re
+    from numba import njit
+    from kernels import target
+    from kernels.loops.memory import LINE_BYTES, store_fence, stream_cells
+
+    def copy(dst, d, src, count):
+        stream_cells(dst, d, src, count)
+        store_fence()
+    lanes = LINE_BYTES // np.dtype(dtype).itemsize
+    src = np.arange(1.0, 4 * lanes + 1, dtype=dtype)
+    compiled = njit(copy)
+    for run in (compiled, copy):
+        for count in (4 * lanes, 2 * lanes, lanes - 1, 3, 0):
+            dst = kernels.get_backend("numba").empty_lines((6 * lanes,), dtype)
+            dst[:] = -1.0
+            run(dst, offset, src, count)
+            want = np.full_like(dst, -1.0)
+            want[offset:offset + count] = src[:count]
+            np.testing.assert_array_equal(dst, want)
+    if target.is_x86():
+        asm = compiled.inspect_asm(compiled.signatures[0])
+        assert re.search(r"\tv?movntp[sd]\s", asm), "no non-temporal vector store"
+        assert "sfence" in asm
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -23,6 +23,7 @@ Read in this order:
     views.py        flat, the 1-D view the elementwise loops walk; borrowed views
                     and lists of them (tables of addresses), which count no references
     team.py         atomics and items taken in phases: how model/team.py's threads meet
+    memory.py       hints to the memory system: prefetches, streaming stores
 
 Shape key (the course's notation):
     m      number of examples (examples are columns)

@@ -4,13 +4,15 @@ views or rows."""
 
 import math
 
+import numpy as np
 from numba import prange
 
 from numba.extending import register_jitable
 
 from ..options import ADAM, BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
-from .views import flat
+from .memory import store_fence, stream_cells
+from .views import borrowed, flat
 
 
 def gradient_step(out, param, grad, learning_rate):
@@ -173,17 +175,26 @@ def gather_columns(out, X, index):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def _gather_batches_row(cells, x, index, size, n, i):
+def _gather_batches_row(cells, x, index, size, n, i, line):
     """Row i's cells of every batch; whether the row x is finite. The test
     goes first: its pass along the row streams it into the caches (the
     prefetchers follow a pass in order), so the gather's reads in the
     epoch's order find their lines there instead of waiting on memory one
-    line at a time where X exceeds the last cache (README)."""
+    line at a time where X exceeds the last cache (README). Each batch's
+    cells are taken into ``line`` (size,) and written from there with
+    streaming stores (kernels.loops.memory: the batches are read long
+    after), fenced before the row returns. Borrowed views (views.borrowed):
+    a view per batch would count references on arrays every member shares."""
+    cells, x, index, line = borrowed(cells), borrowed(x), borrowed(index), borrowed(line)
     ok = _finite(x)  # vectorized; a test inside the gather loop slowed it
     m = x.shape[0]
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
-        _gather_row(cells[j0 * n + i * mb:j0 * n + (i + 1) * mb], x, index[j0:j0 + mb])
+        order = index[j0:j0 + mb]
+        for c in range(mb):
+            line[c] = x[order[c]]
+        stream_cells(cells, j0 * n + i * mb, line, mb)
+    store_fence()
     return ok
 
 
@@ -206,12 +217,14 @@ def gather_batches(out, X, index, size, r0, r1):
     cells = flat(out)
     if (r1 - r0) * X.shape[1] < PARALLEL_ELEMENTS:
         ok = True
+        line = np.empty(size, X.dtype)
         for i in range(r0, r1):
-            ok &= _gather_batches_row(cells, X[i], index, size, n, i)
+            ok &= _gather_batches_row(cells, X[i], index, size, n, i, line)
         return bool(ok)  # a NumPy bool interpreted
     bad = 0
     for t in prange(r1 - r0):  # a sum: prange's reductions are arithmetic
-        bad += 0 if _gather_batches_row(cells, X[r0 + t], index, size, n, r0 + t) else 1
+        line = np.empty(size, X.dtype)  # the iteration's own
+        bad += 0 if _gather_batches_row(cells, X[r0 + t], index, size, n, r0 + t, line) else 1
     return bad == 0
 
 

@@ -11,6 +11,8 @@ target's: micro.py). The micro-kernel keeps its MR x NR block of C in
 vector registers across the whole reduction: per q it loads one panel row,
 broadcasts MR values of A and does MR x NR multiply-adds as vector FMAs; C
 is loaded and stored once per block, not once per q as in rows_update.
+While it works on one block, the next block's lines of B are fetched
+(kernels.loops.memory): a few hints before each micro-kernel call.
 """
 
 import numpy as np
@@ -20,24 +22,47 @@ from numpy import uint64
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS, POOL_THREADS
 from ..views import borrowed
 from .micro import micro_block
+from ..memory import prefetch_rows
 from .transpose import in_registers, transpose8
 
 
 @register_jitable(**HELPER_OPTIONS)
-def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S):
+def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S, B, ahead, ahead_end, per_call, b0, b1):
     """C[:, c0:c0+NR] (+)= A[:, q0:q0+kc] P[0:kc] for one packed panel P
     (kc, NR), MR = MICRO_ROWS rows of C at a time. The last n mod MR rows:
     from R, their rows of A already copied there (zero-padded to MR rows),
-    into the scratch block S (MR, NR), then into C."""
+    into the scratch block S (MR, NR), then into C. Before each full
+    block's call, prefetch hints for ``per_call`` more rows of
+    B[ahead:ahead_end, b0:b1] (next_block); returns the first row not
+    hinted yet."""
     n = C.shape[0]
     i = 0
     while i + MICRO_ROWS <= n:
+        if ahead < ahead_end:
+            last = min(ahead + per_call, ahead_end)
+            prefetch_rows(B, ahead, last, b0, b1)
+            ahead = last
         micro_block(C, i, c0, A, q0, P, kc, accumulate)
         i += MICRO_ROWS
     if i < n:
         micro_block(S, 0, 0, R, 0, P, kc, False)
         for r in range(n - i):
             put_row(C[i + r, c0:c0 + S.shape[1]], S[r], accumulate)
+    return ahead
+
+
+@register_jitable(**HELPER_OPTIONS)
+def next_block(transposed, q1, k, j0, j1):
+    """The cells of B that packed_tile packs after the block ending at
+    reduction index q1, as (rows r0:r1, columns c0:c1) of B: its next
+    MICRO_KC rows of columns j0:j1, or, transposed, rows j0:j1's next
+    MICRO_KC columns; no rows after the last block."""
+    q2 = min(q1 + MICRO_KC, k)
+    if q2 <= q1:
+        return 0, 0, 0, 0
+    if transposed:
+        return j0, j1, q1, q2
+    return q1, q2, j0, j1
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -141,6 +166,7 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
     R = np.zeros((MICRO_ROWS, kb), dtype=C.dtype)  # the last n mod MR rows of A
     S8 = np.empty((MICRO_ROWS, nr), dtype=C.dtype)
     i_left = n - n % MICRO_ROWS
+    calls = max(npan * (n // MICRO_ROWS), 1)  # micro-kernel calls a block, full row blocks
     if zero_first and k == 0:  # no reduction: C[:, j0:j1] is zero
         for i in range(n):
             c = C[i, j0:j1]
@@ -157,12 +183,16 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
             dst = borrowed(R)[r]
             for q in range(kc):
                 dst[q] = src[q]
+        ahead, ahead_end, b0, b1 = next_block(transposed, q0 + kc, k, j0, j1)
+        per_call = (ahead_end - ahead + calls - 1) // calls
         for jr in range(npan):
             c0 = j0 + jr * nr
             if c0 + nr <= j1:
-                panel_rows(C, A, q0, borrowed(P)[jr], kc, c0, add, borrowed(R), borrowed(S8))
+                ahead = panel_rows(C, A, q0, borrowed(P)[jr], kc, c0, add, borrowed(R), borrowed(S8), B, ahead,
+                                   ahead_end, per_call, b0, b1)
             else:  # partial panel: into S, then its valid columns into C
-                panel_rows(borrowed(S), A, q0, borrowed(P)[jr], kc, 0, False, borrowed(R), borrowed(S8))
+                ahead = panel_rows(borrowed(S), A, q0, borrowed(P)[jr], kc, 0, False, borrowed(R), borrowed(S8), B,
+                                   ahead, ahead_end, per_call, b0, b1)
                 for i in range(n):
                     put_row(C[i, c0:j1], borrowed(S)[i], add)
 
