@@ -24,7 +24,7 @@ import numpy as np
 from kernels.loops.plans import PARALLEL
 
 from ._progress import Progress
-from . import team
+from . import team_run
 from .training import DIVERGED, STOPPED, X_NOT_FINITE
 
 # Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
@@ -212,7 +212,7 @@ class FitLoop:
         ms = [size, last or size] + ([] if validation is None else [validation[0].shape[1]])
         p = self._program_for(*ms)
         # the parallel backend shares each step between its threads (model.team)
-        parts = team.team_parts(self.layer_dims, size, dropping) if p.team and copy else 0
+        parts = team_run.team_parts(self.layer_dims, size, dropping) if p.team and copy else 0
         state = self._optimizer_state_for(options)
         W, b = self._parameter_lists(p)
         # The buffers below hold nothing from one fit to the next (the
@@ -238,7 +238,7 @@ class FitLoop:
             codes = p.codes(self._codes())
             W_best = p.list([ops.empty(w.shape, dt) for w in self._W]) if options.early_stopping else W_next
             b_best = p.list([ops.empty(v.shape, dt) for v in self._b]) if options.early_stopping else b_next
-            shared = team.team_arrays(self, X, size, last, parts) if parts else ()
+            shared = team_run.team_arrays(self, X, size, last, parts) if parts else ()
             gather = self._gathers(X, options.batch_size)
             Xs = ops.empty_lines(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
             kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs)
@@ -277,7 +277,7 @@ class FitLoop:
                     done, status, steps = p.fit_epochs_team(
                         sync, costs, W, b, W_next, b_next, *moments, *full, *tail, Yb, Ybl, *arrays, dW, db, zeros,
                         X, Y, perm, Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
-                        options.shuffle, options.seed, *ending, team.team_members())
+                        options.shuffle, options.seed, *ending, team_run.team_members())
                 else:
                     done, status, steps = p.fit_epochs(
                         costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,

@@ -38,7 +38,7 @@ from kernels import cpu, threads
 from kernels.external import external
 from kernels.loops.plans import ALL_PLANS, ALWAYS, PRODUCT_KERNELS
 
-from . import logistic_loop, team, training
+from . import logistic_loop, team, team_run, training
 
 # The training programs' cache entries depend on the kernels' source as well
 # as their own (see kernels.cpu): their digests combine kernels.cpu's
@@ -220,8 +220,8 @@ class Program:
         self._python_list = list
 
     def fit_epochs_team(self, *args):
-        """model.team.fit_epochs_team, its members compiled on the first call."""
-        return team.fit_epochs_team(_team_functions(self.plans).team_member, *args)
+        """model.team_run.fit_epochs_team, its members compiled on the first call."""
+        return team_run.fit_epochs_team(_team_functions(self.plans).team_member, *args)
 
     def list(self, arrays):
         """A list of the backend's arrays in the form the program takes."""

@@ -35,8 +35,8 @@ what it copies for NaN and infinity: a part that meets one halts the
 team before any step (X_NOT_FINITE; fit raises check_X's error).
 
 The members synchronise with ``kernels.loops.team`` (taken items, no
-barrier that can hang; ``fit_epochs_team`` starts and joins their
-threads), so the parameters after a step do not depend on which thread
+barrier that can hang; ``model.team_run.fit_epochs_team`` starts and
+joins their threads), so the parameters after a step do not depend on which thread
 did what, or on how many threads ran: only on P (dA summed from P shares
 rounds differently from one sum; within the tolerances of the agreement
 tests). Dropout is not shared out (its masks are drawn per batch): fit
@@ -50,25 +50,16 @@ Shape key as in model.training, for L layers (L >= 2: a hidden layer to share):
 """
 
 import math
-import threading
-
-import numba
-import numpy as np
 
 from kernels.loops import (activation_backward_from_output, all_finite, batch_of, cross_entropy, gather_batches,
                            gather_columns, gradient_step, input_gradient, linear_activation_forward, optimizer_step,
                            permutation, softmax, weight_gradients)
-from kernels.loops.team import STOP, SYNC_SIZE, WHY, finish, halt, item_to_try, join, meet, reset, take, wait
+from kernels.loops.team import finish, halt, item_to_try, join, meet, take, wait
 from kernels.loops.views import borrowed, borrowed_list, borrowed_lists, flat
-from kernels.options import EXACT, MICRO_ROWS, SOFTMAX
+from kernels.options import EXACT, SOFTMAX
 
-from .training import DIVERGED, FINISHED, STOPPED, X_NOT_FINITE, forward, swap_items
+from .training import DIVERGED, STOPPED, X_NOT_FINITE, forward
 
-# The multiply-adds of a batch's forward pass from which sharing a step
-# pays for the team's meetings, and the rows a part owns at least in the
-# widest hidden layer (fewer keep the micro-kernel's row blocks half empty).
-TEAM_WORK = 1 << 18
-MIN_ROWS = 16
 # What team_output found: the cost, or a new parameter, not finite.
 COST_NOT_FINITE = 1
 STEP_NOT_FINITE = 2
@@ -171,7 +162,7 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
                 eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
                 patience, tol):
     """One member's run through the chunk's phases (see the module
-    docstring; fit_epochs_team's arguments). Every member keeps its own
+    docstring; team_run.fit_epochs_team's arguments). Every member keeps its own
     copy of the loop's state (epoch, step, which list holds the current
     parameters), all alike; only taken items write shared arrays."""
     W, b, W_next, b_next = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
@@ -311,112 +302,3 @@ def team_epoch_end(costs, Wc, bc, jlog, m, e, cost_every, Zv, Av, Yv, val_costs,
             flat(bc[l])[:] = flat(b_best[l])
         return True
     return False
-
-
-def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl,
-                    Yb, Ybl, dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count,
-                    cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
-                    epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate,
-                    early, patience, tol, members):
-    """model.training.fit_epochs (its arguments and buffers, the same
-    returns: done, status, steps), each step shared by a team of
-    ``members`` members (the module docstring): ``member`` is team_member
-    compiled (nogil), run by this thread and by members - 1 threads of our
-    own, at most one a thread Numba runs (numba.set_num_threads); a thread
-    with more runs them one after the other, each finding the phases done.
-    The team's own arrays (team_arrays) and ``sync`` (kernels.loops.team.SYNC_SIZE,)
-    int64 as well. Always batches copied from X (fit runs one batch in
-    order with fit_epochs).
-
-    Why threads of our own and not a parallel loop: a ``prange`` over the
-    members makes Numba optimize team_member's whole call tree twice more
-    (in the loop's body and in the function around it), 2/3 of the team's
-    cold compile; the members need nothing of a threading layer."""
-    args = (sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl, dAp,
-            dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count, cost_every, first_epoch,
-            first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
-            shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early, patience, tol)
-    reset(sync)
-    run_members(member, args, members, min(members, numba.get_num_threads()))
-    if sync[STOP] >= 0:  # an item halted the team: halt's record
-        status, done, steps, traded = int(sync[WHY]), int(sync[WHY + 1]), int(sync[WHY + 2]), sync[WHY + 3] != 0
-    else:
-        steps_per_chunk = count * jlog.shape[0]
-        done, status, steps, traded = count, FINISHED, first_step + steps_per_chunk, steps_per_chunk % 2 == 1
-    if traded:
-        swap_items(W, W_next)
-        swap_items(b, b_next)
-    return done, status, steps
-
-
-def run_members(member, args, members, threads):
-    """member(*args) ``members`` times on ``threads`` threads (this one and
-    threads - 1 started here, all joined before it returns, whatever
-    happens: none outlives the call, so a fork after it copies no team)."""
-    errors = []
-
-    def run(first):
-        try:
-            for _ in range(first, members, threads):
-                member(*args)
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            errors.append(exc)
-
-    workers = [threading.Thread(target=run, args=(i,), name=f"jitloops-team-{i}", daemon=True)
-               for i in range(1, max(threads, 1))]
-    try:
-        for w in workers:
-            w.start()
-        run(0)
-    finally:
-        for w in workers:
-            w.join()
-    if errors:
-        raise errors[0]
-
-
-def team_members():
-    """How many members a team has: one per thread Numba runs (numba.set_num_threads)."""
-    return numba.get_num_threads()
-
-
-def team_parts(dims, size, dropping, threads=None):
-    """How many parts a team splits each hidden layer of a network of layer
-    sizes ``dims`` into, for batches of ``size`` examples: one a thread,
-    each at least MIN_ROWS rows of the widest hidden layer; 0 where a team
-    does not pay (no hidden layer, under TEAM_WORK multiply-adds a batch,
-    one thread, or dropout)."""
-    threads = team_members() if threads is None else threads
-    if len(dims) < 3 or dropping:
-        return 0
-    work = size * sum(dims[l] * dims[l - 1] for l in range(1, len(dims)))
-    parts = min(threads, max(dims[1:-1]) // MIN_ROWS)
-    return parts if parts >= 2 and work >= TEAM_WORK else 0
-
-
-def row_splits(dims, parts):
-    """The parts' first rows in each hidden layer, (L - 1, parts + 1)
-    int64: as even as multiples of MICRO_ROWS (the micro-kernel's row
-    block) allow, part 0 never empty; a narrow layer may leave the last
-    parts none."""
-    def first_row(n, q):
-        return min(n, -(-(q * n // parts) // MICRO_ROWS) * MICRO_ROWS)
-    return np.array([[first_row(n, q) for q in range(parts + 1)] for n in dims[1:-1]], dtype=np.int64)
-
-
-def team_arrays(net, X, size, last, parts):
-    """fit_epochs_team's own arguments for ``net`` (a NeuralNetwork) training
-    on X (n[0], m) with batches of ``size`` (the last of ``last`` examples,
-    0 if none): the parts' shares of dA for a full and for the last batch,
-    the row splits, the loss log and sync, as a tuple in the order it takes
-    them."""
-    p, ops, dt = net.program, net._ops, net.dtype
-    hidden = net.layer_dims[1:-1]
-
-    def shares(width):
-        return numba.typed.List([p.list([ops.empty((n, width), dt) for n in hidden]) for _ in range(1, parts)])
-
-    full = shares(size)
-    steps = -(-X.shape[1] // size)
-    return (full, shares(last) if last else full, row_splits(net.layer_dims, parts), np.zeros((steps, 1)),
-            np.zeros(SYNC_SIZE + parts, dtype=np.int64))

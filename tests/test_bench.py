@@ -196,7 +196,7 @@ def test_program_variant_is_the_one_a_network_compiles(dtype):
     must name the variant NeuralNetwork's own rule picks for each problem."""
     from kernels.cpu import compiled_variant
     from model import NeuralNetwork
-    from model.team import team_parts
+    from model.team_run import team_parts
     got = {name: training.program_variant(name, "parallel", dtype) for name in training.TRAINING}
     assert got["planar"] == "numba"  # too small for threads: the serial program
     assert got["mnist"] == got["deep"] == got["logistic"] == "parallel"

@@ -22,7 +22,7 @@ from conftest import assert_trains_like_numpy, in_forked_child
 
 from kernels.loops import team as loops_team
 from kernels.options import MICRO_ROWS
-from model import DivergenceError, NeuralNetwork, fit, team
+from model import DivergenceError, NeuralNetwork, fit, team_run
 from model.program import Program
 
 
@@ -41,8 +41,8 @@ def two_parts(monkeypatch):
     set in ``members`` (the default: Numba's threads); records the calls."""
     calls = []
     members = []
-    monkeypatch.setattr(team, "team_parts", lambda dims, size, dropping: 0 if dropping else 2)
-    monkeypatch.setattr(team, "team_members", lambda: members[0] if members else numba.get_num_threads())
+    monkeypatch.setattr(team_run, "team_parts", lambda dims, size, dropping: 0 if dropping else 2)
+    monkeypatch.setattr(team_run, "team_members", lambda: members[0] if members else numba.get_num_threads())
     original = Program.fit_epochs_team
 
     def spy(self, *args):
@@ -213,20 +213,20 @@ def test_dropout_runs_without_the_team(two_parts):
 
 def test_when_a_team_pays():
     digits, planar = [64, 128, 64, 10], [2, 4, 1]
-    assert team.team_parts(digits, 64, False, threads=2) == 2
-    assert team.team_parts(digits, 64, False, threads=16) == 128 // team.MIN_ROWS  # parts of MIN_ROWS units
-    assert team.team_parts(digits, 64, False, threads=1) == 0      # one thread
-    assert team.team_parts(digits, 64, True, threads=2) == 0       # dropout
-    assert team.team_parts(planar, 64, False, threads=2) == 0      # too few units to share
-    assert team.team_parts([64, 10], 64, False, threads=2) == 0    # no hidden layer
-    assert team.team_parts([64, 128, 64, 10], 2, False, threads=2) == 0  # too little work a batch
-    assert team.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
+    assert team_run.team_parts(digits, 64, False, threads=2) == 2
+    assert team_run.team_parts(digits, 64, False, threads=16) == 128 // team_run.MIN_ROWS  # parts of MIN_ROWS units
+    assert team_run.team_parts(digits, 64, False, threads=1) == 0      # one thread
+    assert team_run.team_parts(digits, 64, True, threads=2) == 0       # dropout
+    assert team_run.team_parts(planar, 64, False, threads=2) == 0      # too few units to share
+    assert team_run.team_parts([64, 10], 64, False, threads=2) == 0    # no hidden layer
+    assert team_run.team_parts([64, 128, 64, 10], 2, False, threads=2) == 0  # too little work a batch
+    assert team_run.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
 
 
 @pytest.mark.parametrize("parts", [2, 3, 8])
 def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts):
     dims = [5, 128, 64, 24, 8, 3]
-    splits = team.row_splits(dims, parts)
+    splits = team_run.row_splits(dims, parts)
     assert splits.shape == (len(dims) - 2, parts + 1) and splits.dtype == np.int64
     for n, rows in zip(dims[1:-1], splits):
         assert rows[0] == 0 and rows[-1] == n and (np.diff(rows) >= 0).all()
@@ -292,7 +292,7 @@ def test_members_run_on_threads_joined_before_fit_returns(two_parts):
     """The members run on threads of their own (two when Numba may run two),
     all joined when fit returns: none is left to a fork or to the next fit."""
     seen = []
-    original = team.run_members
+    original = team_run.run_members
 
     def spy(member, args, members, threads):
         def watched(*a):
@@ -305,7 +305,7 @@ def test_members_run_on_threads_joined_before_fit_returns(two_parts):
     numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
     try:
         with pytest.MonkeyPatch.context() as mp:
-            mp.setattr(team, "run_members", spy)
+            mp.setattr(team_run, "run_members", spy)
             two_parts[1][:] = [2]
             net("parallel").fit(X, Y, 2, 0.01, batch_size=64, optimizer="adam")
     finally:
@@ -321,10 +321,10 @@ def test_run_members_runs_each_member_and_raises_what_one_raised():
     other on a thread), every thread joined; a member's error is raised in
     the caller's thread after the others finished."""
     names = []
-    team.run_members(lambda tag: names.append((tag, threading.current_thread().name)), ("x",), 3, 2)
+    team_run.run_members(lambda tag: names.append((tag, threading.current_thread().name)), ("x",), 3, 2)
     assert sorted(n for _, n in names) == sorted([threading.current_thread().name] * 2 + ["jitloops-team-1"])
     names.clear()
-    team.run_members(lambda tag: names.append(threading.current_thread().name), ("x",), 2, 1)
+    team_run.run_members(lambda tag: names.append(threading.current_thread().name), ("x",), 2, 1)
     assert names == [threading.current_thread().name] * 2
 
     def member(tag):
@@ -333,7 +333,7 @@ def test_run_members_runs_each_member_and_raises_what_one_raised():
         names.append(tag)
     names.clear()
     with pytest.raises(RuntimeError, match="a member failed"):
-        team.run_members(member, ("done",), 2, 2)
+        team_run.run_members(member, ("done",), 2, 2)
     assert names == ["done"]
     assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
 

@@ -65,7 +65,7 @@ def program_variant(name, contender, dtype):
     serial variant's kernels and drivers, one member a thread: "numba"."""
     from kernels.cpu import compiled_variant
     from kernels.loops.plans import ALL_PLANS, SMALL_PLANS, plan_tier, plans_needed
-    from model.team import team_parts
+    from model.team_run import team_parts
     dims, act, m, *_ = TRAINING[name]
     if act is None:
         return compiled_variant(contender, ALL_PLANS)[0]
