@@ -20,9 +20,9 @@ from numba.extending import register_jitable
 from numpy import uint64
 
 from ...options import HELPER_OPTIONS, MICRO_BYTES, MICRO_KC, MICRO_ROWS, POOL_THREADS
+from ..memory import prefetch_rows
 from ..views import borrowed
 from .micro import micro_block
-from ..memory import prefetch_rows
 from .transpose import in_registers, transpose8
 
 
