@@ -190,9 +190,7 @@ def _gather_batches_row(cells, x, index, size, n, i, line):
     m = x.shape[0]
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
-        order = index[j0:j0 + mb]
-        for c in range(mb):
-            line[c] = x[order[c]]
+        _gather_row(line[:mb], x, index[j0:j0 + mb])
         stream_cells(cells, j0 * n + i * mb, line, mb)
     store_fence()
     return ok
