@@ -47,7 +47,7 @@ class Ops:
         self._ready = ready
         self.kernels = kernels
         self.description = description
-        # exact_math (loop backends only): tanh, sigmoid and the cost's log from
+        # exact_math (loop backends only): tanh, sigmoid, softmax's exp and the cost's log from
         # the C math library instead of the vectorizable approximations of
         # kernels.approx (see kernels.loops.EXACT).
         self.exact_math = bool(exact_math)

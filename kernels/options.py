@@ -60,7 +60,7 @@ LEAKY_SLOPE = 0.01
 # it; the softmax kernel then normalizes A's columns.
 SOFTMAX = 5
 OUTPUTS = ("sigmoid", "softmax")
-# Added to a code (``TANH | EXACT``): tanh, sigmoid and the cost's log call the
+# Added to a code (``TANH | EXACT``): tanh, sigmoid, the softmax's exp and the cost's log call the
 # C math library instead of the vectorizable approximations of kernels.approx
 # (within 2.5 ulp; many times faster once LLVM vectorizes them). The scalar
 # helpers (activation_scalar, ...) and course.py always use the C library.

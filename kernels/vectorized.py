@@ -194,8 +194,9 @@ def dropout(A, seed, stream, keep_prob):
     np.multiply(A, np.where(keep, A.dtype.type(1.0 / keep_prob), A.dtype.type(0.0)), out=A)
 
 
-def softmax(A):
-    """A = softmax(A) column by column, in place (each column's max subtracted first)."""
+def softmax(A, exact=False):
+    """A = softmax(A) column by column, in place (each column's max subtracted
+    first); NumPy's exp either way (``exact``: the compiled loops' choice of exp)."""
     np.subtract(A, A.max(axis=0, keepdims=True), out=A)
     np.exp(A, out=A)
     A /= A.sum(axis=0, keepdims=True)

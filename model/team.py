@@ -115,7 +115,7 @@ def team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b
     gather_columns(Yx, Y, order)
     linear_activation_forward(Zx[l], Ax[L], Ax[l], Wc[l], bc[l], acts[l])
     if acts[l] & ~EXACT == SOFTMAX:
-        softmax(Ax[L])
+        softmax(Ax[L], acts[l] & EXACT != 0)
     mb = Yx.shape[1]
     J = cross_entropy(Ax[L], Yx, eps, exact)
     if not math.isfinite(J):

@@ -65,7 +65,7 @@ def forward(Z, A, W, b, acts, first):
     for l in range(first, len(W)):
         linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
         if acts[l] & ~EXACT == SOFTMAX:
-            softmax(A[l + 1])
+            softmax(A[l + 1], acts[l] & EXACT != 0)
 
 
 def backward(dW, db, dZ, dA, W, Z, A, Y, acts, lowest):
@@ -216,7 +216,7 @@ def forward_dropout(Z, A, W, b, acts, keep, seed, stream):
     for l in range(len(W)):
         linear_activation_forward(Z[l], A[l + 1], A[l], W[l], b[l], acts[l])
         if acts[l] & ~EXACT == SOFTMAX:
-            softmax(A[l + 1])
+            softmax(A[l + 1], acts[l] & EXACT != 0)
         if keep[l] < 1.0:
             dropout(A[l + 1], seed, stream + l, keep[l])
 

@@ -7,12 +7,16 @@ Tolerances: as in tests/test_minibatch.py (1e-7 relative after a few Adam
 steps in float64: the division by sqrt(s) + 1e-8 amplifies the summation
 order's differences where s is tiny; 5e-4 in float32)."""
 
+import re
+
+import numba
 import numpy as np
 import pytest
 from conftest import assert_trains_like_numpy
 
 import kernels
-from kernels import cpu, loops, vectorized
+from kernels import cpu, loops, simd, target, vectorized
+from kernels.loops.cost import _softmax_block
 from model import NeuralNetwork, gradient_check
 
 CPU = ("python", "numpy", "numba", "parallel")
@@ -42,6 +46,39 @@ def test_softmax_kernels_are_stable_and_agree():
         got = big.copy()
         softmax(got)
         np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-300)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_softmax_exp_is_the_approximation_or_the_c_library(dtype):
+    """Compiled, exp is kernels.approx.exp_approx (within 1 ulp: every
+    probability within a few ulp of the C library's, which the exact path
+    matches but for the sum's order) and its loop is SIMD; exact=True
+    calls the C library (libm's exp is not vectorized)."""
+    Z = np.random.default_rng(2).normal(scale=20, size=(10, 64)).astype(dtype)
+    want = np.exp((Z - Z.max(axis=0)).astype(np.float64))  # the same differences (in dtype), exp in float64
+    want /= want.sum(axis=0)
+    ulp = np.finfo(dtype).eps
+    for kernels in (cpu.numba_kernels, cpu.parallel_kernels):
+        for exact in (False, True):
+            got = Z.copy()
+            kernels.softmax(got, exact)
+            assert got.dtype == dtype
+            # exp within 1 ulp, the sum of 10 and the quotient: a few ulp of each probability
+            np.testing.assert_allclose(got, want, rtol=8 * ulp, atol=np.finfo(dtype).tiny)
+    for exact in (False, True):  # interpreted (backend "python"), either exp
+        interpreted = Z.copy()
+        loops.softmax(interpreted, exact)
+        np.testing.assert_allclose(interpreted, want, rtol=8 * ulp, atol=np.finfo(dtype).tiny)
+    if target.is_x86():
+        # a fresh, uncached copy of the kernel's loop (cached code cannot be inspected)
+        kernel = numba.njit(**dict(cpu.SERIAL_OPTIONS, cache=False))(
+            lambda A, exact: _softmax_block(A, 0, A.shape[1], exact))
+        kernel(Z.copy(), False)
+        asm = simd.kernel_asm(kernel)
+        suffix = "pd" if dtype == np.float64 else "ps"
+        registers = "[yz]mm" if "avx" in target.features() else "xmm"
+        # the exp polynomial's FMAs (nothing else in the kernel multiplies and adds), packed
+        assert re.search(rf"\bvfmadd\w*{suffix}\s+.*%{registers}", asm), target.describe()
 
 
 @pytest.mark.parametrize("backend", ["python", "numba", "parallel"])

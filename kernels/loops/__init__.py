@@ -51,7 +51,7 @@ Habits that make these loops fast once compiled:
 - below PARALLEL_WORK multiply-adds (PARALLEL_ELEMENTS elements for the
   elementwise ops, the cost and dot) the parallel variant runs its serial
   loop: starting threads would cost more than they save;
-- tanh, sigmoid and the cost's log use the vectorizable approximations of
+- tanh, sigmoid, the softmax's exp and the cost's log use the vectorizable approximations of
   ``kernels.approx`` (the C math library with the EXACT bit of an activation
   code, or ``exact=True`` for the cost).
 

@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..approx import log_approx
+from ..approx import exp_approx, log_approx
 from ..options import BLOCK, HELPER_OPTIONS, PARALLEL_ELEMENTS
 
 
@@ -82,10 +82,11 @@ def _categorical(AL, Y, eps, exact):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def _softmax_block(A, j0, j1):
+def _softmax_block(A, j0, j1, exact):
     """Columns j0:j1 of A (C, m) replaced by their softmax, computed stably:
     each column's max is subtracted before exp, so exp never overflows and
-    the largest term is exp(0) = 1."""
+    the largest term is exp(0) = 1. A row at a time: every loop runs along
+    a row's contiguous cells (SIMD), the exact path's as its libm calls allow."""
     w = j1 - j0
     top = A[0, j0:j1].copy()
     for i in range(1, A.shape[0]):
@@ -95,8 +96,13 @@ def _softmax_block(A, j0, j1):
     total = np.zeros(w, dtype=A.dtype)
     for i in range(A.shape[0]):
         a = A[i, j0:j1]
+        if exact:
+            for j in range(w):
+                a[j] = math.exp(a[j] - top[j])
+        else:
+            for j in range(w):  # exp_approx: vectorizable
+                a[j] = exp_approx(a[j] - top[j])
         for j in range(w):
-            a[j] = math.exp(a[j] - top[j])
             total[j] += a[j]
     for i in range(A.shape[0]):
         a = A[i, j0:j1]
@@ -104,16 +110,18 @@ def _softmax_block(A, j0, j1):
             a[j] = a[j] / total[j]
 
 
-def softmax(A):
+def softmax(A, exact=False):
     """A = softmax(A) column by column, in place: each example's C outputs
-    become probabilities (the C math library's exp; a column of NaN stays
-    NaN). A (C, m); each block of columns is its own prange iteration's."""
+    become probabilities (exp is ``kernels.approx.exp_approx``, within 1
+    ulp and vectorizable, or the C math library's with ``exact=True``; a
+    column of NaN stays NaN). A (C, m); each block of columns is its own
+    prange iteration's."""
     m = A.shape[1]
     if A.size < PARALLEL_ELEMENTS:
-        _softmax_block(A, 0, m)
+        _softmax_block(A, 0, m, exact)
         return
     for t in prange((m + BLOCK - 1) // BLOCK):
-        _softmax_block(A, t * BLOCK, min(t * BLOCK + BLOCK, m))
+        _softmax_block(A, t * BLOCK, min(t * BLOCK + BLOCK, m), exact)
 
 
 def cross_entropy_backward(dAL, AL, Y, eps):
