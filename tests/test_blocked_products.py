@@ -238,7 +238,7 @@ def test_the_packed_tile_hints_every_line_of_the_next_block_once(transposed, mon
     B = rng.standard_normal((m, k)) if transposed else rng.standard_normal((k, m))
     C = np.full((n, m), np.nan)
     j0, j1 = 3, 40
-    packed.packed_tile(C, A, B, transposed, j0, j1, True)
+    packed.packed_tile(C, A, B, transposed, j0, j1, True, 1.0)
     want = A @ (B.T if transposed else B)
     _close(C[:, j0:j1], want[:, j0:j1], k, np.float64)
     count = np.zeros(B.shape, dtype=int)
@@ -250,6 +250,38 @@ def test_the_packed_tile_hints_every_line_of_the_next_block_once(transposed, mon
     else:
         expected[kc:, j0:j1] = 1
     np.testing.assert_array_equal(count, expected)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["interpreted", "compiled"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_packed_tiles_alpha_scales_the_product_bit_for_bit(dtype, compiled):
+    """alpha (dW's 1/m) scales each block in the micro-kernel's registers:
+    with one block of the reduction the tile is bit for bit alpha times its
+    product (a multiply and one rounding either way: what the separate
+    pass over dW did), full panels, the partial one and the leftover rows
+    alike, both kinds of B; with several blocks, alpha times the product
+    within the tolerance (each block's sum scaled before it is added)."""
+    from numba import njit
+    from kernels.loops.products import packed
+    def tile(C, A, B, t, j0, j1, a):
+        packed.packed_tile(C, A, B, t, j0, j1, True, a)
+    tile = njit(tile) if compiled else tile
+    rng = np.random.default_rng(8)
+    n, m = 2 * loops.MICRO_ROWS + 3, 45
+    alpha = dtype(1.0 / 37.0)
+    for k in (29, loops.MICRO_KC + 29):
+        A = rng.standard_normal((n, k)).astype(dtype)
+        for transposed in (False, True):
+            B = (rng.standard_normal((m, k)) if transposed else rng.standard_normal((k, m))).astype(dtype)
+            one, scaled = np.full((n, m), np.nan, dtype), np.full((n, m), np.nan, dtype)
+            tile(one, A, B, transposed, 3, 40, dtype(1.0))
+            tile(scaled, A, B, transposed, 3, 40, alpha)
+            assert scaled.dtype == dtype
+            if k <= loops.MICRO_KC:
+                np.testing.assert_array_equal(scaled[:, 3:40], one[:, 3:40] * alpha)
+            else:
+                _close(scaled[:, 3:40], one[:, 3:40] * alpha, k, dtype)
+            assert np.isnan(scaled[:, :3]).all() and np.isnan(scaled[:, 40:]).all()
 
 
 def test_prefetch_hints_compile_to_the_targets_prefetch_and_change_nothing():

@@ -70,7 +70,7 @@ def test_slp_compiler_leaves_numbas_settings_as_they_were():
 
     @njit
     def call(C, A, P):
-        loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], False)
+        loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], False, C.dtype.type(1.0))
 
     A = np.arange(mr * 5, dtype=np.float64).reshape(mr, 5)
     P = np.arange(5 * nr, dtype=np.float64).reshape(5, nr)
@@ -102,7 +102,7 @@ def test_micro_kernels_hold_their_block_in_vector_registers(dtype):
 
     @njit(error_model="numpy")
     def call(C, A, P):
-        loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], True)
+        loops.micro_block(C, 0, 0, A, 0, P, P.shape[0], True, C.dtype.type(1.0))
 
     rng = np.random.default_rng(1)
     A = rng.random((mr, 37)).astype(dtype)

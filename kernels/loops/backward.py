@@ -58,12 +58,8 @@ def _weight_gradients_block(dW, dZ, A_prev, p0, p1, inv_m):
 @register_jitable(**HELPER_OPTIONS)
 def _weight_gradients_packed_tile(dW, dZ, A_prev, p0, p1, inv_m):
     """PACKED tile: dW[:, p0:p1] = (1/m) dZ A_prev[p0:p1]^T (A_prev's rows
-    p0:p1 are packed transposed)."""
-    packed_tile(dW, dZ, A_prev, True, p0, p1, True)
-    for i in range(dW.shape[0]):
-        row = dW[i, p0:p1]
-        for p in range(row.shape[0]):
-            row[p] *= inv_m
+    p0:p1 are packed transposed; 1/m is the product's alpha)."""
+    packed_tile(dW, dZ, A_prev, True, p0, p1, True, inv_m)
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -169,7 +165,7 @@ def _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows):
 @register_jitable(**HELPER_OPTIONS)
 def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
     """PACKED tile: dA_prev[:, j0:j1] = W^T dZ[:, j0:j1]."""
-    packed_tile(dA_prev, WT, dZ, False, j0, j1, True)
+    packed_tile(dA_prev, WT, dZ, False, j0, j1, True, dA_prev.dtype.type(1.0))
 
 
 def input_gradient(dA_prev, dZ, W):

@@ -115,7 +115,7 @@ def _packed_tile(Z, A, A_prev, W, b, act, t, width):
     m = A_prev.shape[1]
     j0, j1 = t * width, min(t * width + width, m)
     _bias_tile(Z, b, 0, n, j0, j1)
-    packed_tile(Z, W, A_prev, False, j0, j1, False)
+    packed_tile(Z, W, A_prev, False, j0, j1, False, Z.dtype.type(1.0))
     _activate_tile(Z, A, act, 0, n, j0, j1)
 
 

@@ -1,6 +1,7 @@
 """The packed products' micro-kernels: C[i0:i0+MR, c0:c0+NR] (+)=
-A[i0:i0+MR, q0:q0+kc] P[0:kc, 0:NR], with the MR x NR block of C held in
-vector registers across the whole reduction. MR = MICRO_ROWS and NR =
+alpha A[i0:i0+MR, q0:q0+kc] P[0:kc, 0:NR], with the MR x NR block of C held in
+vector registers across the whole reduction (scaled there by alpha, BLAS's
+factor of the product, before C is stored: dW's 1/m costs no pass over dW). MR = MICRO_ROWS and NR =
 MICRO_BYTES / itemsize (two vectors) are the target's (kernels.options,
 kernels.target.micro_shape): 8 x 16 float64 and 8 x 32 float32 on AVX-512,
 3 x 16 and 3 x 32 on AVX2.
@@ -30,7 +31,7 @@ MICRO_SHAPES = ((MICRO_ROWS, MICRO_BYTES // 8), (MICRO_ROWS, MICRO_BYTES // 4))
 
 
 def micro_kernel_source(rows, cols):
-    """Python source of micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate).
+    """Python source of micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate, alpha).
 
     Every index is an unsigned integer (uint64), every cell read and written
     by its two indices: no views. A view of a row counts a reference on its
@@ -41,7 +42,7 @@ def micro_kernel_source(rows, cols):
     unsigned ones cannot be negative. The rows' start addresses are the
     same across the q loop, so LLVM computes them once."""
     ind = "    "
-    out = [f"def micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate):",
+    out = [f"def micro_{rows}x{cols}(C, i0, c0, A, q0, P, kc, accumulate, alpha):",
            ind + "prefer_wide_vectors()  # zmm on AVX-512 (kernels.wide)",
            ind + "keep_out_of_line()  # a function of its own (kernels.wide)",
            ind + "zero = C.dtype.type(0.0)",
@@ -55,6 +56,9 @@ def micro_kernel_source(rows, cols):
     for r in range(rows):
         out.append(2 * ind + f"u = A[r{r}, qa]")
         out.append(2 * ind + "; ".join(f"c{r}_{c} += u * p{c}" for c in range(cols)))
+    out.append(ind + "if alpha != C.dtype.type(1.0):  # the block scaled in its registers")
+    for r in range(rows):
+        out.append(2 * ind + "; ".join(f"c{r}_{c} *= alpha" for c in range(cols)))
     for op, flag in (("+=", "if accumulate:"), ("=", "else:")):
         out.append(ind + flag)
         for r in range(rows):
@@ -75,17 +79,18 @@ MICRO_SOURCES = {f"micro_{r}x{c}": micro_kernel_source(r, c) for r, c in MICRO_S
 MICRO_KERNELS = {64: _micro_kernel(*MICRO_SHAPES[0]), 32: _micro_kernel(*MICRO_SHAPES[1])}
 
 
-def micro_block(C, i0, c0, A, q0, P, kc, accumulate):
-    """C[i0:i0+MR, c0:c0+NR] (+)= A[i0:i0+MR, q0:q0+kc] P[0:kc]: the
-    dtype's micro-kernel (NR = P.shape[1]). Compiled, the choice is made at
-    typing time, so only that kernel is compiled."""
-    MICRO_KERNELS[C.dtype.itemsize * 8](C, i0, c0, A, q0, P, kc, accumulate)
+def micro_block(C, i0, c0, A, q0, P, kc, accumulate, alpha):
+    """C[i0:i0+MR, c0:c0+NR] (+)= alpha A[i0:i0+MR, q0:q0+kc] P[0:kc]: the
+    dtype's micro-kernel (NR = P.shape[1]; alpha a scalar of C's dtype).
+    Compiled, the choice is made at typing time, so only that kernel is
+    compiled."""
+    MICRO_KERNELS[C.dtype.itemsize * 8](C, i0, c0, A, q0, P, kc, accumulate, alpha)
 
 
 @overload(micro_block, jit_options=HELPER_OPTIONS)
-def _micro_block_compiled(C, i0, c0, A, q0, P, kc, accumulate):
+def _micro_block_compiled(C, i0, c0, A, q0, P, kc, accumulate, alpha):
     kernel = MICRO_KERNELS[C.dtype.bitwidth]
 
-    def impl(C, i0, c0, A, q0, P, kc, accumulate):
-        kernel(C, i0, c0, A, q0, P, kc, accumulate)
+    def impl(C, i0, c0, A, q0, P, kc, accumulate, alpha):
+        kernel(C, i0, c0, A, q0, P, kc, accumulate, alpha)
     return impl

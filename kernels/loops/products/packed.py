@@ -27,8 +27,8 @@ from .transpose import in_registers, transpose8
 
 
 @register_jitable(**HELPER_OPTIONS)
-def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S, B, ahead, ahead_end, per_call, b0, b1):
-    """C[:, c0:c0+NR] (+)= A[:, q0:q0+kc] P[0:kc] for one packed panel P
+def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S, B, ahead, ahead_end, per_call, b0, b1, alpha):
+    """C[:, c0:c0+NR] (+)= alpha A[:, q0:q0+kc] P[0:kc] for one packed panel P
     (kc, NR), MR = MICRO_ROWS rows of C at a time. The last n mod MR rows:
     from R, their rows of A already copied there (zero-padded to MR rows),
     into the scratch block S (MR, NR), then into C. Before each full
@@ -42,10 +42,10 @@ def panel_rows(C, A, q0, P, kc, c0, accumulate, R, S, B, ahead, ahead_end, per_c
             last = min(ahead + per_call, ahead_end)
             prefetch_rows(B, ahead, last, b0, b1)
             ahead = last
-        micro_block(C, i, c0, A, q0, P, kc, accumulate)
+        micro_block(C, i, c0, A, q0, P, kc, accumulate, alpha)
         i += MICRO_ROWS
     if i < n:
-        micro_block(S, 0, 0, R, 0, P, kc, False)
+        micro_block(S, 0, 0, R, 0, P, kc, False, alpha)
         for r in range(n - i):
             put_row(C[i + r, c0:c0 + S.shape[1]], S[r], accumulate)
     return ahead
@@ -150,11 +150,14 @@ def pack_panels(P, B, q0, kc, j0, j1, transposed):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def packed_tile(C, A, B, transposed, j0, j1, zero_first):
-    """C[:, j0:j1] += A op(B)[:, j0:j1] (C[:, j0:j1] zeroed first when
+def packed_tile(C, A, B, transposed, j0, j1, zero_first, alpha):
+    """C[:, j0:j1] += alpha A op(B)[:, j0:j1] (C[:, j0:j1] zeroed first when
     ``zero_first``): op(B) = B (k, m), or B^T for B (m, k) when
-    ``transposed``; A (n, k). C, A and B C-contiguous. The tile's packed
-    panels and scratch blocks are its own (no races under prange)."""
+    ``transposed``; A (n, k); alpha a scalar of C's dtype (each block of the
+    reduction scaled in the micro-kernel's registers: for a reduction of
+    one block, bit for bit alpha times the product). C, A and B
+    C-contiguous. The tile's packed panels and scratch blocks are its own
+    (no races under prange)."""
     n, k = A.shape
     nr = MICRO_BYTES // C.itemsize
     npan = (j1 - j0 + nr - 1) // nr
@@ -189,10 +192,10 @@ def packed_tile(C, A, B, transposed, j0, j1, zero_first):
             c0 = j0 + jr * nr
             if c0 + nr <= j1:
                 ahead = panel_rows(C, A, q0, borrowed(P)[jr], kc, c0, add, borrowed(R), borrowed(S8), B, ahead,
-                                   ahead_end, per_call, b0, b1)
+                                   ahead_end, per_call, b0, b1, alpha)
             else:  # partial panel: into S, then its valid columns into C
                 ahead = panel_rows(borrowed(S), A, q0, borrowed(P)[jr], kc, 0, False, borrowed(R), borrowed(S8), B,
-                                   ahead, ahead_end, per_call, b0, b1)
+                                   ahead, ahead_end, per_call, b0, b1, alpha)
                 for i in range(n):
                     put_row(C[i, c0:j1], borrowed(S)[i], add)
 
