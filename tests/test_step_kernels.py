@@ -18,16 +18,20 @@ import kernels
 from kernels import cpu, vectorized
 from kernels.loops import batch_of
 from kernels.loops.products import blocked, packed
-from kernels.options import ADAM, BLOCK, GD, MOMENTUM, RMSPROP
+from kernels.options import ADAM, BLOCK, GD, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
 @pytest.mark.parametrize("kind", [GD, MOMENTUM, RMSPROP, ADAM])
-def test_optimizer_step_agrees_with_numpy(backend, dtype, kind):
+@pytest.mark.parametrize("shape", [(37, 29), (130, 131)], ids=["one-block", "past-PARALLEL_ELEMENTS"])
+def test_optimizer_step_agrees_with_numpy(backend, dtype, kind, shape):
+    """A small step (one loop) and one past PARALLEL_ELEMENTS: blocks of
+    borrowed views under prange in the parallel variant, one pass in the
+    serial one."""
     K = kernels.get_backend(backend).kernels
     rng = np.random.default_rng(kind)
-    shape = (37, 29)
+    assert shape[0] * shape[1] > PARALLEL_ELEMENTS or shape == (37, 29)
     param = rng.standard_normal(shape).astype(dtype)
     for t in (1, 2, 50, 5000):
         grad = rng.standard_normal(shape).astype(dtype) * dtype(10.0) ** rng.integers(-6, 2, shape)

@@ -14,6 +14,11 @@ from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
 from .memory import store_fence, stream_cells
 from .views import borrowed, flat
 
+# Whether prange runs on threads here: kernels.cpu sets it per variant (False
+# in the "numba" one, whose elementwise updates then make one pass over the
+# whole array, not one call and five views a block of BLOCK cells).
+THREADED = True
+
 
 def gradient_step(out, param, grad, learning_rate):
     """out = param - learning_rate * grad, elementwise (out may be param).
@@ -22,7 +27,7 @@ def gradient_step(out, param, grad, learning_rate):
     p = flat(param)
     g = flat(grad)
     lr = o.dtype.type(learning_rate)  # keep a float32 update in float32
-    if o.shape[0] < PARALLEL_ELEMENTS:
+    if o.shape[0] < PARALLEL_ELEMENTS or not THREADED:
         for j in range(o.shape[0]):
             o[j] = p[j] - lr * g[j]
         return
@@ -146,10 +151,11 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
         lr = dt(learning_rate * r2 / (1.0 - beta1 ** t))
         e = dt(epsilon * r2)
     fma_quotient = QUOTIENT_MIN64 <= e <= EPSILON_MAX64  # float64 bounds: no float32 overflow interpreted
-    if o.shape[0] < PARALLEL_ELEMENTS:
+    if o.shape[0] < PARALLEL_ELEMENTS or not THREADED:
         _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
         return
     nblocks = (o.shape[0] + BLOCK - 1) // BLOCK
+    o, vv, ss, p, g = borrowed(o), borrowed(vv), borrowed(ss), borrowed(p), borrowed(g)  # views count no references
     for t_ in prange(nblocks):
         j0 = t_ * BLOCK
         j1 = min(j0 + BLOCK, o.shape[0])
