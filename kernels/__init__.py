@@ -75,9 +75,9 @@ def get_backend(name, *, exact_math=None):
     """The ``Ops`` of backend ``name`` (one of ``BACKENDS``).
 
     ``exact_math=True`` (backends "python", "numba", "parallel") makes tanh,
-    sigmoid, the softmax's exp and the cost's log call the C math library instead of the
-    vectorizable approximations of ``kernels.approx`` (within 2.5 ulp, see its
-    table). The default (None) is exact for "python" and approximate for
+    sigmoid, the softmax's exp and the cost's log call the C math library
+    instead of the vectorizable approximations of ``kernels.approx`` (within
+    2.5 ulp, see its table). The default (None) is exact for "python" and approximate for
     "numba" and "parallel": the approximations only pay once LLVM vectorizes
     them; interpreted, their polynomial costs more than the C library's call.
     Other backends ignore it.

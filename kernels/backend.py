@@ -47,9 +47,9 @@ class Ops:
         self._ready = ready
         self.kernels = kernels
         self.description = description
-        # exact_math (loop backends only): tanh, sigmoid, softmax's exp and the cost's log from
-        # the C math library instead of the vectorizable approximations of
-        # kernels.approx (see kernels.loops.EXACT).
+        # exact_math (loop backends only): tanh, sigmoid, the softmax's exp and
+        # the cost's log from the C math library instead of the vectorizable
+        # approximations of kernels.approx (see kernels.loops.EXACT).
         self.exact_math = bool(exact_math)
         # OR-ed into the activation codes handed to the raw kernels
         self.act_bits = EXACT if exact_math else 0

@@ -60,10 +60,11 @@ LEAKY_SLOPE = 0.01
 # it; the softmax kernel then normalizes A's columns.
 SOFTMAX = 5
 OUTPUTS = ("sigmoid", "softmax")
-# Added to a code (``TANH | EXACT``): tanh, sigmoid, the softmax's exp and the cost's log call the
-# C math library instead of the vectorizable approximations of kernels.approx
-# (within 2.5 ulp; many times faster once LLVM vectorizes them). The scalar
-# helpers (activation_scalar, ...) and course.py always use the C library.
+# Added to a code (``TANH | EXACT``): tanh, sigmoid, the softmax's exp and
+# the cost's log call the C math library instead of the vectorizable
+# approximations of kernels.approx (within 2.5 ulp; many times faster once
+# LLVM vectorizes them). The scalar helpers (activation_scalar, ...) and
+# course.py always use the C library.
 EXACT = 8
 
 # ------------------------------------------------------------------ thresholds

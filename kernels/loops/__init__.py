@@ -51,9 +51,9 @@ Habits that make these loops fast once compiled:
 - below PARALLEL_WORK multiply-adds (PARALLEL_ELEMENTS elements for the
   elementwise ops, the cost and dot) the parallel variant runs its serial
   loop: starting threads would cost more than they save;
-- tanh, sigmoid, the softmax's exp and the cost's log use the vectorizable approximations of
-  ``kernels.approx`` (the C math library with the EXACT bit of an activation
-  code, or ``exact=True`` for the cost).
+- tanh, sigmoid, the softmax's exp and the cost's log use the vectorizable
+  approximations of ``kernels.approx`` (the C math library with the EXACT
+  bit of an activation code, or ``exact=True`` for the cost).
 
 Settings (compile flags, activation codes, thresholds) live in
 ``kernels.options``; they are re-exported here for the code that reads them.

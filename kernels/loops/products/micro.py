@@ -1,7 +1,8 @@
 """The packed products' micro-kernels: C[i0:i0+MR, c0:c0+NR] (+)=
-alpha A[i0:i0+MR, q0:q0+kc] P[0:kc, 0:NR], with the MR x NR block of C held in
-vector registers across the whole reduction (scaled there by alpha, BLAS's
-factor of the product, before C is stored: dW's 1/m costs no pass over dW). MR = MICRO_ROWS and NR =
+alpha A[i0:i0+MR, q0:q0+kc] P[0:kc, 0:NR], with the MR x NR block of C held
+in vector registers across the whole reduction and scaled there by alpha
+(BLAS's factor of the product) before C is stored: dW's 1/m costs no pass
+over dW. MR = MICRO_ROWS and NR =
 MICRO_BYTES / itemsize (two vectors) are the target's (kernels.options,
 kernels.target.micro_shape): 8 x 16 float64 and 8 x 32 float32 on AVX-512,
 3 x 16 and 3 x 32 on AVX2.
