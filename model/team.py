@@ -45,6 +45,8 @@ runs such fits with fit_epochs.
 Shape key as in model.training, for L layers (L >= 2: a hidden layer to share):
     Z, A, dZ, dA, Yb        a full batch's buffers (fit_epochs'); Zl, ..., Ybl the last, smaller batch's
     dAp[q - 1][l]           part q's share of dA[l] (n[l+1], batch), q = 1 .. P-1, l < L - 2; dApl alike
+    dW[q][l]                part q's rows of dW[l] (l < L - 1), each part's apart (team_run.part_gradients);
+                            dW[0][L-1] the output layer's
     splits (L - 1, P + 1)   int64: the parts' first rows in each hidden layer (multiples of MICRO_ROWS)
     jlog (steps an epoch, 1) float64: each batch's loss sum, b J
 """
@@ -80,12 +82,11 @@ def moment_rows(M, r0, r1):
     return M[r0:r1] if M.shape[0] > 0 else M
 
 
-def team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, mb, l2, lr, kind, beta1, beta2,
+def team_step(Ws, bs, Wc, bc, g, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, mb, l2, lr, kind, beta1, beta2,
               epsilon, t):
-    """Rows r0:r1 of layer l: dW += (l2 / mb) W, then the optimizer's step
-    t into Ws, bs (fit_epochs' arithmetic, cell for cell). Returns whether
-    the new cells are finite."""
-    g = dW[l][r0:r1]
+    """Rows r0:r1 of layer l, their gradient g (r1 - r0, n[l]): g += (l2 /
+    mb) W, then the optimizer's step t into Ws, bs (fit_epochs' arithmetic,
+    cell for cell). Returns whether the new cells are finite."""
     if l2 > 0.0:
         gradient_step(g, g, Wc[l][r0:r1], -l2 / mb)
     out, out_b = Ws[l][r0:r1], bs[l][r0:r1]
@@ -123,7 +124,7 @@ def team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b
     gradient_step(dZx[l], Ax[L], Yx, 1.0)
     weight_gradients(dW[l], db[l], dZx[l], Ax[l])
     input_gradient(dAx[l - 1], dZx[l], Wc[l])
-    if not team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], mb, l2, lr, kind,
+    if not team_step(Ws, bs, Wc, bc, dW[l], db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], mb, l2, lr, kind,
                      beta1, beta2, epsilon, t):
         return J * mb, STEP_NOT_FINITE
     return J * mb, 0
@@ -149,10 +150,10 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
                 gradient_step(dA, dA, share, -1.0)  # dA += share
     dZ = dZx[l][r0:r1]
     activation_backward_from_output(dZ, dA, Zx[l][r0:r1], Ax[l + 1][r0:r1], acts[l])
-    weight_gradients(dW[l][r0:r1], db[l][r0:r1], dZ, Ax[l])
+    weight_gradients(dW[q][l], db[l][r0:r1], dZ, Ax[l])
     if l > 0:  # dA of the input layer is never needed
         input_gradient(dAx[l - 1] if q == 0 else dAq[q - 1][l - 1], dZ, Wc[l][r0:r1])
-    return team_step(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, dZ.shape[1], l2, lr, kind,
+    return team_step(Ws, bs, Wc, bc, dW[q][l], db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, dZ.shape[1], l2, lr, kind,
                      beta1, beta2, epsilon, t)
 
 
@@ -169,7 +170,7 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
     V_W, V_b, S_W, S_b = borrowed_list(V_W), borrowed_list(V_b), borrowed_list(S_W), borrowed_list(S_b)
     Z, A, dZ, dA = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
     Zl, Al, dZl, dAl = borrowed_list(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
-    dW, db, dAp, dApl = borrowed_list(dW), borrowed_list(db), borrowed_lists(dAp), borrowed_lists(dApl)
+    dW, db, dAp, dApl = borrowed_lists(dW), borrowed_list(db), borrowed_lists(dAp), borrowed_lists(dApl)
     X, Y, Xs, perm = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm)
     splits, jlog, acts, zeros = borrowed(splits), borrowed(jlog), borrowed(acts), borrowed(zeros)
     m = X.shape[1]
@@ -232,7 +233,7 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
                 base = end
             end = base + 1
             if take(sync, 0, end):
-                wJ, why = team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b,
+                wJ, why = team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b,
                                       zeros, acts, eps, exact, l2, lr, kind, beta1, beta2, epsilon, t + 1)
                 jlog[s, 0] = wJ
                 if why == COST_NOT_FINITE:

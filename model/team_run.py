@@ -20,6 +20,10 @@ from .training import FINISHED, swap_items
 # widest hidden layer (fewer keep the micro-kernel's row blocks half empty).
 TEAM_WORK = 1 << 18
 MIN_ROWS = 16
+# The unwritten bytes after each part's dW rows, in multiples of their own
+# (part_gradients): the prefetchers ran on for up to about as many rows as
+# the part has.
+PAD_PARTS = 2
 
 
 def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl,
@@ -113,12 +117,36 @@ def row_splits(dims, parts):
     return np.array([[first_row(n, q) for q in range(parts + 1)] for n in dims[1:-1]], dtype=np.int64)
 
 
+def part_gradients(net, splits, parts):
+    """Each part's dW (team_member's ``dW``): part q's rows of each hidden
+    layer's dW, (splits[l, q + 1] - splits[l, q], n[l]), and for part 0 the
+    output layer's whole dW (for parts q > 0 an empty (0, n[L-1])). Each
+    part's rows lie in a buffer of their own, followed by PAD_PARTS times
+    their bytes that nothing writes (virtual memory: no page of it is ever
+    touched). Not rows of one dW: the cores' hardware prefetchers follow
+    the micro-kernel's stores down a part's rows and run on into the rows
+    after them, taking the next part's lines from the core that is writing
+    them (README, "Parts apart in memory")."""
+    p, ops, dt = net.program, net._ops, net.dtype
+    dims = net.layer_dims
+    L = len(dims) - 1
+    out = []
+    for q in range(parts):
+        layers = []
+        for l in range(L - 1):
+            cells = int(splits[l, q + 1] - splits[l, q]) * dims[l]
+            layers.append(ops.empty_lines(((1 + PAD_PARTS) * cells,), dt)[:cells].reshape(-1, dims[l]))
+        layers.append(ops.empty(net._W[L - 1].shape if q == 0 else (0, dims[L - 1]), dt))
+        out.append(p.list(layers))
+    return numba.typed.List(out)
+
+
 def team_arrays(net, X, size, last, parts):
     """fit_epochs_team's own arguments for ``net`` (a NeuralNetwork) training
     on X (n[0], m) with batches of ``size`` (the last of ``last`` examples,
     0 if none): the parts' shares of dA for a full and for the last batch,
-    the row splits, the loss log and sync, as a tuple in the order it takes
-    them."""
+    the row splits, the loss log, the parts' dW (part_gradients) and sync,
+    as a tuple in the order it takes them."""
     p, ops, dt = net.program, net._ops, net.dtype
     hidden = net.layer_dims[1:-1]
 
@@ -127,5 +155,6 @@ def team_arrays(net, X, size, last, parts):
 
     full = shares(size)
     steps = -(-X.shape[1] // size)
-    return (full, shares(last) if last else full, row_splits(net.layer_dims, parts), np.zeros((steps, 1)),
+    splits = row_splits(net.layer_dims, parts)
+    return (full, shares(last) if last else full, splits, np.zeros((steps, 1)), part_gradients(net, splits, parts),
             np.zeros(SYNC_SIZE + parts, dtype=np.int64))

@@ -236,6 +236,38 @@ def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts):
         assert np.diff(rows).max() <= -(-n // parts) + MICRO_ROWS  # as even as the blocks allow
 
 
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_each_parts_gradients_lie_apart_from_the_others(parts, dtype):
+    """team_run.part_gradients: part q's rows of each hidden layer's dW, C
+    ordered, each followed by PAD_PARTS times its bytes in which no other
+    part's gradient (nor the output layer's) lies: a prefetcher running on
+    past a part's rows never reaches cells another part writes."""
+    dims = [20, 48, 32, 3]
+    network = net("parallel", dtype, dims)
+    splits = team_run.row_splits(dims, parts)
+    grads = team_run.part_gradients(network, splits, parts)
+    assert len(grads) == parts
+    spans = []
+    for q in range(parts):
+        layers = list(grads[q])
+        assert len(layers) == len(dims) - 1
+        for l, g in enumerate(layers[:-1]):
+            rows = splits[l, q + 1] - splits[l, q]
+            assert g.shape == (rows, dims[l]) and g.dtype == dtype and g.flags.c_contiguous
+            if g.size:
+                start = g.ctypes.data
+                spans.append((start, start + g.nbytes, start + (1 + team_run.PAD_PARTS) * g.nbytes))
+        out = layers[-1]
+        assert out.shape == ((dims[-1], dims[-2]) if q == 0 else (0, dims[-2])) and out.dtype == dtype
+        if out.size:
+            spans.append((out.ctypes.data, out.ctypes.data + out.nbytes, out.ctypes.data + out.nbytes))
+    for i, (a0, a1, pad_end) in enumerate(spans):
+        for j, (b0, b1, _) in enumerate(spans):
+            if i != j:
+                assert b1 <= a0 or b0 >= pad_end, (i, j)  # not in a's cells nor in the bytes after them
+
+
 def test_a_phase_item_is_taken_once_and_each_member_tries_its_own_first():
     """kernels.loops.team: take() gives an item of a phase to one member
     only, and again in the next phase; member j tries item j mod the items
