@@ -232,7 +232,7 @@ class FitLoop:
             Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
             spare_W, spare_b, zeros = self._spare_parameters()
             W_next, b_next = p.list(spare_W), p.list(spare_b)
-            # a team has each part's dW instead (team_run.part_gradients)
+            # a team has each part's rows of dW instead (team_run.part_rows)
             dW = None if parts else p.list([ops.empty(w.shape, dt) for w in self._W])
             db = p.list([ops.empty(v.shape, dt) for v in self._b])
             moments = [p.list(state[k]) for k in ("V_W", "V_b", "S_W", "S_b")]
@@ -273,11 +273,12 @@ class FitLoop:
                             epsilon, options.l2, eps, ops.exact_math)
                 ending = (Zv, Av, Yv, val_costs, W_best, b_best, track, validation is not None,
                           options.early_stopping, options.n_iter_no_change, options.tol)
-                if parts:  # the team's own arrays, and each part's dW in place of dW
-                    *arrays, dW_parts, sync = shared
+                if parts:  # the team's own arrays; each part's rows of dW and Z in place of dW and Z
+                    dAp, dApl, splits, jlog, dW_parts, Z_parts, Z_parts_last, sync = shared
                     done, status, steps = p.fit_epochs_team(
-                        sync, costs, W, b, W_next, b_next, *moments, *full, *tail, Yb, Ybl, *arrays, dW_parts, db,
-                        zeros, X, Y, perm, Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings,
+                        sync, costs, W, b, W_next, b_next, *moments, Z_parts, *full[1:], Z_parts_last, *tail[1:], Yb,
+                        Ybl, dAp, dApl, splits, jlog, dW_parts, db, zeros, X, Y, perm, Xs, codes, start, count,
+                        cost_every, first_epoch, steps_so_far, *settings,
                         options.shuffle, options.seed, *ending, team_run.team_members())
                 else:
                     done, status, steps = p.fit_epochs(

@@ -45,8 +45,8 @@ runs such fits with fit_epochs.
 Shape key as in model.training, for L layers (L >= 2: a hidden layer to share):
     Z, A, dZ, dA, Yb        a full batch's buffers (fit_epochs'); Zl, ..., Ybl the last, smaller batch's
     dAp[q - 1][l]           part q's share of dA[l] (n[l+1], batch), q = 1 .. P-1, l < L - 2; dApl alike
-    dW[q][l]                part q's rows of dW[l] (l < L - 1), each part's apart (team_run.part_gradients);
-                            dW[0][L-1] the output layer's
+    Z[q][l], dW[q][l]       part q's rows of Z[l], dW[l] (l < L - 1), each part's apart (team_run.part_rows);
+                            Z[0][L-1], dW[0][L-1] the output layer's; Zl alike
     splits (L - 1, P + 1)   int64: the parts' first rows in each hidden layer (multiples of MICRO_ROWS)
     jlog (steps an epoch, 1) float64: each batch's loss sum, b J
 """
@@ -101,7 +101,7 @@ def team_forward(Zx, Ax, Wc, bc, splits, acts, l, q):
     """Part q's rows of hidden layer l's Z[l], A[l+1] = g(W[l] A[l] + b[l])."""
     r0, r1 = splits[l, q], splits[l, q + 1]
     if r1 > r0:
-        linear_activation_forward(Zx[l][r0:r1], Ax[l + 1][r0:r1], Ax[l], Wc[l][r0:r1],
+        linear_activation_forward(Zx[q][l], Ax[l + 1][r0:r1], Ax[l], Wc[l][r0:r1],
                                   bc[l][r0:r1], acts[l])
 
 
@@ -149,7 +149,7 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
                 share = dAq[p - 1][l][r0:r1]
                 gradient_step(dA, dA, share, -1.0)  # dA += share
     dZ = dZx[l][r0:r1]
-    activation_backward_from_output(dZ, dA, Zx[l][r0:r1], Ax[l + 1][r0:r1], acts[l])
+    activation_backward_from_output(dZ, dA, Zx[q][l], Ax[l + 1][r0:r1], acts[l])
     weight_gradients(dW[q][l], db[l][r0:r1], dZ, Ax[l])
     if l > 0:  # dA of the input layer is never needed
         input_gradient(dAx[l - 1] if q == 0 else dAq[q - 1][l - 1], dZ, Wc[l][r0:r1])
@@ -168,8 +168,8 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
     parameters), all alike; only taken items write shared arrays."""
     W, b, W_next, b_next = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
     V_W, V_b, S_W, S_b = borrowed_list(V_W), borrowed_list(V_b), borrowed_list(S_W), borrowed_list(S_b)
-    Z, A, dZ, dA = borrowed_list(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
-    Zl, Al, dZl, dAl = borrowed_list(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
+    Z, A, dZ, dA = borrowed_lists(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
+    Zl, Al, dZl, dAl = borrowed_lists(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
     dW, db, dAp, dApl = borrowed_lists(dW), borrowed_list(db), borrowed_lists(dAp), borrowed_lists(dApl)
     X, Y, Xs, perm = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm)
     splits, jlog, acts, zeros = borrowed(splits), borrowed(jlog), borrowed(acts), borrowed(zeros)
@@ -233,7 +233,7 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
                 base = end
             end = base + 1
             if take(sync, 0, end):
-                wJ, why = team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b,
+                wJ, why = team_output(Zx[0], Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b,
                                       zeros, acts, eps, exact, l2, lr, kind, beta1, beta2, epsilon, t + 1)
                 jlog[s, 0] = wJ
                 if why == COST_NOT_FINITE:

@@ -21,7 +21,7 @@ from .training import FINISHED, swap_items
 TEAM_WORK = 1 << 18
 MIN_ROWS = 16
 # The unwritten bytes after each part's dW rows, in multiples of their own
-# (part_gradients): the prefetchers ran on for up to about as many rows as
+# (part_rows): the prefetchers ran on for up to about as many rows as
 # the part has.
 PAD_PARTS = 2
 
@@ -117,16 +117,18 @@ def row_splits(dims, parts):
     return np.array([[first_row(n, q) for q in range(parts + 1)] for n in dims[1:-1]], dtype=np.int64)
 
 
-def part_gradients(net, splits, parts):
-    """Each part's dW (team_member's ``dW``): part q's rows of each hidden
-    layer's dW, (splits[l, q + 1] - splits[l, q], n[l]), and for part 0 the
-    output layer's whole dW (for parts q > 0 an empty (0, n[L-1])). Each
-    part's rows lie in a buffer of their own, followed by PAD_PARTS times
-    their bytes that nothing writes (virtual memory: no page of it is ever
-    touched). Not rows of one dW: the cores' hardware prefetchers follow
-    the micro-kernel's stores down a part's rows and run on into the rows
-    after them, taking the next part's lines from the core that is writing
-    them (README, "Parts apart in memory")."""
+def part_rows(net, splits, parts, widths):
+    """Arrays a part writes by rows, each part's apart: for each part q, a
+    list over the layers of its rows of the layer's (n[l+1], widths[l])
+    array, (splits[l, q + 1] - splits[l, q], widths[l]), and for the output
+    layer part 0 the whole (n[L], widths[L-1]) (the output item's; for
+    parts q > 0 an empty (0, widths[L-1])). Each part's rows lie in a
+    buffer of their own, followed by PAD_PARTS times their bytes that
+    nothing writes (address space only: no page of it is ever touched).
+    Not rows of one array: the cores' hardware prefetchers follow the
+    micro-kernel's stores down a part's rows and run on into the rows after
+    them, taking the next part's lines from the core writing them (README,
+    "Parts apart in memory")."""
     p, ops, dt = net.program, net._ops, net.dtype
     dims = net.layer_dims
     L = len(dims) - 1
@@ -134,9 +136,9 @@ def part_gradients(net, splits, parts):
     for q in range(parts):
         layers = []
         for l in range(L - 1):
-            cells = int(splits[l, q + 1] - splits[l, q]) * dims[l]
-            layers.append(ops.empty_lines(((1 + PAD_PARTS) * cells,), dt)[:cells].reshape(-1, dims[l]))
-        layers.append(ops.empty(net._W[L - 1].shape if q == 0 else (0, dims[L - 1]), dt))
+            cells = int(splits[l, q + 1] - splits[l, q]) * widths[l]
+            layers.append(ops.empty_lines(((1 + PAD_PARTS) * cells,), dt)[:cells].reshape(-1, widths[l]))
+        layers.append(ops.empty((dims[L] if q == 0 else 0, widths[L - 1]), dt))
         out.append(p.list(layers))
     return numba.typed.List(out)
 
@@ -145,8 +147,9 @@ def team_arrays(net, X, size, last, parts):
     """fit_epochs_team's own arguments for ``net`` (a NeuralNetwork) training
     on X (n[0], m) with batches of ``size`` (the last of ``last`` examples,
     0 if none): the parts' shares of dA for a full and for the last batch,
-    the row splits, the loss log, the parts' dW (part_gradients) and sync,
-    as a tuple in the order it takes them."""
+    the row splits, the loss log, and the parts' rows of dW and of Z for a
+    full and for the last batch (part_rows), as a tuple in the order it
+    takes them, and sync."""
     p, ops, dt = net.program, net._ops, net.dtype
     hidden = net.layer_dims[1:-1]
 
@@ -156,5 +159,9 @@ def team_arrays(net, X, size, last, parts):
     full = shares(size)
     steps = -(-X.shape[1] // size)
     splits = row_splits(net.layer_dims, parts)
-    return (full, shares(last) if last else full, splits, np.zeros((steps, 1)), part_gradients(net, splits, parts),
+    dims = net.layer_dims
+    dW = part_rows(net, splits, parts, dims[:-1])
+    Z = part_rows(net, splits, parts, [size] * (len(dims) - 1))
+    Z_last = part_rows(net, splits, parts, [last] * (len(dims) - 1)) if last else Z
+    return (full, shares(last) if last else full, splits, np.zeros((steps, 1)), dW, Z, Z_last,
             np.zeros(SYNC_SIZE + parts, dtype=np.int64))

@@ -238,34 +238,39 @@ def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts):
 
 @pytest.mark.parametrize("parts", [2, 3])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
-def test_each_parts_gradients_lie_apart_from_the_others(parts, dtype):
-    """team_run.part_gradients: part q's rows of each hidden layer's dW, C
-    ordered, each followed by PAD_PARTS times its bytes in which no other
-    part's gradient (nor the output layer's) lies: a prefetcher running on
-    past a part's rows never reaches cells another part writes."""
+@pytest.mark.parametrize("rows_of", ["dW", "Z"])
+def test_each_parts_rows_lie_apart_from_the_others(parts, dtype, rows_of):
+    """team_run.part_rows, as team_arrays makes them for dW and for Z: part
+    q's rows of each hidden layer's array, C ordered, each followed by
+    PAD_PARTS times its bytes in which no other part's rows (nor the output
+    layer's array) lie: a prefetcher running on past a part's rows never
+    reaches cells another part writes."""
     dims = [20, 48, 32, 3]
     network = net("parallel", dtype, dims)
-    splits = team_run.row_splits(dims, parts)
-    grads = team_run.part_gradients(network, splits, parts)
-    assert len(grads) == parts
-    spans = []
-    for q in range(parts):
-        layers = list(grads[q])
-        assert len(layers) == len(dims) - 1
-        for l, g in enumerate(layers[:-1]):
-            rows = splits[l, q + 1] - splits[l, q]
-            assert g.shape == (rows, dims[l]) and g.dtype == dtype and g.flags.c_contiguous
-            if g.size:
-                start = g.ctypes.data
-                spans.append((start, start + g.nbytes, start + (1 + team_run.PAD_PARTS) * g.nbytes))
-        out = layers[-1]
-        assert out.shape == ((dims[-1], dims[-2]) if q == 0 else (0, dims[-2])) and out.dtype == dtype
-        if out.size:
-            spans.append((out.ctypes.data, out.ctypes.data + out.nbytes, out.ctypes.data + out.nbytes))
-    for i, (a0, a1, pad_end) in enumerate(spans):
-        for j, (b0, b1, _) in enumerate(spans):
-            if i != j:
-                assert b1 <= a0 or b0 >= pad_end, (i, j)  # not in a's cells nor in the bytes after them
+    X = np.zeros((dims[0], 100), dtype)
+    _, _, splits, _, dW, Z, Z_last, _ = team_run.team_arrays(network, X, 40, 20, parts)
+    assert (splits == team_run.row_splits(dims, parts)).all()
+    cases = {"dW": [(dW, dims[:-1])], "Z": [(Z, [40] * 3), (Z_last, [20] * 3)]}[rows_of]
+    for arrays, widths in cases:
+        assert len(arrays) == parts
+        spans = []
+        for q in range(parts):
+            layers = list(arrays[q])
+            assert len(layers) == len(dims) - 1
+            for l, a in enumerate(layers[:-1]):
+                assert a.shape == (splits[l, q + 1] - splits[l, q], widths[l])
+                assert a.dtype == dtype and a.flags.c_contiguous
+                if a.size:
+                    start = a.ctypes.data
+                    spans.append((start, start + a.nbytes, start + (1 + team_run.PAD_PARTS) * a.nbytes))
+            out = layers[-1]
+            assert out.shape == (dims[-1] if q == 0 else 0, widths[-1]) and out.dtype == dtype
+            if out.size:
+                spans.append((out.ctypes.data, out.ctypes.data + out.nbytes, out.ctypes.data + out.nbytes))
+        for i, (a0, a1, pad_end) in enumerate(spans):
+            for j, (b0, b1, _) in enumerate(spans):
+                if i != j:
+                    assert b1 <= a0 or b0 >= pad_end, (i, j)  # not in a's cells nor in the bytes after them
 
 
 def test_a_phase_item_is_taken_once_and_each_member_tries_its_own_first():
