@@ -25,6 +25,7 @@ SHAPES = [  # (n, k, m)
     (32, 16, 16), (40, 320, 64), (264, 40, 48),
     (6, 200, 1800), (20, 400, 300),  # above PARALLEL_WORK: BLOCKED_ROWS, BLOCKED_DOT under prange
     (20, 2300, 209), (8, 2050, 37),  # fewer than MICRO_MIN_ROWS rows, a reduction past MICRO_LONG_K: PACKED
+    (1, 64, 64), (1, 64, 300), (1, 784, 600),  # one unit (a binary output layer): SIMPLE, dA an outer product
 ]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -86,6 +87,26 @@ def test_dispatch_covers_every_path():
     assert len(forward) < len(blocked) and len(dW) < len(blocked) and len(dA) < len(blocked)
     # both forms of the blocked forward: dot products (long k) and rows_update
     assert any(k >= loops.DOT_FORM_K for _, k, _ in blocked) and any(k < loops.DOT_FORM_K for _, k, _ in blocked)
+
+
+def test_one_unit_takes_the_plans_for_one_row():
+    """A layer of one unit (the course's binary output) below PARALLEL_WORK:
+    its forward takes SIMPLE where the reduction would take dot4x4 blocks
+    (3 of 4 rows empty), rows_update where it is short; its dW SIMPLE for a
+    batch of at most BLOCK examples, dot4x4 for longer ones; its dA_prev
+    SIMPLE (input_gradient's outer product). Above PARALLEL_WORK, the
+    blocked plans, which run on threads."""
+    from kernels.loops import plans
+    nr = loops.MICRO_BYTES // 8
+    assert plans.forward_plan(1, 784, 600, nr)[0] == plans.SIMPLE
+    assert plans.forward_plan(1, 64, 64, nr)[0] == plans.BLOCKED_ROWS
+    assert plans.forward_plan(1, 12288, 209, nr)[0] == plans.BLOCKED_DOT  # 2.6M multiply-adds
+    assert plans.weight_gradients_plan(1, 64, 64) == plans.SIMPLE
+    assert plans.weight_gradients_plan(1, 64, loops.BLOCK + 1) == plans.BLOCKED_DOT
+    assert plans.input_gradient_plan(1, 64, 64) == plans.SIMPLE
+    assert plans.input_gradient_plan(1, 64, 300) == plans.SIMPLE
+    assert plans.input_gradient_plan(2, 64, 64) == plans.BLOCKED_ROWS
+    assert plans.input_gradient_plan(1, 2048, 1024) == plans.BLOCKED_ROWS  # 2.1M multiply-adds
 
 
 @pytest.mark.parametrize("pool", [1, 2, 3, 8])

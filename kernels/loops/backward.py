@@ -145,6 +145,18 @@ def _input_gradient_simple_tile(dA_prev, dZ, W, t):
 
 
 @register_jitable(**HELPER_OPTIONS)
+def _input_gradient_outer(dA_prev, dZ, W):
+    """One output unit (n = 1): dA_prev[p] = W[0, p] dZ[0], an outer
+    product, one pass over dA_prev."""
+    dz = dZ[0]
+    for p in range(dA_prev.shape[0]):
+        w = W[0, p]
+        da = dA_prev[p]
+        for j in range(da.shape[0]):
+            da[j] = w * dz[j]
+
+
+@register_jitable(**HELPER_OPTIONS)
 def _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows):
     """BLOCKED_ROWS tile t: dA_prev[p0:p1, j0:j1] = W^T[p0:p1, :] dZ[:, j0:j1]."""
     k, m = dA_prev.shape
@@ -171,7 +183,8 @@ def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
 def input_gradient(dA_prev, dZ, W):
     """dA_prev = W^T dZ (plans.input_gradient_plan), tiled over (examples,
     input units); every tile owns its cells of dA_prev. Serial below
-    PARALLEL_WORK multiply-adds.
+    PARALLEL_WORK multiply-adds; there, for one unit (n = 1), an outer
+    product.
 
     dA_prev (k, m) out; dZ (n, m); W (n, k).
     """
@@ -181,6 +194,9 @@ def input_gradient(dA_prev, dZ, W):
     plan = input_gradient_plan(n, k, m, PLANS)
     if plan == COURSE:
         course.input_gradient(dA_prev, dZ, W)
+        return
+    if plan == SIMPLE and n == 1:
+        _input_gradient_outer(dA_prev, dZ, W)
         return
     if plan == SIMPLE:
         nblocks = (m + BLOCK - 1) // BLOCK

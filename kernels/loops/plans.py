@@ -159,6 +159,8 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     A_prev is packed once. BLOCKED_ROWS otherwise:
     tiles of JB columns by ``rows`` rows, ``groups`` row groups."""
     plan = product_plan(n, k, n * k * m, BLOCKED_DOT if k >= DOT_FORM_K else BLOCKED_ROWS, plans, FORWARD)
+    if plan == BLOCKED_DOT and n == 1 and n * k * m < PARALLEL_WORK:
+        plan = SIMPLE  # one unit: dot4x4 would leave 3 of its 4 rows empty
     if plan == COURSE:
         return COURSE, 1, m, 1, n
     if plan == SIMPLE:
@@ -177,15 +179,24 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
 @register_jitable(**HELPER_OPTIONS)
 def weight_gradients_plan(n, k, m, plans=ALL_PLANS):
     """The plan of dW (n, k) = dZ (n, m) A_prev^T (reduction over m): COURSE,
-    SIMPLE (rows of dW), PACKED or BLOCKED_DOT."""
-    return product_plan(n, m, n * k * m, BLOCKED_DOT, plans, WEIGHT_GRADIENTS)
+    SIMPLE (rows of dW; also for one unit and a batch of at most BLOCK
+    examples: dot4x4's 16 horizontal sums a block, 3 of its 4 rows empty,
+    cost more than so short a reduction saves), PACKED or BLOCKED_DOT."""
+    plan = product_plan(n, m, n * k * m, BLOCKED_DOT, plans, WEIGHT_GRADIENTS)
+    if plan == BLOCKED_DOT and n == 1 and m <= BLOCK and n * k * m < PARALLEL_WORK:
+        return SIMPLE
+    return plan
 
 
 @register_jitable(**HELPER_OPTIONS)
 def input_gradient_plan(n, k, m, plans=ALL_PLANS):
     """The plan of dA_prev (k, m) = W^T (k, n) dZ (n, m) (reduction over n):
-    COURSE, SIMPLE, PACKED or BLOCKED_ROWS."""
-    return product_plan(k, n, n * k * m, BLOCKED_ROWS, plans, INPUT_GRADIENT)
+    COURSE, SIMPLE (also for one unit, n = 1, below PARALLEL_WORK: an outer
+    product, one pass), PACKED or BLOCKED_ROWS."""
+    plan = product_plan(k, n, n * k * m, BLOCKED_ROWS, plans, INPUT_GRADIENT)
+    if plan == BLOCKED_ROWS and n == 1 and n * k * m < PARALLEL_WORK:
+        return SIMPLE
+    return plan
 
 
 @register_jitable(**HELPER_OPTIONS)
