@@ -20,7 +20,7 @@ from .training import FINISHED, swap_items
 # widest hidden layer (fewer keep the micro-kernel's row blocks half empty).
 TEAM_WORK = 1 << 18
 MIN_ROWS = 16
-# The unwritten bytes after each part's dW rows, in multiples of their own
+# The unwritten bytes after each part's rows (of dW, of Z), in multiples of their own
 # (part_rows): the prefetchers ran on for up to about as many rows as
 # the part has.
 PAD_PARTS = 2
