@@ -292,6 +292,13 @@ class FitLoop:
 
         return chunk
 
+    def _fit_tests_X(self, X, options):
+        """Whether this fit's own passes find NaN and infinity in X (the
+        chunks then return X_NOT_FINITE before any step with them), so that
+        fit's check of X need not test them first: a large X that a
+        mini-batch fit gathers once an epoch (_gathers)."""
+        return not options.plain and self._gathers(X, options.batch_size)
+
     def _gathers(self, X, batch_size):
         """Whether a mini-batch fit gathers X once an epoch (see
         EPOCH_GATHER_BYTES): batches smaller than m, X of that many bytes in

@@ -313,8 +313,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         options = check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
                                          validation_data is not None, early_stopping, n_iter_no_change, tol,
                                          check_keep_prob(keep_prob, self.n_layers - 1))
-        # a large X that fit gathers once an epoch is tested for NaN/inf by that gather
-        Xd, Yd = self._data(X, Y, finite=not (epochs and not options.plain and self._gathers(X, options.batch_size)))
+        Xd, Yd = self._data(X, Y, finite=not (epochs and self._fit_tests_X(X, options)))
         validation = self._validation_data(validation_data)
         n_costs = -(-epochs // cost_every)
         costs = np.full(n_costs, np.nan)

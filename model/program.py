@@ -62,7 +62,7 @@ def _program_digest(own):
 # (compiled with the variant's options) and those that only call kernels
 # (compiled serially: they have no loop of their own to parallelize).
 # Callees come before callers.
-PARALLEL_LOOPS = ("logistic_pass",)
+PARALLEL_LOOPS = ("logistic_pass", "examples_as_rows")
 DRIVERS = ("forward", "backward", "parameters_finite", "update", "swap_items", "fit_chunk", "forward_dropout",
            "backward_dropout", "optimizer_update", "fit_epochs", "logistic_gradients", "logistic_fit_chunk")
 FUNCTIONS = PARALLEL_LOOPS + DRIVERS

@@ -152,7 +152,8 @@ def fit_chunk(costs, lists, X, zeros, Y, acts, start, count, cost_every, learnin
     stays non-finite in every later step (inf - x and NaN - x are never
     finite), so the test at the end misses no divergence inside the chunk.
 
-    Where ``first_layer_fused`` says so (a long, thin hidden first layer; in
+    Where ``first_layer_fused`` says so (a long, thin first layer, hidden or
+    the output layer of a one-layer network such as logistic regression; in
     programs compiled with FIRST_LAYER), every step but the chunk's last
     takes the first layer's step and the next forward pass's first layer in
     one pass over X (``first_layer_step``), and that forward pass starts at
@@ -172,7 +173,7 @@ def fit_chunk(costs, lists, X, zeros, Y, acts, start, count, cost_every, learnin
     Z, A, dZ, dA, dW, db = borrowed_list(lists[4]), borrowed_list(lists[5]), borrowed_list(lists[6]), \
         borrowed_list(lists[7]), borrowed_list(lists[8]), borrowed_list(lists[9])
     A[0] = X  # the borrowed list's own item: the kept list keeps its stand-in
-    fuse = L > 1 and first_layer_fused(W[0].shape[0], W[0].shape[1])
+    fuse = first_layer_fused(W[0].shape[0], W[0].shape[1])
     ready = 0  # 1: Z[0] and A[1] hold this iteration's first layer (first_layer_step)
     traded = False
     done, status = count, FINISHED
@@ -192,6 +193,8 @@ def fit_chunk(costs, lists, X, zeros, Y, acts, start, count, cost_every, learnin
         ok = update(Ws, bs, Wc, bc, dW, db, zeros, learning_rate, ready)
         if FUSED_FIRST and ready == 1:
             first_layer_step(Z[0], A[1], Ws[0], bs[0], Wc[0], bc[0], dZ[0], X, learning_rate, acts[0])
+            if acts[0] & ~EXACT == SOFTMAX:  # a one-layer network's softmax output (forward's own step)
+                softmax(A[1], acts[0] & EXACT != 0)
             if not (all_finite(Ws[0], zeros) and all_finite(bs[0], zeros)):
                 ok = False
         if not ok:

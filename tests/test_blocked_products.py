@@ -26,6 +26,7 @@ SHAPES = [  # (n, k, m)
     (6, 200, 1800), (20, 400, 300),  # above PARALLEL_WORK: BLOCKED_ROWS, BLOCKED_DOT under prange
     (20, 2300, 209), (8, 2050, 37),  # fewer than MICRO_MIN_ROWS rows, a reduction past MICRO_LONG_K: PACKED
     (1, 64, 64), (1, 64, 300), (1, 784, 600),  # one unit (a binary output layer): SIMPLE, dA an outer product
+    (1, 1031, 2100),  # one unit past PARALLEL_WORK: the forward's reduction in parts on threads
 ]
 TOL = {np.float64: 1e-12, np.float32: 2e-5}
 
@@ -90,17 +91,20 @@ def test_dispatch_covers_every_path():
 
 
 def test_one_unit_takes_the_plans_for_one_row():
-    """A layer of one unit (the course's binary output) below PARALLEL_WORK:
-    its forward takes SIMPLE where the reduction would take dot4x4 blocks
-    (3 of 4 rows empty), rows_update where it is short; its dW SIMPLE for a
+    """A layer of one unit (the course's binary output): its forward takes
+    SIMPLE where the reduction would take dot4x4 blocks (3 of 4 rows empty),
+    at every size (above PARALLEL_WORK its reduction in parts on threads),
+    rows_update where it is short; below PARALLEL_WORK its dW SIMPLE for a
     batch of at most BLOCK examples, dot4x4 for longer ones; its dA_prev
-    SIMPLE (input_gradient's outer product). Above PARALLEL_WORK, the
-    blocked plans, which run on threads."""
+    SIMPLE (input_gradient's outer product). Above PARALLEL_WORK dW and
+    dA_prev take the blocked plans, which run on threads."""
     from kernels.loops import plans
     nr = loops.MICRO_BYTES // 8
     assert plans.forward_plan(1, 784, 600, nr)[0] == plans.SIMPLE
     assert plans.forward_plan(1, 64, 64, nr)[0] == plans.BLOCKED_ROWS
-    assert plans.forward_plan(1, 12288, 209, nr)[0] == plans.BLOCKED_DOT  # 2.6M multiply-adds
+    assert plans.forward_plan(1, 12288, 209, nr)[0] == plans.SIMPLE  # 2.6M multiply-adds
+    assert plans.forward_plan(1, 12288, 209, nr, plans.ALWAYS)[0] == plans.SIMPLE
+    assert plans.forward_plan(2, 12288, 209, nr)[0] != plans.SIMPLE
     assert plans.weight_gradients_plan(1, 64, 64) == plans.SIMPLE
     assert plans.weight_gradients_plan(1, 64, loops.BLOCK + 1) == plans.BLOCKED_DOT
     assert plans.input_gradient_plan(1, 64, 64) == plans.SIMPLE

@@ -31,6 +31,8 @@ LR = 0.05
 SHAPES = [  # (n, n_x, m): units, inputs, examples
     (1, 1, 1), (3, 5, 7), (4, 8, 3), (7, 37, 29), (20, 61, 209),
     (5, 2050, 31), (7, 2050, 150),  # past PARALLEL_WORK: the parallel variant runs one part a thread
+    (1, 38, 29), (2, 61, 9), (3, 2051, 40),  # units a block of 4 leaves: four rows of X at a time, one unit
+    (1, 2050, 1100),  # one unit, past PARALLEL_WORK
 ]
 ACTS = {"relu": (loops.RELU, lambda z: np.maximum(z, 0.0)), "tanh": (loops.TANH, np.tanh),
         "sigmoid": (loops.SIGMOID, lambda z: 1.0 / (1.0 + np.exp(-z)))}
@@ -107,8 +109,8 @@ def test_parts_of_the_rows_add_up(parts, monkeypatch):
 
 def test_which_first_layers_fuse():
     """A long reduction (MICRO_LONG_K inputs on) and fewer than
-    MICRO_MIN_ROWS units; only a hidden first layer (the output layer's
-    step is not followed by a forward pass of its own)."""
+    MICRO_MIN_ROWS units: a hidden first layer, or the only layer of a
+    one-layer network (logistic regression, a softmax over the inputs)."""
     long_k, rows = loops.MICRO_LONG_K, loops.MICRO_MIN_ROWS
     assert plans.first_layer_fused(20, 12288)
     assert plans.first_layer_fused(rows - 1, long_k)
@@ -117,7 +119,9 @@ def test_which_first_layers_fuse():
     assert not plans.first_layer_fused(128, 784)  # MNIST's first layer: the packed products
     deep = plans.plans_needed([12288, 20, 7, 5, 1], [209], 8)
     assert deep & plans.FIRST_LAYER and plans.plan_tier(deep) == plans.ALL_PLANS
-    assert not plans.plans_needed([12288, 1], [209], 8) & plans.FIRST_LAYER  # no hidden layer
+    assert plans.plans_needed([12288, 1], [209], 8) & plans.FIRST_LAYER  # the course's logistic regression
+    assert plans.plans_needed([long_k, 10], [100], 4) & plans.FIRST_LAYER
+    assert not plans.plans_needed([long_k - 1, 1], [100], 8) & plans.FIRST_LAYER
     assert not plans.plans_needed([784, 128, 64, 1], [1024], 8) & plans.FIRST_LAYER
     assert plans.plan_globals(deep)["FUSED_FIRST"]
     assert not plans.plan_globals(plans.SMALL_PLANS)["FUSED_FIRST"]
@@ -192,18 +196,22 @@ def test_a_non_finite_fused_step_keeps_the_last_finite_parameters(fail_at):
 ATOL = {np.float64: 1e-10, np.float32: 1e-5}
 
 
+@pytest.mark.parametrize("dims", [[2050, 6, 3, 1], [2050, 1], [2050, 3]])
 @pytest.mark.parametrize("backend", ["numba", "parallel"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_fusing_network_trains_like_numpy(backend, dtype):
-    """[2050, 6, 3, 1]: its program has FIRST_LAYER; fits of 1, 3 and 4
-    iterations (chunks with no fused step, and with some) end at numpy's
-    parameters, with numpy's costs."""
+def test_a_fusing_network_trains_like_numpy(backend, dtype, dims):
+    """A hidden first layer, and the only layer of a one-layer network (a
+    sigmoid unit; a softmax of 3 classes, normalized after the fused pass):
+    its program has FIRST_LAYER; fits of 1, 3 and 4 iterations (chunks with
+    no fused step, and with some) end at numpy's parameters, with numpy's
+    costs."""
     rng = np.random.default_rng(5)
     X = rng.random((2050, 40)).astype(dtype)
-    Y = (rng.random((1, 40)) > 0.5).astype(dtype)
-    dims = [2050, 6, 3, 1]
-    net = NeuralNetwork(dims, activations="tanh", backend=backend, seed=4, dtype=dtype)
-    ref = NeuralNetwork(dims, activations="tanh", backend="numpy", seed=4, dtype=dtype)
+    Y = (rng.random((1, 40)) * dims[-1] if dims[-1] > 1 else rng.random((1, 40)) > 0.5).astype(int).astype(dtype)
+    hidden = "tanh" if len(dims) > 2 else ()
+    output = "softmax" if dims[-1] > 1 else "sigmoid"
+    net = NeuralNetwork(dims, activations=hidden, output=output, backend=backend, seed=4, dtype=dtype)
+    ref = NeuralNetwork(dims, activations=hidden, output=output, backend="numpy", seed=4, dtype=dtype)
     assert net._program_for(40).plans & plans.FIRST_LAYER
     for count in (1, 3, 4):
         net.fit(X, Y, count, 0.05, cost_every=1)

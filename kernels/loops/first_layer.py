@@ -13,14 +13,17 @@ need, so one pass does all three while the row is in cache:
         Z += W_next[:, k] X[k]                  # the next forward, accumulated
 
 Four rows of X by four units at a time (16 dot products, then 16
-multipliers of the accumulation, in registers). The rows are cut into one
-part a thread of the pool (``POOL_THREADS``); part p owns its columns of
-W_next and its partial sum of Z (``_first_layer_part``), added with the
-stepped bias at the end (``_first_layer_end``): both are tiles
-(kernels.loops.TILE_KERNELS), compiled once, serially, and called through
-their addresses by both variants, so the kernel itself compiles little.
-model.training's fit_chunk uses it where ``plans.first_layer_fused`` says
-so, and calls it through its address too (model.program).
+multipliers of the accumulation, in registers); the units that leaves
+(every unit of a one-unit layer, logistic regression's) four rows of X at a
+time. The rows are cut into one part a thread of the pool
+(``POOL_THREADS``); part p owns its columns of W_next and its partial sum
+of Z (``_first_layer_part``), added with the stepped bias at the end
+(``_first_layer_end``): both are tiles (kernels.loops.TILE_KERNELS),
+compiled once, serially, and called through their addresses by both
+variants, so the kernel itself compiles little. model.training's fit_chunk
+uses it where ``plans.first_layer_fused`` says so (a hidden first layer, or
+a one-layer network's only layer), and calls it through its address too
+(model.program).
 
 Shapes (the course's notation, the first layer): Z, A, dZ (n, m); X (n_x, m);
 W, W_next (n, n_x); b, b_next (n, 1).
@@ -92,6 +95,27 @@ def _step4(w_next, w, k, s0, s1, s2, s3, inv_m, lr):
 
 
 @register_jitable(**HELPER_OPTIONS)
+def _four_rows(P, W_next, W, dZ, X, k, i, inv_m, lr):
+    """Rows k..k+3 of X, unit i (the units a block of four leaves: every unit
+    of a one-unit layer): four dot products sharing each load of dZ[i], the
+    step, then one pass of P[i] for the four rows' multiply-adds."""
+    m = dZ.shape[1]
+    x0, x1, x2, x3 = X[k], X[k + 1], X[k + 2], X[k + 3]
+    d = dZ[i]
+    s0 = s1 = s2 = s3 = dZ.dtype.type(0.0)
+    for j in range(m):
+        e = d[j]
+        s0 += e * x0[j]
+        s1 += e * x1[j]
+        s2 += e * x2[j]
+        s3 += e * x3[j]
+    w0, w1, w2, w3 = _step4(W_next[i], W[i], k, s0, s1, s2, s3, inv_m, lr)
+    p = P[i]
+    for j in range(m):
+        p[j] += (w0 * x0[j] + w1 * x1[j]) + (w2 * x2[j] + w3 * x3[j])
+
+
+@register_jitable(**HELPER_OPTIONS)
 def _single(P, W_next, W, dZ, X, k, i, inv_m, lr):
     """Row k of X, unit i (the rows and units a block of four leaves)."""
     x = X[k]
@@ -123,8 +147,7 @@ def _first_layer_part(P, W_next, W, dZ, X, k0, k1, inv_m, lr):
         for i in range(0, n4, 4):
             _block(P, W_next, W, dZ, X, k, i, inv_m, lr)
         for i in range(n4, n):
-            for r in range(4):
-                _single(P, W_next, W, dZ, X, k + r, i, inv_m, lr)
+            _four_rows(P, W_next, W, dZ, X, k, i, inv_m, lr)
         k += 4
     for kk in range(k, k1):
         for i in range(n):

@@ -10,7 +10,7 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..options import BLOCK, HELPER_OPTIONS, KC, MICRO_BYTES, PARALLEL_WORK
+from ..options import BLOCK, DOT_FORM_K, HELPER_OPTIONS, KC, MICRO_BYTES, PARALLEL_WORK, POOL_THREADS
 from . import course
 from .activations import activate_row
 from .views import borrowed, flat
@@ -24,6 +24,11 @@ PLANS, FORWARD_ROWS, FORWARD_DOT, FORWARD_PACKED = ALL_PLANS, True, True, True
 # Whether prange runs on threads here: kernels.cpu sets it per variant (False
 # in the "numba" one, whose tiles then are as wide as the plan allows).
 THREADED = True
+# One unit's forward on threads: parts of the reduction a thread of the pool
+# (more parts than threads: a part that waits on memory longer is made up by
+# the others; 2, 8 and 16 parts a forward measured on 2 threads: the README's
+# "Logistic regression and one unit")
+ONE_UNIT_PARTS = 4
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -46,6 +51,44 @@ def _simple_tile(Z, A, A_prev, W, b, act, t, n, m):
             z[j] += wp * a[j]
     if act >= 0:
         activate_row(A[i, j0:j1], z, act)
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _one_unit_rows(z, w, A_prev, p0, p1):
+    """SIMPLE for one unit and a long reduction, rows p0:p1 of it:
+    z = sum_p w[p] A_prev[p] (z (m,) zeroed first), the course's
+    z = w^T x for every example at once. Four rows of A_prev a pass over z,
+    so that z is loaded and stored once for four multiply-adds a cell (it
+    leaves L1 when m is large)."""
+    zero = z.dtype.type(0.0)
+    for j in range(z.shape[0]):
+        z[j] = zero
+    p = p0
+    while p + 4 <= p1:
+        w0, w1, w2, w3 = w[p], w[p + 1], w[p + 2], w[p + 3]
+        a0, a1, a2, a3 = A_prev[p], A_prev[p + 1], A_prev[p + 2], A_prev[p + 3]
+        for j in range(z.shape[0]):  # contiguous in z and the rows: SIMD
+            z[j] += (w0 * a0[j] + w1 * a1[j]) + (w2 * a2[j] + w3 * a3[j])
+        p += 4
+    for p in range(p, p1):
+        wp = w[p]
+        a = A_prev[p]
+        for j in range(z.shape[0]):
+            z[j] += wp * a[j]
+
+
+@register_jitable(**HELPER_OPTIONS)
+def _one_unit_end(Z, A, P, b, act):
+    """Z[0] (part 0's sum) += the other parts' sums P and b; A = g(Z)."""
+    z = Z[0]
+    for q in range(P.shape[0]):
+        part = P[q]
+        for j in range(z.shape[0]):
+            z[j] += part[j]
+    b0 = b[0, 0]
+    for j in range(z.shape[0]):
+        z[j] += b0
+    _activate_tile(Z, A, act, 0, 1, 0, z.shape[0])
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -135,7 +178,18 @@ def linear_activation_forward(Z, A, A_prev, W, b, act):
     plan, tiles, width, groups, rows = forward_plan(n, k, m, MICRO_BYTES // W.itemsize, PLANS, serial)
     if plan == COURSE:
         course.linear_activation_forward(Z, A, A_prev, W, b, act)
-    elif plan == SIMPLE:  # below BLOCKED_WORK: always serial
+    elif plan == SIMPLE and n == 1 and k >= DOT_FORM_K:  # one unit, a long reduction (plans.forward_plan)
+        # on threads: parts of the reduction, part 0 summing into Z, the
+        # others into their own rows of P (each part owns what it writes)
+        parts = 1 if serial else ONE_UNIT_PARTS * POOL_THREADS
+        P = np.empty((parts - 1, m), dtype=Z.dtype)
+        if parts == 1:
+            _one_unit_rows(Z[0], W[0], A_prev, 0, k)
+        else:
+            for q in prange(parts):
+                _one_unit_rows(Z[0] if q == 0 else P[q - 1], W[0], A_prev, k * q // parts, k * (q + 1) // parts)
+        _one_unit_end(Z, A, P, b, act)
+    elif plan == SIMPLE:  # below BLOCKED_WORK: serial
         for t in range(tiles):
             _simple_tile(Z, A, A_prev, W, b, act, t, n, m)
     elif FORWARD_PACKED and plan == PACKED:

@@ -92,7 +92,8 @@ def plan_tier(plans):
 
 
 # The kernel of each product: its prange loops are in its blocked and packed
-# plans' branches only (SIMPLE's work is below PARALLEL_WORK).
+# plans' branches (and the one-unit forward's, which the sets with a blocked
+# forward plan compile on threads; SIMPLE's other work is below PARALLEL_WORK).
 PRODUCT_KERNELS = {"linear_activation_forward": FORWARD, "weight_gradients": WEIGHT_GRADIENTS,
                    "input_gradient": INPUT_GRADIENT}
 
@@ -149,7 +150,10 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     """How linear_forward splits Z (n, m) = W (n, k) A_prev (k, m) + b:
     (plan, tiles, width, groups, rows).
 
-    COURSE: one tile. SIMPLE: tiles of one unit by BLOCK examples. PACKED:
+    COURSE: one tile. SIMPLE: tiles of one unit by BLOCK examples; for a
+    layer of one unit with a long reduction (k >= DOT_FORM_K, at any size)
+    the whole row, its reduction in parts on threads above PARALLEL_WORK
+    (forward.py's _one_unit_rows; tiles etc. unused). PACKED:
     tiles of all n rows by ``width`` columns, ``nr`` the panel width: one
     a thread of the pool, or more where 256 columns a tile need more
     (packed_width).
@@ -159,8 +163,8 @@ def forward_plan(n, k, m, nr, plans=ALL_PLANS, serial=False):
     A_prev is packed once. BLOCKED_ROWS otherwise:
     tiles of JB columns by ``rows`` rows, ``groups`` row groups."""
     plan = product_plan(n, k, n * k * m, BLOCKED_DOT if k >= DOT_FORM_K else BLOCKED_ROWS, plans, FORWARD)
-    if plan == BLOCKED_DOT and n == 1 and n * k * m < PARALLEL_WORK:
-        plan = SIMPLE  # one unit: dot4x4 would leave 3 of its 4 rows empty
+    if plan == BLOCKED_DOT and n == 1:
+        plan = SIMPLE  # one unit: dot4x4 would leave 3 of its 4 rows empty (forward.py: _one_unit_rows)
     if plan == COURSE:
         return COURSE, 1, m, 1, n
     if plan == SIMPLE:
@@ -215,7 +219,7 @@ def plans_needed(layer_dims, ms, itemsize):
     ``layer_dims`` = [n0, n1, ..., nL] on batches of each m in ``ms`` reaches
     in the products, with float ``itemsize`` bytes; with the PARALLEL bit
     when a product, an activation or a parameter is big enough for threads,
-    and FIRST_LAYER where full-batch training fuses its hidden first layer."""
+    and FIRST_LAYER where full-batch training fuses its first layer."""
     nr = MICRO_BYTES // itemsize
     plans = ALWAYS
     for m in ms:
@@ -227,6 +231,6 @@ def plans_needed(layer_dims, ms, itemsize):
             plans |= plan_bit(WEIGHT_GRADIENTS, weight_gradients_plan(n, k, m))
             if l > 1:  # dA of the input layer is never computed
                 plans |= plan_bit(INPUT_GRADIENT, input_gradient_plan(n, k, m))
-    if len(layer_dims) > 2 and first_layer_fused(layer_dims[1], layer_dims[0]):
+    if first_layer_fused(layer_dims[1], layer_dims[0]):
         plans |= FIRST_LAYER
     return plans
