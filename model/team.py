@@ -47,7 +47,7 @@ Shape key as in model.training, for L layers (L >= 2: a hidden layer to share):
     dAp[q - 1][l]           part q's share of dA[l] (n[l+1], batch), q = 1 .. P-1, l < L - 2; dApl alike
     Z[q][l], dW[q][l]       part q's rows of Z[l], dW[l] (l < L - 1), each part's apart (team_run.part_rows);
                             Z[0][L-1], dW[0][L-1] the output layer's; Zl alike
-    splits (L - 1, P + 1)   int64: the parts' first rows in each hidden layer (multiples of MICRO_ROWS)
+    splits (L - 1, P + 1)   int64: the parts' first rows in each hidden layer (team_run.row_splits)
     jlog (steps an epoch, 1) float64: each batch's loss sum, b J
 """
 

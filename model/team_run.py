@@ -11,7 +11,7 @@ import numba
 import numpy as np
 
 from kernels.loops.team import STOP, SYNC_SIZE, WHY, reset
-from kernels.options import MICRO_ROWS
+from kernels.options import MICRO_MIN_ROWS, MICRO_ROWS
 
 from .training import FINISHED, swap_items
 
@@ -111,10 +111,21 @@ def row_splits(dims, parts):
     """The parts' first rows in each hidden layer, (L - 1, parts + 1)
     int64: as even as multiples of MICRO_ROWS (the micro-kernel's row
     block) allow, part 0 never empty; a narrow layer may leave the last
-    parts none."""
-    def first_row(n, q):
-        return min(n, -(-(q * n // parts) // MICRO_ROWS) * MICRO_ROWS)
-    return np.array([[first_row(n, q) for q in range(parts + 1)] for n in dims[1:-1]], dtype=np.int64)
+    parts none. Except where that would leave a part fewer than
+    MICRO_MIN_ROWS rows and an even split would not: then the even split
+    (its parts' products keep the packed plans, which need MICRO_MIN_ROWS
+    rows; AVX2's 3-row blocks split 64 rows 33 / 31, and the part of 31 took
+    the blocked plans, a third slower: README, "Parts of whole micro-kernel
+    blocks")."""
+    def first_row(n, q, block):
+        return min(n, -(-(q * n // parts) // block) * block)
+
+    def layer(n):
+        rows = [first_row(n, q, MICRO_ROWS) for q in range(parts + 1)]
+        if min(np.diff(rows)) < MICRO_MIN_ROWS <= n // parts:
+            rows = [first_row(n, q, 1) for q in range(parts + 1)]
+        return rows
+    return np.array([layer(n) for n in dims[1:-1]], dtype=np.int64)
 
 
 def part_rows(net, splits, parts, widths):

@@ -223,17 +223,44 @@ def test_when_a_team_pays():
     assert team_run.team_parts([784, 128, 64, 10], 32, False, threads=2) == 2
 
 
+@pytest.mark.parametrize("block", [MICRO_ROWS, 3, 8])  # this target's row block, AVX2's, AVX-512's
 @pytest.mark.parametrize("parts", [2, 3, 8])
-def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts):
+def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts, block, monkeypatch):
+    """Whole micro-kernel row blocks but the last, as even as the blocks
+    allow; or, where that would leave a part under MICRO_MIN_ROWS rows (the
+    packed plans' minimum) and an even split would not, the even split."""
+    monkeypatch.setattr(team_run, "MICRO_ROWS", block)
     dims = [5, 128, 64, 24, 8, 3]
     splits = team_run.row_splits(dims, parts)
     assert splits.shape == (len(dims) - 2, parts + 1) and splits.dtype == np.int64
     for n, rows in zip(dims[1:-1], splits):
         assert rows[0] == 0 and rows[-1] == n and (np.diff(rows) >= 0).all()
         assert rows[1] > 0  # part 0 always has rows: dA's first share is written whole
+        sizes = np.diff(rows)
+        even = [q * n // parts for q in range(parts + 1)]
+        if list(rows) == even and n // parts >= team_run.MICRO_MIN_ROWS:
+            assert sizes.min() >= team_run.MICRO_MIN_ROWS
+            continue
         inner = rows[1:-1][rows[1:-1] < n]
-        assert (inner % MICRO_ROWS == 0).all()  # whole micro-kernel row blocks but the last
-        assert np.diff(rows).max() <= -(-n // parts) + MICRO_ROWS  # as even as the blocks allow
+        assert (inner % block == 0).all()  # whole micro-kernel row blocks but the last
+        assert sizes.max() <= -(-n // parts) + block  # as even as the blocks allow
+        assert sizes.min() >= team_run.MICRO_MIN_ROWS or n // parts < team_run.MICRO_MIN_ROWS
+
+
+def test_row_splits_keep_each_part_packed_where_an_even_split_does():
+    """AVX2's 3-row blocks split the digits network's 64 rows 33 / 31, and
+    the part of 31 took the blocked plans (under MICRO_MIN_ROWS): 32 / 32
+    instead; 128 rows stay 66 / 62 (both packed). 8-row blocks: 32 / 32 and
+    64 / 64 either way."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(team_run, "MICRO_ROWS", 3)
+        assert team_run.row_splits([64, 128, 64, 1], 2).tolist() == [[0, 66, 128], [0, 32, 64]]
+        assert team_run.row_splits([64, 40, 1], 2).tolist() == [[0, 21, 40]]  # 20 / 20 would not be packed
+        mp.setattr(team_run, "MICRO_ROWS", 8)
+        assert team_run.row_splits([64, 128, 64, 1], 2).tolist() == [[0, 64, 128], [0, 32, 64]]
+    from kernels.loops import plans
+    assert plans.forward_plan(31, 128, 64, 16)[0] != plans.PACKED  # why: the packed plans' row minimum
+    assert plans.forward_plan(32, 128, 64, 16)[0] == plans.PACKED
 
 
 @pytest.mark.parametrize("parts", [2, 3])
