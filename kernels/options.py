@@ -102,9 +102,11 @@ KC = 1024
 # target's (kernels.target.micro_shape): AVX-512 8 rows x 2 vectors, AVX2 3
 # rows x 4 vectors: 128 bytes, 16 float64 or 32 float32, either way. The
 # reduction MICRO_KC at a time (a 32 KiB panel in L1); used when the output
-# has at least MICRO_MIN_ROWS rows (packing costs about as much as 2-3 row
-# blocks' work, so fewer rows do not repay it) and the reduction is at least
-# MICRO_MIN_K long. From MICRO_LONG_K on, MICRO_LONG_K_ROWS rows are enough:
+# has at least MICRO_MIN_ROWS rows, four of the target's row blocks (packing
+# costs about as much as 2-3 row blocks' work, so fewer rows do not repay
+# it: 32 rows on AVX-512, 12 on AVX2, where the blocked forms' float64
+# transposes go cell by cell; the README's "Packed from four row blocks")
+# and the reduction is at least MICRO_MIN_K long. From MICRO_LONG_K on, MICRO_LONG_K_ROWS rows are enough:
 # such a product is bound by reading its right-hand operand from memory
 # (the deep network's first layer: X 12288 x 209), which the packing reads
 # once, row after row, and the dot form's panels no faster; the micro-kernel
@@ -118,10 +120,15 @@ MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
 # cell by cell; 128-bit SIMD: neither). The others go cell by cell.
 TRANSPOSE_ITEMSIZE = target.vector_bits() // 64
 MICRO_KC = 256
-MICRO_MIN_ROWS = 32
+MICRO_MIN_ROWS = 4 * MICRO_ROWS
 MICRO_MIN_K = 16
 MICRO_LONG_K = 2048
 MICRO_LONG_K_ROWS = 8
+# Full-batch training fuses a first layer of fewer than FUSED_FIRST_UNITS
+# units over MICRO_LONG_K inputs or more into one pass over X
+# (loops/first_layer.py; plans.first_layer_fused): at 64 units the packed
+# products were faster, at 20 the fused pass, on AVX-512 and AVX2 alike.
+FUSED_FIRST_UNITS = 32
 # The threads of Numba's pool (NUMBA_NUM_THREADS, fixed when Numba is
 # imported): a parallel packed product takes a tile of columns a thread
 # (products.packed.packed_width). A constant of the compiled code

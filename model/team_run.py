@@ -112,11 +112,10 @@ def row_splits(dims, parts):
     int64: as even as multiples of MICRO_ROWS (the micro-kernel's row
     block) allow, part 0 never empty; a narrow layer may leave the last
     parts none. Except where that would leave a part fewer than
-    MICRO_MIN_ROWS rows and an even split would not: then the even split
-    (its parts' products keep the packed plans, which need MICRO_MIN_ROWS
-    rows; AVX2's 3-row blocks split 64 rows 33 / 31, and the part of 31 took
-    the blocked plans, a third slower: README, "Parts of whole micro-kernel
-    blocks")."""
+    MICRO_MIN_ROWS rows and an even split would not: then the even split,
+    whose parts' products keep the packed plans (they need MICRO_MIN_ROWS
+    rows; a part that took the blocked plans was a third slower than the
+    other: README, "Packed from four row blocks")."""
     def first_row(n, q, block):
         return min(n, -(-(q * n // parts) // block) * block)
 

@@ -24,6 +24,7 @@ SHAPES = [  # (n, k, m)
     (13, 11, 1), (1, 300, 9), (9, 1, 530), (20, 301, 209), (66, 129, 517), (6, 2100, 33), (5, 6, 4500),
     (32, 16, 16), (40, 320, 64), (264, 40, 48),
     (6, 200, 1800), (20, 400, 300),  # above PARALLEL_WORK: BLOCKED_ROWS, BLOCKED_DOT under prange
+    (9, 400, 600),  # BLOCKED_DOT under prange where 20 rows are packed (AVX2's MICRO_MIN_ROWS, 12)
     (20, 2300, 209), (8, 2050, 37),  # fewer than MICRO_MIN_ROWS rows, a reduction past MICRO_LONG_K: PACKED
     (1, 64, 64), (1, 64, 300), (1, 784, 600),  # one unit (a binary output layer): SIMPLE, dA an outer product
     (1, 1031, 2100),  # one unit past PARALLEL_WORK: the forward's reduction in parts on threads

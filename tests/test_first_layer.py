@@ -109,9 +109,11 @@ def test_parts_of_the_rows_add_up(parts, monkeypatch):
 
 def test_which_first_layers_fuse():
     """A long reduction (MICRO_LONG_K inputs on) and fewer than
-    MICRO_MIN_ROWS units: a hidden first layer, or the only layer of a
-    one-layer network (logistic regression, a softmax over the inputs)."""
-    long_k, rows = loops.MICRO_LONG_K, loops.MICRO_MIN_ROWS
+    FUSED_FIRST_UNITS units (32: on every target, not the packed products'
+    MICRO_MIN_ROWS): a hidden first layer, or the only layer of a one-layer
+    network (logistic regression, a softmax over the inputs)."""
+    long_k, rows = loops.MICRO_LONG_K, loops.FUSED_FIRST_UNITS
+    assert rows == 32
     assert plans.first_layer_fused(20, 12288)
     assert plans.first_layer_fused(rows - 1, long_k)
     assert not plans.first_layer_fused(rows, long_k)

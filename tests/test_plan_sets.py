@@ -59,7 +59,7 @@ def test_plan_globals_name_every_flag_the_kernels_read():
 
 
 # (n, k, m) and the plan the full set takes for its forward product
-FALLBACK_SHAPES = [((4, 2, 400), P.BLOCKED_ROWS), ((20, 300, 64), P.BLOCKED_DOT), ((40, 70, 130), P.PACKED)]
+FALLBACK_SHAPES = [((4, 2, 400), P.BLOCKED_ROWS), ((9, 300, 64), P.BLOCKED_DOT), ((40, 70, 130), P.PACKED)]
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from conftest import assert_trains_like_numpy, in_forked_child
 
+from kernels import loops
 from kernels.loops import team as loops_team
 from kernels.options import MICRO_ROWS
 from model import DivergenceError, NeuralNetwork, fit, team_run
@@ -228,9 +229,11 @@ def test_when_a_team_pays():
 def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts, block, monkeypatch):
     """Whole micro-kernel row blocks but the last, as even as the blocks
     allow; or, where that would leave a part under MICRO_MIN_ROWS rows (the
-    packed plans' minimum) and an even split would not, the even split."""
+    packed plans' minimum: four blocks) and an even split would not, the
+    even split."""
     monkeypatch.setattr(team_run, "MICRO_ROWS", block)
-    dims = [5, 128, 64, 24, 8, 3]
+    monkeypatch.setattr(team_run, "MICRO_MIN_ROWS", 4 * block)
+    dims = [5, 128, 64, 24, 8, 26, 70, 3]
     splits = team_run.row_splits(dims, parts)
     assert splits.shape == (len(dims) - 2, parts + 1) and splits.dtype == np.int64
     for n, rows in zip(dims[1:-1], splits):
@@ -238,29 +241,31 @@ def test_row_splits_cover_each_layer_in_micro_kernel_blocks(parts, block, monkey
         assert rows[1] > 0  # part 0 always has rows: dA's first share is written whole
         sizes = np.diff(rows)
         even = [q * n // parts for q in range(parts + 1)]
-        if list(rows) == even and n // parts >= team_run.MICRO_MIN_ROWS:
-            assert sizes.min() >= team_run.MICRO_MIN_ROWS
+        if list(rows) == even and n // parts >= 4 * block:
+            assert sizes.min() >= 4 * block
             continue
         inner = rows[1:-1][rows[1:-1] < n]
         assert (inner % block == 0).all()  # whole micro-kernel row blocks but the last
         assert sizes.max() <= -(-n // parts) + block  # as even as the blocks allow
-        assert sizes.min() >= team_run.MICRO_MIN_ROWS or n // parts < team_run.MICRO_MIN_ROWS
+        assert sizes.min() >= 4 * block or n // parts < 4 * block
 
 
-def test_row_splits_keep_each_part_packed_where_an_even_split_does():
-    """AVX2's 3-row blocks split the digits network's 64 rows 33 / 31, and
-    the part of 31 took the blocked plans (under MICRO_MIN_ROWS): 32 / 32
-    instead; 128 rows stay 66 / 62 (both packed). 8-row blocks: 32 / 32 and
-    64 / 64 either way."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(team_run, "MICRO_ROWS", 3)
-        assert team_run.row_splits([64, 128, 64, 1], 2).tolist() == [[0, 66, 128], [0, 32, 64]]
-        assert team_run.row_splits([64, 40, 1], 2).tolist() == [[0, 21, 40]]  # 20 / 20 would not be packed
-        mp.setattr(team_run, "MICRO_ROWS", 8)
-        assert team_run.row_splits([64, 128, 64, 1], 2).tolist() == [[0, 64, 128], [0, 32, 64]]
+def test_row_splits_keep_each_part_packed_where_an_even_split_does(monkeypatch):
+    """Whole blocks would split 70 rows 40 / 30 (8-row blocks) and 26 rows
+    15 / 11 (3-row blocks), a part under the packed plans' four blocks, which
+    35 / 35 and 13 / 13 are not; 64 rows split 64 / 64 and 33 / 31 (both
+    packed) as before."""
+    for block, dims, want in ((8, [5, 70, 1], [[0, 35, 70]]), (3, [5, 26, 1], [[0, 13, 26]]),
+                              (8, [5, 128, 64, 1], [[0, 64, 128], [0, 32, 64]]),
+                              (3, [5, 128, 64, 1], [[0, 66, 128], [0, 33, 64]])):
+        monkeypatch.setattr(team_run, "MICRO_ROWS", block)
+        monkeypatch.setattr(team_run, "MICRO_MIN_ROWS", 4 * block)
+        assert team_run.row_splits(dims, 2).tolist() == want, (block, dims)
     from kernels.loops import plans
-    assert plans.forward_plan(31, 128, 64, 16)[0] != plans.PACKED  # why: the packed plans' row minimum
-    assert plans.forward_plan(32, 128, 64, 16)[0] == plans.PACKED
+    R = loops.MICRO_MIN_ROWS
+    assert R == 4 * MICRO_ROWS  # four of this target's row blocks
+    assert plans.forward_plan(R - 1, 128, 64, 16)[0] != plans.PACKED  # why: the packed plans' row minimum
+    assert plans.forward_plan(R, 128, 64, 16)[0] == plans.PACKED
 
 
 @pytest.mark.parametrize("parts", [2, 3])

@@ -59,8 +59,8 @@ Settings (compile flags, activation codes, thresholds) live in
 ``kernels.options``; they are re-exported here for the code that reads them.
 """
 
-from ..options import (ACTIVATION_CODES, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, HELPER_OPTIONS, JB,
-                       JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_LONG_K,
+from ..options import (ACTIVATION_CODES, BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, EXACT, FUSED_FIRST_UNITS,
+                       HELPER_OPTIONS, JB, JR_BYTES, KC, LEAKY_RELU, LEAKY_SLOPE, LINEAR, MICRO_BYTES, MICRO_KC, MICRO_LONG_K,
                        MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, MICRO_ROWS, OUTPUTS, PARALLEL_ELEMENTS,
                        PARALLEL_WORK, QB, RELU, SIGMOID, SOFTMAX, TANH)
 from . import course
@@ -110,7 +110,8 @@ KERNEL_NAMES = PUBLIC_KERNELS + TRAINING_KERNELS
 __all__ = list(KERNEL_NAMES) + [
     "ACTIVATION_CODES", "OUTPUTS", "SOFTMAX", "SIGMOID", "TANH", "RELU", "LEAKY_RELU", "LINEAR", "LEAKY_SLOPE", "EXACT",
     "BLOCK", "BLOCKED_WORK", "COURSE_WORK", "DOT_FORM_K", "HELPER_OPTIONS", "JB", "JR_BYTES", "KC",
-    "MICRO_BYTES", "MICRO_KC", "MICRO_LONG_K", "MICRO_LONG_K_ROWS", "MICRO_MIN_K", "MICRO_MIN_ROWS", "MICRO_ROWS",
+    "FUSED_FIRST_UNITS", "MICRO_BYTES", "MICRO_KC", "MICRO_LONG_K", "MICRO_LONG_K_ROWS", "MICRO_MIN_K",
+    "MICRO_MIN_ROWS", "MICRO_ROWS",
     "PARALLEL_ELEMENTS",
     "PARALLEL_WORK", "QB", "course", "activate_row", "activation_scalar", "backprop_row", "derivative_scalar",
     "sigmoid_scalar", "PLAN_NAMES", "forward_plan", "input_gradient_plan", "weight_gradients_plan",

@@ -31,8 +31,9 @@ nor is FIRST_LAYER (the training loop's fused first layer).
 
 from numba.extending import register_jitable
 
-from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, HELPER_OPTIONS, JB, MICRO_BYTES, MICRO_LONG_K,
-                       MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, PARALLEL_ELEMENTS, PARALLEL_WORK)
+from ..options import (BLOCK, BLOCKED_WORK, COURSE_WORK, DOT_FORM_K, FUSED_FIRST_UNITS, HELPER_OPTIONS, JB,
+                       MICRO_BYTES, MICRO_LONG_K, MICRO_LONG_K_ROWS, MICRO_MIN_K, MICRO_MIN_ROWS, PARALLEL_ELEMENTS,
+                       PARALLEL_WORK)
 from .products.blocked import product_tiles
 from .products.packed import packed_width
 
@@ -208,10 +209,10 @@ def first_layer_fused(n, n_x):
     """Whether full-batch training fuses a first layer of ``n`` units over
     ``n_x`` inputs into one pass over X (first_layer.py): a
     long reduction (n_x >= MICRO_LONG_K), so that both of its products are
-    bound by reading X, and fewer than MICRO_MIN_ROWS units (more make the
+    bound by reading X, and fewer than FUSED_FIRST_UNITS units (more make the
     products dense enough for the packed micro-kernels, which do their
     arithmetic in fewer instructions than the fused pass's 4 x 4 blocks)."""
-    return n < MICRO_MIN_ROWS and n_x >= MICRO_LONG_K
+    return n < FUSED_FIRST_UNITS and n_x >= MICRO_LONG_K
 
 
 def plans_needed(layer_dims, ms, itemsize):
