@@ -88,6 +88,18 @@ def test_X_not_finite_is_check_Xs_error_and_changes_nothing(backend, where, bad,
     assert net.n_iter_ == n_iter + 2
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("backend", COMPILED)
+def test_X_not_finite_is_found_from_zero_weights_too(backend, bad):
+    """w = 0 at the start: 0 * inf is NaN, so z (and the cost) is NaN at once."""
+    X, Y = wide_data(37, 203, "float64")
+    X[5, 7] = bad
+    net = LogisticRegression(37, backend=backend)
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(X, Y, 5, 0.05)
+    assert net.n_iter_ == 0 and not net.parameters["w"].any() and net.costs_.size == 0
+
+
 @pytest.mark.parametrize("backend", COMPILED)
 def test_X_too_large_for_float32_is_explained(backend):
     X, Y = wide_data(37, 203, "float64")
