@@ -55,7 +55,8 @@ def _numeric(x, name, shape_text):
 def check_X(X, n_x, dtype, finite=True):
     """X as a C-contiguous (n_x, m) array of ``dtype``, or an error that says
     how to fix it; NaN and infinity (also from the conversion to ``dtype``)
-    are errors unless not ``finite``: the caller tests them (fit's epoch gather)."""
+    are errors unless not ``finite``: the caller's own pass finds them (fit's
+    epoch gather, logistic regression's compiled loop: FitLoop._fit_tests_X)."""
     X = _numeric(X, "X", "(n_x, m)")
     if X.ndim != 2:
         hint = (f"; one example is a column: X.reshape({n_x}, 1), m examples of one feature: X.reshape(1, -1)"
