@@ -48,7 +48,9 @@ _previous = {"contender": None}  # the contender benchmarked last in this sessio
 def run_case(benchmark):
     """Benchmark one ``jitloops.bench.Case``: warm-up outside the timing (in
     ``make``), BLAS limited as the case says, a pause for BLAS threads to sleep
-    before compiled code, results checked against NumPy after the timing."""
+    before compiled code, results checked against NumPy after the timing;
+    a multi-threaded case's extra_info has the cores' handoff (ns) before
+    and after it (bench.handoff_ns)."""
 
     def go(case):
         benchmark.group = case.group
@@ -64,10 +66,14 @@ def run_case(benchmark):
             if timed and (case.compiled or _previous["contender"] in ("parallel", "cuda")):
                 time.sleep(bench.BLAS_SETTLE_S)
             _previous["contender"] = case.contender
+            # how far apart the cores were (README, "Cores apart"): before and after the timing
+            handoffs = [bench.handoff_ns()] if timed and case.threads > 1 else []
             if case.contender == "python":  # long rounds: a few are enough
                 benchmark.pedantic(run, rounds=3, iterations=1)
             else:
                 benchmark(run)
+            if handoffs and handoffs[0] is not None:
+                benchmark.extra_info.update(handoff_ns=[handoffs[0], bench.handoff_ns()])
             check()
 
     return go

@@ -126,6 +126,65 @@ def test_goal_ratios_from_results():
     assert "ratio" in bench.goals_table(results)
 
 
+def test_the_cores_handoff_is_measured_and_reported_for_multi_threaded_problems(monkeypatch):
+    """A group with a multi-threaded contender gets the cores' handoff
+    (measured before each round and after the last: median and range, on
+    every row of the group); a single-threaded group none. The training
+    table and the goals table show it only where it was measured."""
+    monkeypatch.setattr(runner, "BLAS_SETTLE_S", 0.0)
+    seen = iter([70.0, 72.0, 330.0, 71.0])
+    monkeypatch.setattr(runner, "handoff_ns", lambda: next(seen))
+
+    def make():
+        return (lambda: None), (lambda: None)
+    label = "adam64-digits [64, 128, 64, 1] m=1347"
+    cases = [bench.Case(theme="training", group="g", contender=c, make=make, size=1, label=label, id=c,
+                        threads=t, dtype="float64") for c, t in (("numpy", 1), ("numba", 1), ("parallel", 2))]
+    rows = bench.run_cases(cases, min_time=0.0, rounds=3)
+    for r in rows:
+        assert r["handoff_ns"] == 71.5 and r["handoff_ns_range"] == [70.0, 330.0]
+    serial = bench.run_cases(cases[:2], min_time=0.0, rounds=3)  # no multi-threaded contender: never measured
+    assert all("handoff_ns" not in r for r in serial)
+    assert bench.report.handoff_text(rows[0]) == "70-330"
+    assert bench.report.handoff_text(dict(handoff_ns=70.0, handoff_ns_range=[70.0, 80.0])) == "70"
+    for r in rows:
+        r.update(per_round=1, flops=None, nbytes=None, bound="compute")
+    bench.add_metrics(rows, dict(vector_bits=256, llvm_cpu="x"), None)
+    table = bench.theme_table(rows, "training")
+    assert "handoff ns" in table.splitlines()[0] and "70-330" in table
+    assert "handoff ns" not in bench.theme_table([dict(r, handoff_ns=None) for r in rows], "training")
+    goals = bench.goals_table(rows)
+    assert "handoff ns" in goals and "70-330" in goals
+    assert [len(r) for r in bench.goal_ratios(rows)] == [4]  # the four-field rows, unchanged
+
+
+def test_the_handoff_measurement_finishes_on_one_cpu_and_says_none_there():
+    """Two threads bouncing a line on one CPU finish (they yield the core,
+    as the team's members do), and handoff_ns itself answers None where the
+    process may use one CPU only (a child process pinned to one)."""
+    import subprocess
+    code = (
+        "import os, time\n"
+        "os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})\n"
+        "from jitloops.bench import machine\n"
+        "assert machine.handoff_ns() is None\n"
+        "machine.usable_cpus = lambda: 2\n"
+        "t = time.perf_counter(); ns = machine.handoff_ns(round_trips=200, repeats=1)\n"
+        "assert ns > 0 and time.perf_counter() - t < 20, (ns, time.perf_counter() - t)\n"
+        "print('ok', ns)\n")
+    if not hasattr(__import__("os"), "sched_setaffinity"):
+        pytest.skip("this OS cannot pin a process to one CPU (no os.sched_setaffinity)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.startswith("ok"), out.stderr[-2000:]
+
+
+def test_the_handoff_between_two_cpus_is_a_positive_time():
+    if bench.usable_cpus() < 2:
+        pytest.skip("one CPU here: handoff_ns answers None (the test above)")
+    ns = bench.handoff_ns(round_trips=500, repeats=1)
+    assert ns is not None and 0 < ns < 1e6  # tens to hundreds of ns between real cores; a loaded host more
+
+
 def test_torch_on_the_gpu_is_a_contender_only_where_torch_sees_one(monkeypatch):
     """"torch-cuda" (PyTorch on the GPU, the cuda backend's reference) is
     listed where PyTorch has a CUDA device, never elsewhere; its rows, like

@@ -22,8 +22,8 @@ from .cases import (GPU_CONTENDERS, PY_MAX_ROUND_S, PY_SECONDS_PER_ITER, SWEEPS,
                     default_backends)
 from .command import add_arguments, all_cases, run
 from .dot import DOT_CONTENDERS, DOT_N, dot_cases
-from .machine import (CACHES, blas_threads, compute_peak, cpu_info, level_of, machine_info, measure_bandwidth,
-                      set_threads, torch_cuda_device, torch_version)
+from .machine import (CACHES, blas_threads, compute_peak, cpu_info, handoff_ns, level_of, machine_info,
+                      measure_bandwidth, set_threads, torch_cuda_device, torch_version, usable_cpus)
 from .ops import OPS, OPS_LAYER, OPS_SIZES, op_sizes, ops_cases
 from .report import (format_report, format_table, goal_ratios, goals_table, header_lines, memory_table, plot,
                      startup_table, theme_table, write_json)
@@ -40,7 +40,7 @@ __all__ = [
     "training_flops", "assert_close",
     # the machine and its threads
     "machine_info", "cpu_info", "level_of", "compute_peak", "measure_bandwidth", "set_threads", "blas_threads",
-    "torch_version", "torch_cuda_device",
+    "torch_version", "torch_cuda_device", "handoff_ns", "usable_cpus",
     # running and reporting
     "prepare", "time_case", "time_group", "run_cases", "add_metrics", "startup_times", "fit_memory",
     "model_available", "header_lines", "format_table", "theme_table", "startup_table", "memory_table",

@@ -5,13 +5,19 @@ width) comes from ``kernels.target``, which knows what Numba compiles for
 (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` can differ from the host);
 ``/proc/cpuinfo`` and sysfs give only what the target does not know: the
 model name, the clock and the cache sizes. The thread controls live here
-too: Numba's and BLAS's thread counts are part of what a row ran on.
+too: Numba's and BLAS's thread counts are part of what a row ran on, and
+so is how far apart the cores are (``handoff_ns``): on a virtual machine
+the host may move its vCPUs between neighbouring cores and cores that share
+no cache, from one second to the next.
 """
 
 import contextlib
+import functools
 import os
 import platform
 import sys
+import threading
+import time
 
 import numpy as np
 
@@ -204,6 +210,67 @@ def measure_bandwidth(nbytes=256 * 1024 ** 2):
     dst = np.empty_like(src)
     t = median_time(lambda: np.copyto(dst, src), min_time=0.2, min_reps=3)
     return 2 * nbytes / t / 1e9
+
+
+@functools.lru_cache(maxsize=None)
+def _bounce():
+    """The compiled half of a handoff: ``n`` times, wait until line[0] has
+    this thread's parity, then add one (kernels.loops.team's atomics; spin,
+    then yield the core, as the team's members wait: two threads on one
+    core still finish)."""
+    import numba
+
+    from kernels.loops.team import SPINS_BEFORE_YIELD, atomic_add, atomic_load, spin_pause, yield_core
+
+    @numba.njit(nogil=True)
+    def bounce(line, parity, n):
+        for _ in range(n):
+            spins = 0
+            while atomic_load(line, 0) % 2 != parity:
+                if spins < SPINS_BEFORE_YIELD:
+                    spin_pause()
+                    spins += 1
+                else:
+                    yield_core()
+            atomic_add(line, 0, 1)
+    return bounce
+
+
+def usable_cpus():
+    """The CPUs this process may run on (its affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def handoff_ns(round_trips=1000, repeats=5):
+    """How far apart two cores are: ns for a cache line to go from this
+    thread to another and back (one counter, each thread adds one when it
+    sees its turn), the least of ``repeats`` runs of ``round_trips`` after
+    a warm-up (another thread on either core, a BLAS worker still spinning,
+    slows a run; the cores' distance is what no run beats). Neighbouring cores that share an L3 pass it in tens of ns;
+    cores with no cache in common, hundreds (the line goes through memory's
+    fabric), and every step a team of threads shares pays that for each
+    line one member writes and another reads (model.team). None where this
+    process has one CPU."""
+    if usable_cpus() < 2:
+        return None
+    bounce = _bounce()
+    warm = 50
+    times = []
+    for _ in range(repeats):
+        line = np.zeros(16, np.int64)
+        other = threading.Thread(target=bounce, args=(line, 1, warm + round_trips), name="jitloops-handoff")
+        other.start()
+        try:
+            bounce(line, 0, warm)
+            t0 = time.perf_counter()
+            bounce(line, 0, round_trips)
+            times.append((time.perf_counter() - t0) / round_trips * 1e9)
+        finally:
+            other.join()
+    return float(min(times))
 
 
 def load_average():

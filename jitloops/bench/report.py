@@ -53,26 +53,37 @@ def header_lines(info, bandwidth=None, bandwidth_mb=None):
     return lines
 
 
+def handoff_text(row):
+    """A row's cores' handoff (machine.handoff_ns) as "71" or "70-330" ns; "" where not measured."""
+    if row.get("handoff_ns") is None:
+        return ""
+    lo, hi = row.get("handoff_ns_range", [row["handoff_ns"]] * 2)
+    return f"{lo:.0f}" if hi < 1.5 * lo else f"{lo:.0f}-{hi:.0f}"
+
+
 def theme_table(results, theme):
-    """One theme's rows as a table: a problem's name on its first contender's row only."""
+    """One theme's rows as a table: a problem's name on its first contender's
+    row only, and (where it was measured) the cores' handoff while its
+    contenders ran."""
     rows = []
     prev = None
-    for r in results:
-        if r["theme"] != theme:
-            continue
+    mine = [r for r in results if r["theme"] == theme]
+    handoffs = any(r.get("handoff_ns") is not None for r in mine)
+    for r in mine:
         first = (r["label"], r["dtype"]) != prev
         prev = (r["label"], r["dtype"])
         name = (f"{r['label']} {r['dtype']}" if first else "")
+        tail = [handoff_text(r) if first else ""] if handoffs else []
         if "time_s" not in r:
-            rows.append([name, r["contender"], "skipped", "", "", "", "", ""])
+            rows.append([name, r["contender"], "skipped", "", "", "", "", ""] + tail)
             continue
         rows.append([name, r["contender"], format_seconds(r["per_iteration_s"]),
                      format_seconds(r.get("per_iteration_min_s")), _fmt(r["speedup_vs_numpy"], ".2f"),
                      _fmt(r["gflops"], ".2f"), _fmt(r["gbs"], ".2f"),
-                     "-" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"])
+                     "-" if r["peak_fraction"] is None else f"{100 * r['peak_fraction']:.1f}%"] + tail)
     what = "per iteration" if theme == "training" else "per call"
-    return format_table(["problem", "contender", f"median {what}", "min", "x numpy", "GFLOP/s", "GB/s", "% peak"],
-                        rows)
+    return format_table(["problem", "contender", f"median {what}", "min", "x numpy", "GFLOP/s", "GB/s", "% peak"]
+                        + (["handoff ns"] if handoffs else []), rows)
 
 
 def startup_table(rows):
@@ -105,6 +116,19 @@ def goal_ratios(results):
     """The ratios the performance goals (issues 6, 4 and 16) are stated in,
     from one run's results: (what, ratio from medians, ratio from minima,
     goal text)."""
+    return [row[:4] for row in goal_rows(results)]
+
+
+def goal_rows(results):
+    """goal_ratios' rows and, fifth, the problem's cores' handoff (handoff_text; "" where not measured)."""
+    def handoff(label_start, dtype, theme="training"):
+        for r in results:
+            if r["theme"] == theme and r["label"].startswith(label_start) and r["dtype"] == dtype:
+                text = handoff_text(r)
+                if text:
+                    return text
+        return ""
+
     def t(label_start, dtype, contender, theme):
         for r in results:
             if (r["theme"] == theme and r["label"].startswith(label_start) and r["dtype"] == dtype
@@ -122,19 +146,21 @@ def goal_ratios(results):
             if compiled and numpy_t:
                 best = (min(x[0] for x in compiled), min(x[1] for x in compiled))
                 rows.append((f"{name} {dtype}: numpy / best compiled", numpy_t[0] / best[0], numpy_t[1] / best[1],
-                             goal_numpy))
+                             goal_numpy, handoff(name, dtype)))
                 if torch_t:
                     rows.append((f"{name} {dtype}: torch / best compiled", torch_t[0] / best[0],
-                                 torch_t[1] / best[1], goal_torch))
+                                 torch_t[1] / best[1], goal_torch, handoff(name, dtype)))
     for name in ("deep", "mnist [784, 128, 64, 1] m=1024", "mnist60k"):
         for dtype in ("float64", "float32"):
             par, num = t(name, dtype, "parallel", "training"), t(name, dtype, "numpy", "training")
             tor = t(name, dtype, "torch", "training")
             short = name.split(' m=')[0].split(' [')[0]
             if par and num:
-                rows.append((f"{short} {dtype}: parallel / numpy", par[0] / num[0], par[1] / num[1], "<= 1"))
+                rows.append((f"{short} {dtype}: parallel / numpy", par[0] / num[0], par[1] / num[1], "<= 1",
+                             handoff(name, dtype)))
             if par and tor:
-                rows.append((f"{short} {dtype}: parallel / torch", par[0] / tor[0], par[1] / tor[1], "<= 1.1"))
+                rows.append((f"{short} {dtype}: parallel / torch", par[0] / tor[0], par[1] / tor[1], "<= 1.1",
+                             handoff(name, dtype)))
     for name in ("planar", "mnist60k"):  # issue 4's goals, where a GPU ran
         for dtype in ("float64", "float32"):
             gpu, num, tgpu = (t(name, dtype, c, "training") for c in ("cuda", "numpy", "torch-cuda"))
@@ -152,13 +178,17 @@ def goal_ratios(results):
             rows.append((f"dot {dtype}: parallel / np.dot", par[0] / nd[0], par[1] / nd[1], "<= 1"))
         if fm and nd1:
             rows.append((f"dot {dtype}: fastmath serial / np.dot 1 thread", fm[0] / nd1[0], fm[1] / nd1[1], "<= 1.3"))
-    return rows
+    return [row + ("",) * (5 - len(row)) for row in rows]
 
 
 def goals_table(results):
-    """``goal_ratios`` as a table; "" where no goal's contenders ran."""
-    rows = [[what, f"{med:.2f}", f"{mn:.2f}", goal] for what, med, mn, goal in goal_ratios(results)]
-    return format_table(["ratio", "from medians", "from minima", "goal"], rows) if rows else ""
+    """``goal_ratios`` as a table, with the cores' handoff where it was
+    measured; "" where no goal's contenders ran."""
+    found = goal_rows(results)
+    handoffs = any(h for *_, h in found)
+    rows = [[what, f"{med:.2f}", f"{mn:.2f}", goal] + ([h] if handoffs else []) for what, med, mn, goal, h in found]
+    return format_table(["ratio", "from medians", "from minima", "goal"] + (["handoff ns"] if handoffs else []),
+                        rows) if rows else ""
 
 
 def format_report(report):
@@ -167,6 +197,11 @@ def format_report(report):
     out.append(f"sweep '{report['sweep']}': median and minimum of calls after a warm-up call (compilation "
                f"never timed); x numpy = numpy's median / this median (dot: np.dot on all threads); "
                f"GFLOP/s, GB/s and % peak from the median")
+    if any(r.get("handoff_ns") is not None for r in report["results"]):
+        out.append("handoff ns (problems with a multi-threaded contender): a cache line's round trip between "
+                   "two threads, before each round of the problem's turns and after the last (min-max): tens of "
+                   "ns between cores that share a cache, hundreds where the host put the vCPUs on cores that do "
+                   "not, and then the team's mini-batch rows slow (README, \"Cores apart\")")
     titles = {"ops": "ops (raw kernels, outputs preallocated; layer (n, k) = "
                      f"{OPS_LAYER}; [level] = the cache the working set fits)",
               "training": "training (fit iterations; GFLOP/s counts the matrix products, "

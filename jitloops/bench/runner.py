@@ -20,7 +20,7 @@ import numpy as np
 
 from jitloops.timing import timings
 
-from .machine import blas_threads, compute_peak, level_of
+from .machine import blas_threads, compute_peak, handoff_ns, level_of
 
 BLAS_SETTLE_S = 0.15   # BLAS worker threads spin ~0.1 s after a NumPy call
 SETTLE_POLL_S = 0.002
@@ -164,14 +164,28 @@ def run_cases(cases, min_time=0.1, check=True, progress=None, rounds=ROUNDS, pyt
     return results
 
 
+def _handoff():
+    """machine.handoff_ns once the threads of the contender before have gone
+    to sleep (a thread spinning on the other core makes the line wait for it)."""
+    settle_threads()
+    return handoff_ns()
+
+
 def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS, previous=None):
     """Result rows of the cases of one group, timed in turns: every contender
     is made (and warmed up: compiled) first, then each round times each
     contender for min_time / rounds (the pure-Python one: one call a round),
     with the same BLAS limits and settle pauses as time_case. Median and
     minimum are over all the calls of all rounds. ``previous``: the contender
-    timed just before the group (its workers may still spin)."""
+    timed just before the group (its workers may still spin).
+
+    Where a contender runs on several threads, how far apart the cores are
+    (machine.handoff_ns) is measured before each round and after the last:
+    the rows get its median and range (``handoff_ns``, ``handoff_ns_range``),
+    the same for every contender of the group."""
     rows = [_row(c) for c in cases]
+    handoffs = []
+    far_apart = any(c.threads > 1 for c in cases)
     prepared = {}
     for k, case in enumerate(cases):
         with blas_threads(case.blas_threads):
@@ -183,6 +197,8 @@ def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS, previous=None):
         previous = cases[max(prepared)].contender
     times = {k: [] for k in prepared}
     for _ in range(rounds):
+        if far_apart:
+            handoffs.append(_handoff())
         for k, (run, _) in prepared.items():
             case = cases[k]
             with blas_threads(case.blas_threads):
@@ -191,11 +207,17 @@ def time_group(cases, min_time=0.1, check=True, rounds=ROUNDS, previous=None):
                 times[k] += timings(run, min_time=min_time / rounds, min_reps=1,
                                     max_reps=1 if case.contender == "python" else 10_000, warmup=0)
             previous = case.contender
+    if far_apart:
+        handoffs.append(_handoff())
+    handoffs = [h for h in handoffs if h is not None]
     for k, (_, chk) in prepared.items():
         if check:
             with blas_threads(cases[k].blas_threads):
                 chk()
         rows[k]["time_s"], rows[k]["time_min_s"] = float(np.median(times[k])), float(np.min(times[k]))
+        if handoffs:
+            rows[k]["handoff_ns"] = float(np.median(handoffs))
+            rows[k]["handoff_ns_range"] = [float(min(handoffs)), float(max(handoffs))]
     return rows
 
 
