@@ -17,11 +17,13 @@ are). A step is a run of phases, each a meeting of the team:
 2. **forward** of each hidden layer l: part q computes its rows of Z[l] and
    A[l+1] from all of A[l];
 3. **output** (one item): the batch's columns of Y, the output layer's
-   forward, softmax, the cost, dZ = AL - Y, its dW, db, the whole dA of
-   the last hidden layer and the optimizer's step on the output layer;
-4. **backward** of each hidden layer l, last first: part q sums its rows of
-   dA[l] (part 0's share from the layer above is written into dA[l] itself,
-   the others' into their own buffers dAp), takes dZ, dW and db of its
+   forward, softmax, the cost, dZ = AL - Y, its dW, db and the optimizer's
+   step on the output layer;
+4. **backward** of each hidden layer l, last first: part q forms its rows
+   of dA[l] (the last hidden layer's from the output layer's W and dZ, a
+   few rows another core wrote rather than all its rows of dA; below, the
+   sum of the shares of the layer above: part 0's written into dA[l]
+   itself, the others' into their own buffers dAp), takes dZ, dW and db of its
    rows, its share W[l][rows]^T dZ[l][rows] of dA[l-1], and the optimizer's
    step on its rows (written into the spare parameters: the layer's W is
    read first).
@@ -109,8 +111,9 @@ def team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b
                 exact, l2, lr, kind, beta1, beta2, epsilon, t):
     """The output layer's share of a step, one item: the batch's columns
     ``order`` of Y into Yx, forward (softmax included), the batch's cost J,
-    dZ = AL - Y, dW, db, the last hidden layer's whole dA, and the
-    optimizer's step t. Returns (b J, 0 or COST_NOT_FINITE or STEP_NOT_FINITE)."""
+    dZ = AL - Y, dW, db and the optimizer's step t (into the spare
+    parameters: the last hidden layer's parts read W next, output_rows).
+    Returns (b J, 0 or COST_NOT_FINITE or STEP_NOT_FINITE)."""
     L = len(Wc)
     l = L - 1
     gather_columns(Yx, Y, order)
@@ -123,18 +126,35 @@ def team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b
         return J * mb, COST_NOT_FINITE
     gradient_step(dZx[l], Ax[L], Yx, 1.0)
     weight_gradients(dW[l], db[l], dZx[l], Ax[l])
-    input_gradient(dAx[l - 1], dZx[l], Wc[l])
     if not team_step(Ws, bs, Wc, bc, dW[l], db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], mb, l2, lr, kind,
                      beta1, beta2, epsilon, t):
         return J * mb, STEP_NOT_FINITE
     return J * mb, 0
 
 
+def output_rows(dA, dZ, W, r0):
+    """Rows r0 : r0 + len(dA) of the last hidden layer's dA = W^T dZ, the
+    output layer's W (n[L], n[L-1]) and dZ (n[L], b): each part forms its
+    own rows from dZ (n[L] rows, few) rather than reading them from the
+    output item's core (Cores apart). dA (rows, b) out."""
+    zero = dA.dtype.type(0.0)
+    for p in range(dA.shape[0]):
+        da = dA[p]
+        for j in range(da.shape[0]):
+            da[j] = zero
+        for i in range(W.shape[0]):
+            w = W[i, r0 + p]
+            dz = dZ[i]
+            for j in range(da.shape[0]):
+                da[j] += w * dz[j]
+
+
 def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, splits, acts, l, q,
                   l2, lr, kind, beta1, beta2, epsilon, t):
-    """Part q's rows of hidden layer l in backward: dA[l] (its share from
-    the layer above's part 0, plus the other parts' dAq[p - 1][l], in order
-    of p), dZ, dW, db, its share of dA[l-1] (into dA[l-1] itself for part
+    """Part q's rows of hidden layer l in backward: dA[l] (from the output
+    layer's dZ for the last hidden layer, output_rows; below it, its share
+    from the layer above's part 0, plus the other parts' dAq[p - 1][l], in
+    order of p), dZ, dW, db, its share of dA[l-1] (into dA[l-1] itself for part
     0, dAq[q - 1][l - 1] for the others) and the optimizer's step t.
     Returns whether the new cells are finite."""
     r0, r1 = splits[l, q], splits[l, q + 1]
@@ -142,7 +162,9 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
         return True
     L = len(Wc)
     dA = dAx[l][r0:r1]
-    if l < L - 2:  # the output layer's item wrote dA[L-2] whole
+    if l == L - 2:
+        output_rows(dA, dZx[L - 1], Wc[L - 1], r0)
+    else:
         above = splits[l + 1]
         for p in range(1, len(dAq) + 1):
             if above[p + 1] > above[p]:  # part p has rows there: a share

@@ -305,6 +305,23 @@ def test_each_parts_rows_lie_apart_from_the_others(parts, dtype, rows_of):
                     assert b1 <= a0 or b0 >= pad_end, (i, j)  # not in a's cells nor in the bytes after them
 
 
+@pytest.mark.parametrize("dtype, rtol", [("float64", 1e-13), ("float32", 1e-5)])
+def test_a_part_forms_its_rows_of_the_last_hidden_layers_da_itself(dtype, rtol):
+    """model.team.output_rows: rows r0:r1 of dA = W^T dZ from the output
+    layer's whole W and dZ (the part's own rows, not read from the output
+    item's core), as NumPy's product of the column block; the sums of three
+    products differ by rounding only (a few ulp of the terms)."""
+    from model.team import output_rows
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((3, 10)).astype(dtype)
+    dZ = rng.standard_normal((3, 7)).astype(dtype)
+    for r0, r1 in ((0, 10), (4, 9), (9, 10)):
+        dA = np.full((r1 - r0, 7), np.nan, dtype=dtype)  # every cell written
+        output_rows(dA, dZ, W, r0)
+        want = W[:, r0:r1].astype(np.float64).T @ dZ.astype(np.float64)
+        np.testing.assert_allclose(dA, want, rtol=rtol, atol=rtol * np.abs(want).max())
+
+
 def test_a_phase_item_is_taken_once_and_each_member_tries_its_own_first():
     """kernels.loops.team: take() gives an item of a phase to one member
     only, and again in the next phase; member j tries item j mod the items
