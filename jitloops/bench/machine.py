@@ -249,11 +249,12 @@ def handoff_ns(round_trips=1000, repeats=5):
     thread to another and back (one counter, each thread adds one when it
     sees its turn), the least of ``repeats`` runs of ``round_trips`` after
     a warm-up (another thread on either core, a BLAS worker still spinning,
-    slows a run; the cores' distance is what no run beats). Neighbouring cores that share an L3 pass it in tens of ns;
-    cores with no cache in common, hundreds (the line goes through memory's
-    fabric), and every step a team of threads shares pays that for each
-    line one member writes and another reads (model.team). None where this
-    process has one CPU."""
+    slows a run; the cores' distance is what no run beats). Neighbouring
+    cores that share an L3 pass it in tens of ns; cores with no cache in
+    common, hundreds (the line goes through the fabric between them), and
+    every step a team of threads shares pays that for each line one member
+    writes and another reads (model.team). None where this process has one
+    CPU."""
     if usable_cpus() < 2:
         return None
     bounce = _bounce()
