@@ -214,25 +214,20 @@ def measure_bandwidth(nbytes=256 * 1024 ** 2):
 
 @functools.lru_cache(maxsize=None)
 def _bounce():
-    """The compiled half of a handoff: ``n`` times, wait until line[0] has
-    this thread's parity, then add one (kernels.loops.team's atomics; spin,
-    then yield the core, as the team's members wait: two threads on one
-    core still finish)."""
+    """The compiled half of a handoff: turns ``first`` .. ``first + n - 1``
+    of a counter two threads take in turns (this thread's are the turns of
+    its ``parity``), each waited for and finished with the team's own
+    meeting (kernels.loops.team.wait, finish: spin, then yield the core, so
+    two threads on one core still finish)."""
     import numba
 
-    from kernels.loops.team import SPINS_BEFORE_YIELD, atomic_add, atomic_load, spin_pause, yield_core
+    from kernels.loops.team import finish, wait
 
     @numba.njit(nogil=True)
-    def bounce(line, parity, n):
-        for _ in range(n):
-            spins = 0
-            while atomic_load(line, 0) % 2 != parity:
-                if spins < SPINS_BEFORE_YIELD:
-                    spin_pause()
-                    spins += 1
-                else:
-                    yield_core()
-            atomic_add(line, 0, 1)
+    def bounce(sync, parity, first, n):
+        for k in range(first, first + n):
+            wait(sync, 2 * k + parity)
+            finish(sync)
     return bounce
 
 
@@ -246,8 +241,8 @@ def usable_cpus():
 
 def handoff_ns(round_trips=1000, repeats=5):
     """How far apart two cores are: ns for a cache line to go from this
-    thread to another and back (one counter, each thread adds one when it
-    sees its turn), the least of ``repeats`` runs of ``round_trips`` after
+    thread to another and back (the team's meeting counter, each thread
+    adding one when it sees its turn), the least of ``repeats`` runs of ``round_trips`` after
     a warm-up (another thread on either core, a BLAS worker still spinning,
     slows a run; the cores' distance is what no run beats). Neighbouring
     cores that share an L3 pass it in tens of ns; cores with no cache in
@@ -257,17 +252,18 @@ def handoff_ns(round_trips=1000, repeats=5):
     CPU."""
     if usable_cpus() < 2:
         return None
+    from kernels.loops.team import SYNC_SIZE
     bounce = _bounce()
     warm = 50
     times = []
     for _ in range(repeats):
-        line = np.zeros(16, np.int64)
-        other = threading.Thread(target=bounce, args=(line, 1, warm + round_trips), name="jitloops-handoff")
+        sync = np.zeros(SYNC_SIZE, np.int64)
+        other = threading.Thread(target=bounce, args=(sync, 1, 0, warm + round_trips), name="jitloops-handoff")
         other.start()
         try:
-            bounce(line, 0, warm)
+            bounce(sync, 0, 0, warm)
             t0 = time.perf_counter()
-            bounce(line, 0, round_trips)
+            bounce(sync, 0, warm, round_trips)
             times.append((time.perf_counter() - t0) / round_trips * 1e9)
         finally:
             other.join()
