@@ -111,15 +111,19 @@ TEAM_INLINED = ("team_gather", "moment_rows", "team_step", "team_forward",
 TEAM_FUNCTIONS = TEAM_INLINED + ("team_member",)
 
 
-# The kernels the compiled training loop calls through their addresses.
-EXTERNAL_KERNELS = tuple(PRODUCT_KERNELS) + ("first_layer_step",)
+# The kernels the compiled training loop calls through their addresses: the
+# big ones, which LLVM would not inline. A linked callee that stays a call runs
+# the callee's own compilation in the process that compiles the loop and the
+# loop's copy where the loop comes from the cache: two compilations, other
+# roundings (README, "Fresh and cached code alike").
+EXTERNAL_KERNELS = tuple(PRODUCT_KERNELS) + ("first_layer_step", "optimizer_step")
 
 
 def _kernels_called(variant, plans):
     """The kernels the compiled training loop calls, by name: the matrix
-    products and the fused first layer through their addresses
-    (kernels.external: the loop's module does not compile them again), the
-    others linked in (small loops LLVM inlines)."""
+    products, the fused first layer and the optimizers' step through their
+    addresses (kernels.external: the loop's module does not compile them
+    again), the others linked in (small loops LLVM inlines)."""
     called = dict(vars(cpu.variant_kernels(variant, plans)))
     for name in EXTERNAL_KERNELS:
         called[name] = external(called[name])

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 import kernels
@@ -231,3 +232,57 @@ def test_pruning_keeps_other_families_sharing_the_folder(tmp_path):
                                         py_func=types.SimpleNamespace(__name__="team_member__teamp5_2222222222"))
     cpu._prune_stale(team_member, "2222222222")
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(n for n in names if "3333333333" not in n)
+
+
+# Fresh and cached machine code compute the same bits. Numba links a callee's
+# code into its caller, and a process that compiles the caller ran the callee's
+# own compilation instead of the copy saved with the caller (kernels.loops:
+# the optimizers' block is a tile, called by its address). Adam, RMSprop and
+# momentum steps of both variants, and a mini-batch Adam fit, in two processes
+# on one empty cache folder: the first compiles everything, the second loads.
+FRESH_AND_CACHED = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import kernels, model
+    from kernels.options import ADAM, MOMENTUM, RMSPROP
+    out, hits, misses = [], 0, 0
+    for backend in ("numba", "parallel"):
+        step = kernels.get_backend(backend).kernels.optimizer_step
+        for dt in (np.float64, np.float32):
+            p, g = np.random.default_rng(0).standard_normal((2, 3000)).astype(dt)
+            for kind in (MOMENTUM, RMSPROP, ADAM):
+                v, s, o = g * dt(0.1), g * g * dt(0.01), np.empty_like(p)
+                for t in (1, 2, 3):
+                    step(o, v, s, p, g, 0.01, kind, 0.9, 0.999, 1e-8, t)
+                    out += [o.copy(), v.copy(), s.copy()]
+        hits += sum(step.stats.cache_hits.values())
+        misses += sum(step.stats.cache_misses.values())
+    rng = np.random.default_rng(1)
+    X, Y = rng.standard_normal((8, 200)), rng.integers(0, 3, (1, 200))
+    net = model.NeuralNetwork([8, 16, 3], output="softmax", backend="numba", seed=1)
+    net.fit(X, Y, epochs=3, batch_size=32, optimizer="adam", learning_rate=0.01, cost_every=1)
+    out += list(net.parameters.values()) + [np.asarray(net.costs_)]
+    fit = net.program.fit_epochs
+    hits += sum(fit.stats.cache_hits.values())
+    misses += sum(fit.stats.cache_misses.values())
+    np.savez(sys.argv[1], *out)
+    print(json.dumps(dict(hits=hits, misses=misses)))
+""")
+
+
+def test_fresh_and_cached_code_compute_the_same_bits(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    results = []
+    for run in ("fresh", "cached"):
+        out = subprocess.run([sys.executable, "-c", FRESH_AND_CACHED, str(tmp_path / f"{run}.npz")],
+                             capture_output=True, text=True, timeout=600, env=env)
+        assert out.returncode == 0, out.stderr[-3000:]
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    fresh, cached = results
+    assert fresh["hits"] == 0 and fresh["misses"] >= 3, fresh  # compiled: 2 optimizer steps (x 2 dtypes), 1 fit
+    assert cached["misses"] == 0 and cached["hits"] == fresh["misses"], cached  # loaded, all of it
+    a, b = np.load(tmp_path / "fresh.npz"), np.load(tmp_path / "cached.npz")
+    assert a.files == b.files and len(a.files) > 100
+    differ = [(name, int(np.sum(a[name] != b[name])), a[name].size) for name in a.files
+              if not np.array_equal(a[name], b[name])]
+    assert not differ, f"(array, cells that differ, cells) between fresh and cached code: {differ}"

@@ -65,14 +65,15 @@ def test_each_variant_calls_its_own_variants_callees(variant):
 
 @pytest.mark.parametrize("variant", ["numba", "parallel"])
 def test_the_products_tiles_are_compiled_once_for_every_variant(variant):
-    """The blocked and packed tiles (and the fused first layer's) are the
-    serial tile kernels of kernels.cpu.tile_kernels, called through their
-    addresses by both variants' products and first_layer_step (so neither
-    compiles them again)."""
+    """The blocked and packed tiles (and the fused first layer's, and the
+    optimizers' block) are the serial tile kernels of kernels.cpu.tile_kernels,
+    called through their addresses by both variants' products,
+    first_layer_step and optimizer_step (so neither compiles them again, and
+    fresh and cached callers run the same code)."""
     own = kernels.get_backend(variant).kernels
     for module, names in loops.TILE_KERNELS.items():
         for name in names:
-            callers = [k for k in tuple(PRODUCT_KERNELS) + ("first_layer_step",)
+            callers = [k for k in tuple(PRODUCT_KERNELS) + ("first_layer_step", "optimizer_step")
                        if k in vars(module) and name in vars(module)[k].__code__.co_names]
             assert callers, name
             for kernel in callers:

@@ -120,14 +120,18 @@ def test_a_cached_caller_finds_its_kernel_in_a_fresh_and_in_a_forked_process(tmp
     assert [int(r.stdout.split()[-1]) for r in runs] == [0, 1]  # compiled, then loaded from the cache
 
 
-def test_externals_are_only_the_products_and_the_fused_first_layer():
+def test_externals_are_only_the_products_the_fused_first_layer_and_the_optimizers():
     """What the compiled training programs and composites reach through
-    addresses: the three products and first_layer_step (small kernels stay
-    linked, so LLVM can inline them into the training loop)."""
+    addresses: the three products, first_layer_step and optimizer_step (too
+    big for LLVM to inline: a linked copy would run as another compilation
+    in a fresh process than in a cached one, README "Fresh and cached code
+    alike"); small kernels stay linked, so LLVM can inline them into the
+    training loop."""
     from model import program
     called = program._kernels_called("numba", cpu.ALL_PLANS)
     externals = {name for name, k in called.items() if isinstance(k, External)}
-    assert externals == {"linear_activation_forward", "weight_gradients", "input_gradient", "first_layer_step"}
+    assert externals == {"linear_activation_forward", "weight_gradients", "input_gradient", "first_layer_step",
+                         "optimizer_step"}
 
 
 NO_GIL_PROBE = textwrap.dedent("""

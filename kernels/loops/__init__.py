@@ -75,7 +75,7 @@ from .draws import dropout, hash3, permutation
 from .first_layer import first_layer_step
 from .update import all_finite, batch_of, dot, gather_batches, gather_columns, gradient_step, optimizer_step
 from .views import flat
-from . import backward, first_layer, forward
+from . import backward, first_layer, forward, update
 
 # The loop kernels, callees before callers (kernels.cpu compiles them in this
 # order): the public ops' (kernels.backend.Ops calls them) and those the
@@ -118,9 +118,13 @@ __all__ = list(KERNEL_NAMES) + [
     "MICRO_SOURCES", "micro_block", "flat", "batch_of", "KERNEL_NAMES", "PUBLIC_KERNELS", "TRAINING_KERNELS", "hash3",
 ]
 
-# The products' tiles, by defining module: kernels.cpu compiles them once and
-# the kernels above call them through their addresses (kernels.external).
+# The tiles, by defining module: kernels.cpu compiles them once and the
+# kernels above call them through their addresses (kernels.external): the
+# products' (most of their compile time), and the optimizers' block, so
+# that every process runs one compilation of it (README, "Fresh and
+# cached code alike").
 TILE_KERNELS = {forward: ("_rows_tile", "_dot_tile", "_packed_tile"),
                 backward: ("_weight_gradients_block", "_weight_gradients_packed_tile", "_input_gradient_block",
                            "_input_gradient_packed_tile"),
-                first_layer: ("_first_layer_part", "_first_layer_end")}
+                first_layer: ("_first_layer_part", "_first_layer_end"),
+                update: ("_optimizer_block",)}

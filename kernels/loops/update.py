@@ -91,30 +91,47 @@ def _finite(cells):
 def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotient):
     """optimizer_step on one block of cells (1-D views). ``fma_quotient``:
     RMSprop's and Adam's quotient by kernels.quotient (the same value: see
-    optimizer_step), else by division."""
+    optimizer_step), else by division. A tile (kernels.loops.TILE_KERNELS).
+
+    Each cell's inputs are read before any of its outputs is written: the
+    arrays often lie at one offset in their 4 KiB pages, and a read after a
+    write to another array at the same page offset waits for the write (the
+    CPU compares the addresses' low 12 bits), up to twice the loop's time."""
     one = o.dtype.type(1.0)
     if kind == MOMENTUM:
         for j in range(o.shape[0]):
-            v[j] = beta1 * v[j] + (one - beta1) * g[j]
-            o[j] = p[j] - lr * v[j]
+            vj, gj, pj = v[j], g[j], p[j]
+            vj = beta1 * vj + (one - beta1) * gj
+            v[j] = vj
+            o[j] = pj - lr * vj
     elif kind == RMSPROP and fma_quotient:
         for j in range(o.shape[0]):
-            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
-            o[j] = p[j] - quotient(lr * g[j], math.sqrt(s[j]) + epsilon)
+            sj, gj, pj = s[j], g[j], p[j]
+            sj = beta2 * sj + (one - beta2) * gj * gj
+            s[j] = sj
+            o[j] = pj - quotient(lr * gj, math.sqrt(sj) + epsilon)
     elif kind == RMSPROP:
         for j in range(o.shape[0]):
-            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
-            o[j] = p[j] - lr * g[j] / (math.sqrt(s[j]) + epsilon)
+            sj, gj, pj = s[j], g[j], p[j]
+            sj = beta2 * sj + (one - beta2) * gj * gj
+            s[j] = sj
+            o[j] = pj - lr * gj / (math.sqrt(sj) + epsilon)
     elif kind == ADAM and fma_quotient:  # lr, epsilon: the bias-corrected ones (see optimizer_step)
         for j in range(o.shape[0]):
-            v[j] = beta1 * v[j] + (one - beta1) * g[j]
-            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
-            o[j] = p[j] - quotient(lr * v[j], math.sqrt(s[j]) + epsilon)
+            vj, sj, gj, pj = v[j], s[j], g[j], p[j]
+            vj = beta1 * vj + (one - beta1) * gj
+            sj = beta2 * sj + (one - beta2) * gj * gj
+            v[j] = vj
+            s[j] = sj
+            o[j] = pj - quotient(lr * vj, math.sqrt(sj) + epsilon)
     elif kind == ADAM:
         for j in range(o.shape[0]):
-            v[j] = beta1 * v[j] + (one - beta1) * g[j]
-            s[j] = beta2 * s[j] + (one - beta2) * g[j] * g[j]
-            o[j] = p[j] - lr * v[j] / (math.sqrt(s[j]) + epsilon)
+            vj, sj, gj, pj = v[j], s[j], g[j], p[j]
+            vj = beta1 * vj + (one - beta1) * gj
+            sj = beta2 * sj + (one - beta2) * gj * gj
+            v[j] = vj
+            s[j] = sj
+            o[j] = pj - lr * vj / (math.sqrt(sj) + epsilon)
     else:  # GD
         for j in range(o.shape[0]):
             o[j] = p[j] - lr * g[j]
