@@ -252,6 +252,9 @@ def test_float32_loops_stay_float32():
     dZ = rng.standard_normal((6, 7)).astype(f)
     fresh.first_layer_step(np.empty((6, 7), f), np.empty((6, 7), f), np.empty_like(W1), np.empty_like(b1),
                            W1, b1, dZ, X, 0.1, kernels.loops.TANH)
+    for kind in (kernels.loops.update.MOMENTUM, kernels.loops.update.RMSPROP, kernels.loops.update.ADAM):
+        v, s = np.zeros_like(W1), np.ones_like(W1)  # the optimizers' block, a tile too
+        fresh.optimizer_step(np.empty_like(W1), v, s, W1, W1, 0.1, kind, 0.9, 0.999, 1e-8, 2)
     reached |= {name for name in vars(tiles) if getattr(tiles, name).signatures}
     assert reached == set(vars(tiles))
     promoted = []

@@ -162,12 +162,15 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
     o, vv, ss, p, g = flat(out), flat(v), flat(s), flat(param), flat(grad)
     dt = o.dtype.type
-    lr, b1, b2, e = dt(learning_rate), dt(beta1), dt(beta2), dt(epsilon)
+    lr, b1, b2, e64 = dt(learning_rate), dt(beta1), dt(beta2), 1.0 * epsilon
     if kind == ADAM:  # bias corrections folded into lr and epsilon, in float64 first
         r2 = math.sqrt(1.0 - beta2 ** t)
         lr = dt(learning_rate * r2 / (1.0 - beta1 ** t))
-        e = dt(epsilon * r2)
-    fma_quotient = QUOTIENT_MIN64 <= e <= EPSILON_MAX64  # float64 bounds: no float32 overflow interpreted
+        e64 = epsilon * r2
+    e = dt(e64)
+    # the quotient's domain, tested in float64 (a float32 step divides either way:
+    # kernels.quotient), so that no float32 value is widened
+    fma_quotient = QUOTIENT_MIN64 <= e64 <= EPSILON_MAX64
     if o.shape[0] < PARALLEL_ELEMENTS or not THREADED:
         _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
         return
