@@ -96,7 +96,8 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
     Each cell's inputs are read before any of its outputs is written: the
     arrays often lie at one offset in their 4 KiB pages, and a read after a
     write to another array at the same page offset waits for the write (the
-    CPU compares the addresses' low 12 bits), up to twice the loop's time."""
+    CPU compares the addresses' low 12 bits): up to 2.5 times the loop's
+    time (README, "Adam reads before it writes")."""
     one = o.dtype.type(1.0)
     if kind == MOMENTUM:
         for j in range(o.shape[0]):
