@@ -31,10 +31,12 @@ What makes this safe, and quick to compile:
   behaviour), so the second process loads the first one's index
   (``tests/test_cache_source.py`` races two processes to prove it).
 - **Compiled once, called by address.** The products' tiles (the blocked
-  and packed plans' code) are compiled once, serially (``tile_kernels``),
-  and every product of both variants calls them through their addresses;
-  later kernels call the products so too (``kernels.external``): no caller
-  compiles its callee's code again.
+  and packed plans' code) and the optimizers' block are compiled once,
+  serially (``tile_kernels``), and every product and ``optimizer_step`` of
+  both variants calls them through their addresses; later kernels call the
+  products so too (``kernels.external``): no caller compiles its callee's
+  code again, and a process that compiles runs the same machine code as one
+  that loads it from the cache (README, "Fresh and cached code alike").
 - **Cache entries true to all their source.** Numba's cache checks only the
   file of the function it compiled (its timestamp and size), but a kernel
   inlines callees from other modules (``kernels.approx``'s tanh, exp, log,
@@ -197,7 +199,7 @@ def compile_loops(suffix, options, names=KERNEL_NAMES, module=loops, extra=None,
 # and plan set: the kernels call them through their addresses
 # (kernels.external), in their serial loops and in their prange bodies alike.
 def compile_tiles(suffix, options):
-    """The products' tiles (kernels.loops.TILE_KERNELS) compiled with
+    """The tiles (kernels.loops.TILE_KERNELS: the products', the optimizers' block) compiled with
     ``options``, as a SimpleNamespace of dispatchers; ``callees(tiles)``
     is what compile_loops' ``tiles`` takes."""
     return types.SimpleNamespace(**{
