@@ -163,7 +163,7 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
     o, vv, ss, p, g = flat(out), flat(v), flat(s), flat(param), flat(grad)
     dt = o.dtype.type
-    lr, b1, b2, e64 = dt(learning_rate), dt(beta1), dt(beta2), 1.0 * epsilon
+    lr, b1, b2, e64 = dt(learning_rate), dt(beta1), dt(beta2), float(epsilon)
     if kind == ADAM:  # bias corrections folded into lr and epsilon, in float64 first
         r2 = math.sqrt(1.0 - beta2 ** t)
         lr = dt(learning_rate * r2 / (1.0 - beta1 ** t))
