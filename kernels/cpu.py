@@ -208,8 +208,9 @@ def compile_tiles(suffix, options):
 
 
 def callees(tiles):
-    """The tiles of ``tiles`` as the kernels call them: through their addresses."""
-    return {name: external(d) for name, d in vars(tiles).items()}
+    """The tiles of ``tiles`` as the kernels call them: through their addresses
+    (loops.LAZY_TILES compiled at their first call, kernels.external)."""
+    return {name: external(d, lazy=name in loops.LAZY_TILES) for name, d in vars(tiles).items()}
 
 
 tile_kernels = compile_tiles("__tiles", SERIAL_OPTIONS)

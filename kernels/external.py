@@ -24,6 +24,14 @@ worker thread of a parallel loop may be the first to ask: the callback
 takes the GIL, which Numba's parallel regions release while their workers
 run (tests/test_external.py runs one under a caller that holds it).
 
+A kernel that returns nothing can be external ``lazy``: its callers are
+typed without compiling it (its signature is none of the arguments' types),
+so it is compiled (or loaded from the cache) at its first call, by the
+resolver, and not at all in a process that never calls it: the products'
+sparse tiles (kernels.loops.LAZY_TILES), which only a mini-batch behind a
+relu reaches, cost the compile time of a run that never goes there
+nothing.
+
 The call is Numba's own calling convention (errors propagate as from any
 callee); what is lost is LLVM inlining the kernel into the caller, which
 matters only for tiny kernels: the matrix products and their tiles go
@@ -51,10 +59,13 @@ _lock = threading.Lock()
 
 
 class External:
-    """``dispatcher``, called from compiled code through its address."""
+    """``dispatcher``, called from compiled code through its address;
+    ``lazy``: compiled at its first call, not when a caller is (module
+    docstring)."""
 
-    def __init__(self, dispatcher):
+    def __init__(self, dispatcher, lazy=False):
         self.dispatcher = dispatcher
+        self.lazy = bool(lazy)
         self.name = dispatcher.py_func.__qualname__
         _registry[self.name] = dispatcher
         self.template = type(f"External_{self.name}", (AbstractTemplate,),
@@ -73,12 +84,14 @@ class External:
 _externals = {}
 
 
-def external(dispatcher):
+def external(dispatcher, lazy=False):
     """A stand-in for ``dispatcher`` in a caller's globals (module docstring),
-    one per dispatcher."""
+    one per dispatcher; ``lazy`` (a kernel that returns nothing) is compiled
+    at its first call rather than with its callers."""
     with _lock:
         if dispatcher not in _externals:
-            _externals[dispatcher] = External(dispatcher)
+            _externals[dispatcher] = External(dispatcher, lazy)
+        assert _externals[dispatcher].lazy == bool(lazy), f"{dispatcher} is external both lazily and not"
         return _externals[dispatcher]
 
 
@@ -96,6 +109,8 @@ def _generic(self, args, kws):
     # an unsigned index (a prange's) goes as int64: one machine code for
     # the kernel's serial and parallel callers (Numba casts the argument)
     args = tuple(types.int64 if isinstance(a, types.Integer) and not a.signed else a for a in args)
+    if self.key.lazy:  # it returns nothing: typed without compiling; its slot's first call compiles it
+        return types.none(*(types.unliteral(a) for a in args))
     template, pysig, args, kws = dispatcher.get_call_template(args, kws)
     return template(self.context).apply(args, kws)
 

@@ -120,6 +120,14 @@ MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
 # cell by cell; 128-bit SIMD: neither). The others go cell by cell.
 TRANSPOSE_ITEMSIZE = target.vector_bits() // 64
 MICRO_KC = 256
+# A mini-batch's products over a factor with few nonzero cells (behind a
+# relu: a quarter to 0.7 of them) leave the zeros out (products/sparse.py):
+# a row of the output at a time in SPARSE_BYTES of vector registers (8 of
+# the target's vectors), where at most SPARSE_DENSITY of the cells are
+# nonzero: about where that stops being faster than the packed product
+# (README, "Zeros left out").
+SPARSE_BYTES = 8 * target.vector_bits() // 8
+SPARSE_DENSITY = 0.8
 MICRO_MIN_ROWS = 4 * MICRO_ROWS
 MICRO_MIN_K = 16
 MICRO_LONG_K = 2048

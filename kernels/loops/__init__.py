@@ -123,8 +123,13 @@ __all__ = list(KERNEL_NAMES) + [
 # products' (most of their compile time), and the optimizers' block, so
 # that every process runs one compilation of it (README, "Fresh and
 # cached code alike").
-TILE_KERNELS = {forward: ("_rows_tile", "_dot_tile", "_packed_tile"),
-                backward: ("_weight_gradients_block", "_weight_gradients_packed_tile", "_input_gradient_block",
-                           "_input_gradient_packed_tile"),
+TILE_KERNELS = {forward: ("_rows_tile", "_dot_tile", "_packed_tile", "_sparse_tile"),
+                backward: ("_weight_gradients_block", "_weight_gradients_packed_tile", "_weight_gradients_sparse_tile",
+                           "_input_gradient_block", "_input_gradient_packed_tile",
+                           "_input_gradient_sparse_tile"),
                 first_layer: ("_first_layer_part", "_first_layer_end"),
                 update: ("_optimizer_block",)}
+# Tiles compiled at their first call, not with their callers
+# (kernels.external's lazy): the sparse tiles run only where a mini-batch's
+# operand is mostly zeros (behind a relu), and compile for seconds.
+LAZY_TILES = ("_sparse_tile", "_weight_gradients_sparse_tile", "_input_gradient_sparse_tile")

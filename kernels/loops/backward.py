@@ -6,15 +6,18 @@ a single unit), dA_prev over tiles of its cells.
 Shapes: dA_prev, A_prev (k, m); dW, W (n, k); db (n, 1); dZ, dA, Z (n, m).
 """
 
+import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..options import BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, PARALLEL_WORK
+from ..options import BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, MICRO_KC, PARALLEL_WORK
 from . import course
 from .activations import activation_backward
 from .plans import ALL_PLANS, BLOCKED_DOT, BLOCKED_ROWS, COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
 from .products.blocked import dots_tile, product_tile, product_tiles, transposed
 from .products.packed import packed_tile, packed_width
+from .products.sparse import (may_be_sparse, pack_panel, row_masks, sparse_enough, sparse_tile,
+                              sparse_tile_transposed, sparse_widths)
 
 # The plan set this module's kernels are compiled for (see forward.py).
 PLANS, GRADIENT_DOT, GRADIENT_PACKED, INPUT_ROWS, INPUT_PACKED = ALL_PLANS, True, True, True, True
@@ -91,6 +94,13 @@ def _weight_gradients_packed_tile(dW, dZ, A_prev, p0, p1, inv_m):
 
 
 @register_jitable(**HELPER_OPTIONS)
+def _weight_gradients_sparse_tile(dW, dZ, masks, A_prev, p0, p1, inv_m):
+    """PACKED tile for a mostly-zero dZ: dW[:, p0:p1] = (1/m) dZ A_prev[p0:p1]^T,
+    dZ's zeros left out (products/sparse.py: the packed tile's bits)."""
+    sparse_tile(dW, dZ, masks, A_prev, p0, p1, inv_m)
+
+
+@register_jitable(**HELPER_OPTIONS)
 def _bias_gradient(db, dZ, inv_m):
     """db = (1/m) sum_j dZ[:, j]."""
     zero = db.dtype.type(0.0)
@@ -104,6 +114,8 @@ def _bias_gradient(db, dZ, inv_m):
 
 def weight_gradients(dW, db, dZ, A_prev):
     """dW = (1/m) dZ A_prev^T and db = (1/m) sum_j dZ (plans.weight_gradients_plan).
+    PACKED on a mini-batch (m <= MICRO_KC) whose dZ has few nonzero cells
+    (at most options.SPARSE_DENSITY of them) leaves the zeros out (sparse tiles).
 
     SIMPLE is parallel over output units (iteration i owns row dW[i] and
     db[i]); PACKED and BLOCKED_DOT over blocks of columns of dW (iteration t
@@ -123,6 +135,20 @@ def weight_gradients(dW, db, dZ, A_prev):
         for i in range(n):
             _weight_gradients_simple_row(dW, db, dZ, A_prev, i, inv_m)
         return
+    if GRADIENT_PACKED and plan == PACKED and m <= MICRO_KC and may_be_sparse(dZ):
+        # a mini-batch: where few of dZ's cells are nonzero (behind a relu),
+        # its zeros are left out, the same bits (products/sparse.py)
+        masks = np.empty((n, (m + 63) // 64), dtype=np.uint64)
+        if sparse_enough(row_masks(masks, dZ), n, m):
+            width = packed_width(k, sparse_widths(dW)[0], work < PARALLEL_WORK or not THREADED)
+            if work < PARALLEL_WORK:
+                for t in range((k + width - 1) // width):
+                    _weight_gradients_sparse_tile(dW, dZ, masks, A_prev, t * width, min(t * width + width, k), inv_m)
+            else:
+                for t in prange((k + width - 1) // width):
+                    _weight_gradients_sparse_tile(dW, dZ, masks, A_prev, t * width, min(t * width + width, k), inv_m)
+            _bias_gradient(db, dZ, inv_m)
+            return
     if GRADIENT_PACKED and plan == PACKED:  # tiles of columns of dW
         width = packed_width(k, MICRO_BYTES // dW.itemsize, work < PARALLEL_WORK or not THREADED)
         if work < PARALLEL_WORK:
@@ -212,6 +238,13 @@ def _input_gradient_block(dA_prev, dZ, WT, t, ngroups, rows):
 
 
 @register_jitable(**HELPER_OPTIONS)
+def _input_gradient_sparse_tile(dA_prev, dZT, masks, W, p0, p1):
+    """PACKED tile for a mostly-zero dZ: dA_prev[p0:p1] = (dZ^T W[:, p0:p1])^T,
+    dZ's zeros left out (products/sparse.py: the packed tile's bits)."""
+    sparse_tile_transposed(dA_prev, dZT, masks, W, p0, p1, False)
+
+
+@register_jitable(**HELPER_OPTIONS)
 def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
     """PACKED tile: dA_prev[:, j0:j1] = W^T dZ[:, j0:j1]."""
     packed_tile(dA_prev, WT, dZ, False, j0, j1, True, dA_prev.dtype.type(1.0))
@@ -219,7 +252,9 @@ def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
 
 def input_gradient(dA_prev, dZ, W):
     """dA_prev = W^T dZ (plans.input_gradient_plan), tiled over (examples,
-    input units); every tile owns its cells of dA_prev. Serial below
+    input units); every tile owns its cells of dA_prev. PACKED over a dZ
+    with few nonzero cells (n <= MICRO_KC) leaves them out, in tiles of
+    rows of dA_prev (products/sparse.py). Serial below
     PARALLEL_WORK multiply-adds; there, for one unit (n = 1), an outer
     product.
 
@@ -240,6 +275,21 @@ def input_gradient(dA_prev, dZ, W):
         for t in range(nblocks * k):
             _input_gradient_simple_tile(dA_prev, dZ, W, t)
         return
+    if INPUT_PACKED and plan == PACKED and n <= MICRO_KC and may_be_sparse(dZ):
+        # few of dZ's cells nonzero: the sum over units leaves them out, a
+        # tile of rows of dA_prev at a time (products/sparse.py)
+        dZT = np.empty((m, n), dtype=dZ.dtype)
+        pack_panel(dZT, dZ, 0, n, n, True)
+        masks = np.empty((m, (n + 63) // 64), dtype=np.uint64)
+        if sparse_enough(row_masks(masks, dZT), m, n):
+            width = packed_width(k, sparse_widths(dA_prev)[0], work < PARALLEL_WORK or not THREADED)
+            if work < PARALLEL_WORK:
+                for t in range((k + width - 1) // width):
+                    _input_gradient_sparse_tile(dA_prev, dZT, masks, W, t * width, min(t * width + width, k))
+            else:
+                for t in prange((k + width - 1) // width):
+                    _input_gradient_sparse_tile(dA_prev, dZT, masks, W, t * width, min(t * width + width, k))
+            return
     if INPUT_PACKED and plan == PACKED:  # tiles of examples
         WT = transposed(W)  # k x n: rows of the micro-kernels' A
         width = packed_width(m, MICRO_BYTES // dA_prev.itemsize, work < PARALLEL_WORK or not THREADED)

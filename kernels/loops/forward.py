@@ -10,13 +10,15 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..options import BLOCK, DOT_FORM_K, HELPER_OPTIONS, KC, MICRO_BYTES, PARALLEL_WORK, POOL_THREADS
+from ..options import BLOCK, DOT_FORM_K, HELPER_OPTIONS, KC, MICRO_BYTES, MICRO_KC, PARALLEL_WORK, POOL_THREADS
 from . import course
 from .activations import activate_row
 from .views import borrowed, flat
 from .plans import ALL_PLANS, BLOCKED_DOT, COURSE, PACKED, SIMPLE, forward_plan
 from .products.blocked import dots_tile, pack_transposed, product_tile
-from .products.packed import packed_tile
+from .products.packed import packed_tile, packed_width
+from .products.sparse import (may_be_sparse, pack_panel, row_masks, sparse_enough, sparse_tile_transposed,
+                              sparse_widths)
 
 # The plan set this module's kernels are compiled for: all plans here;
 # kernels.cpu compiles smaller sets too (plans.plan_globals).
@@ -162,6 +164,20 @@ def _packed_tile(Z, A, A_prev, W, b, act, t, width):
     _activate_tile(Z, A, act, 0, n, j0, j1)
 
 
+@register_jitable(**HELPER_OPTIONS)
+def _sparse_tile(Z, A, A_prevT, masks, W, b, act, i0, i1):
+    """PACKED tile over an A_prev with few nonzero cells (behind a relu):
+    rows i0:i1 of Z = b + (A_prev^T W[i0:i1]^T)^T, A_prev's zeros left out
+    (the packed tile's bits: products/sparse.py), then A = g(Z) on them."""
+    sparse_tile_transposed(Z, A_prevT, masks, W, i0, i1, True)
+    for i in range(i0, i1):
+        z = Z[i]
+        bi = b[i, 0]
+        for j in range(z.shape[0]):
+            z[j] += bi
+    _activate_tile(Z, A, act, i0, i1, 0, Z.shape[1])
+
+
 def linear_activation_forward(Z, A, A_prev, W, b, act):
     """Z = W A_prev + b and A = g(Z) in one pass, split in tiles
     (plans.forward_plan); each tile owns its cells of Z and A and is
@@ -193,6 +209,21 @@ def linear_activation_forward(Z, A, A_prev, W, b, act):
         for t in range(tiles):
             _simple_tile(Z, A, A_prev, W, b, act, t, n, m)
     elif FORWARD_PACKED and plan == PACKED:
+        if k <= MICRO_KC and may_be_sparse(A_prev):
+            # few of A_prev's cells nonzero (behind a relu): its zeros left out,
+            # in tiles of rows of Z (products/sparse.py)
+            A_prevT = np.empty((m, k), dtype=A_prev.dtype)
+            pack_panel(A_prevT, A_prev, 0, k, k, True)
+            masks = np.empty((m, (k + 63) // 64), dtype=np.uint64)
+            if sparse_enough(row_masks(masks, A_prevT), m, k):
+                rows = packed_width(n, sparse_widths(Z)[0], serial)
+                if serial:
+                    for t in range((n + rows - 1) // rows):
+                        _sparse_tile(Z, A, A_prevT, masks, W, b, act, t * rows, min(t * rows + rows, n))
+                else:
+                    for t in prange((n + rows - 1) // rows):
+                        _sparse_tile(Z, A, A_prevT, masks, W, b, act, t * rows, min(t * rows + rows, n))
+                return
         if serial:
             for t in range(tiles):
                 _packed_tile(Z, A, A_prev, W, b, act, t, width)
