@@ -195,6 +195,7 @@ def test_the_choice_follows_the_density():
     assert sparse.may_be_sparse(relu)
     assert sparse.may_be_sparse(np.zeros((1, 1)))
     assert _may_be_sparse(relu) and not _may_be_sparse(rng.random((784, 64)))
+    assert _may_be_sparse(relu.T) and _may_be_sparse(relu[:, ::2])  # any layout
 
 
 @njit(error_model="numpy")
@@ -218,6 +219,9 @@ def test_row_masks_are_numpys_nonzero_cells(dtype):
         py = np.empty_like(masks)
         assert sparse.row_masks(py, Z) == nnz  # register_jitable: called from Python it is interpreted
         assert np.array_equal(py, masks)
+        strided = np.repeat(Z, 2, axis=1)[:, ::2]  # rows of another layout: the cells one by one
+        again = np.empty_like(masks)
+        assert _row_masks(again, strided) == nnz and np.array_equal(again, masks)
 
 
 def test_the_bit_helpers_compiled_and_interpreted():

@@ -48,7 +48,7 @@ from numpy import uint64
 
 from ...options import HELPER_OPTIONS, MICRO_OPTIONS, SPARSE_BYTES, SPARSE_DENSITY
 from ...wide import keep_out_of_line, prefer_wide_vectors
-from ..views import borrowed, flat
+from ..views import borrowed
 from .transpose import in_registers, transpose8_rows
 
 LANES = 8
@@ -98,7 +98,16 @@ def _mask8(typingctx, row, j):
 
 @overload(mask8, jit_options=HELPER_OPTIONS)
 def _mask8_compiled(row, j):
-    return lambda row, j: _mask8(row, j)
+    if isinstance(row, types.Array) and row.layout == "C":
+        return lambda row, j: _mask8(row, j)
+
+    def cells(row, j):  # a strided row: cell by cell
+        bits = uint64(0)
+        for r in range(LANES):
+            if row[j + r] != 0:
+                bits |= uint64(1) << uint64(r)
+        return bits
+    return cells
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -264,14 +273,14 @@ def put_transposed(C, c0, S, w):
 def may_be_sparse(M):
     """A look before the masks, so that a product over dense operands (X,
     a tanh layer's dZ) costs 64 loads, not the masks' pass: whether at most
-    SPARSE_DENSITY + 1/8 of 64 cells spread evenly over M (C-contiguous)
-    are nonzero (a sample: the masks decide; a single row or column would
-    be one unit's or one example's, which can be far from the rest)."""
-    cells = flat(M)
-    size = cells.shape[0]
+    SPARSE_DENSITY + 1/8 of 64 cells along M's diagonal (rows and columns
+    spread evenly) are nonzero: a sample, the masks decide. Not a single row
+    or column, which would be one unit's or one example's and can be far
+    from the rest. M 2-D, any layout."""
+    rows, cols = M.shape
     nnz = 0
     for t in range(SAMPLE):
-        nnz += cells[t * size // SAMPLE] != 0
+        nnz += M[t * rows // SAMPLE, t * cols // SAMPLE] != 0
     return nnz <= (SPARSE_DENSITY + 0.125) * SAMPLE
 
 
