@@ -124,10 +124,12 @@ MICRO_KC = 256
 # relu: a quarter to 0.7 of them) leave the zeros out (products/sparse.py):
 # a row of the output at a time in SPARSE_BYTES of vector registers (8 of
 # the target's vectors), where at most SPARSE_DENSITY of the cells are
-# nonzero: about where that stops being faster than the packed product
-# (README, "Zeros left out").
+# nonzero (dW), SPARSE_DENSITY_TRANSPOSED (dA_prev and Z, which transpose
+# their sparse factor first and their result after): about where that stops
+# being faster than the packed product (README, "Zeros left out").
 SPARSE_BYTES = 8 * target.vector_bits() // 8
 SPARSE_DENSITY = 0.8
+SPARSE_DENSITY_TRANSPOSED = 0.5
 MICRO_MIN_ROWS = 4 * MICRO_ROWS
 MICRO_MIN_K = 16
 MICRO_LONG_K = 2048

@@ -117,8 +117,9 @@ def test_the_products_behind_a_relu_leave_the_zeros_out(dtype, variant):
     K = cpu.numba_kernels if variant == "numba" else cpu.parallel_kernels
     rng = np.random.default_rng(5)
     tol = {np.float64: 1e-12, np.float32: 2e-5}[dtype]
-    for n, k, m in ((64, 128, 64), (32, 128, 64), (256, 200, 250)):  # the last: prange tiles
-        A_prev = np.maximum(rng.standard_normal((k, m)), 0).astype(dtype)
+    for n, k, m in ((64, 128, 64), (128, 64, 64), (256, 200, 250)):  # the last: prange tiles
+        # a third of the cells nonzero: below SPARSE_DENSITY_TRANSPOSED
+        A_prev = np.maximum(rng.standard_normal((k, m)) - 0.45, 0).astype(dtype)
         W = rng.standard_normal((n, k)).astype(dtype)
         b = rng.standard_normal((n, 1)).astype(dtype)
         Z, A = np.full((n, m), np.nan, dtype), np.full((n, m), np.nan, dtype)
@@ -128,7 +129,8 @@ def test_the_products_behind_a_relu_leave_the_zeros_out(dtype, variant):
         assert np.array_equal(Z, Zw) and np.array_equal(A, Aw)
         np.testing.assert_allclose(Z, W.astype(np.float64) @ A_prev + b, rtol=0,
                                    atol=tol * np.sqrt(k) * max(1.0, np.abs(Zw).max()))
-        dZ = (rng.standard_normal((n, m)) * (Z > 0)).astype(dtype)
+        dZ = (rng.standard_normal((n, m)) * (Z > 0) * (rng.random((n, m)) < 0.6)).astype(dtype)
+        assert np.count_nonzero(dZ) <= options.SPARSE_DENSITY_TRANSPOSED * n * m
         dA = np.full((k, m), np.nan, dtype)
         K.input_gradient(dA, dZ, W)
         want = np.full((k, m), np.nan, dtype)
@@ -137,6 +139,15 @@ def test_the_products_behind_a_relu_leave_the_zeros_out(dtype, variant):
         dAr = np.empty_like(dA)
         vectorized.input_gradient(dAr, dZ, W)
         np.testing.assert_allclose(dA, dAr, rtol=0, atol=tol * np.sqrt(n) * max(1.0, np.abs(dAr).max()))
+    # the zeros left out: an infinite weight meets only zeros (the packed
+    # products' 0 x inf would be NaN)
+    A_prev[7] = 0
+    W[3, 7] = np.inf
+    K.linear_activation_forward(Z, A, A_prev, W, b, loops.RELU)
+    assert np.isfinite(Z).all()
+    dZ[3] = 0
+    K.input_gradient(dA, dZ, W)
+    assert np.isfinite(dA).all()
 
 
 @pytest.mark.parametrize("variant", ["numba", "parallel"])
@@ -155,7 +166,7 @@ def test_weight_gradients_behind_a_relu_leave_the_zeros_out(dtype, variant):
         dZ = (rng.standard_normal((n, m)) * (Z > 0)).astype(dtype)
         A = rng.random((k, m)).astype(dtype)
         assert loops.weight_gradients_plan(n, k, m) == loops.plans.PACKED
-        assert sparse.sparse_enough(np.count_nonzero(dZ), n, m)
+        assert sparse.sparse_enough(np.count_nonzero(dZ), n, m, options.SPARSE_DENSITY)
         dW, db = np.full((n, k), np.nan, dtype), np.full((n, 1), np.nan, dtype)
         K.weight_gradients(dW, db, dZ, A)
         want = np.full((n, k), np.nan, dtype)
@@ -183,24 +194,27 @@ def test_the_choice_follows_the_density():
     after 64 loads, and a relu layer's is sampled across its units, not by
     one unit's row (a unit on for most examples would hide the rest)."""
     n, m = 64, 64
-    assert sparse.sparse_enough(0, n, m)
-    assert sparse.sparse_enough(int(options.SPARSE_DENSITY * n * m), n, m)
-    assert not sparse.sparse_enough(int(options.SPARSE_DENSITY * n * m) + 1, n, m)
-    assert not sparse.sparse_enough(n * m, n, m)
+    for density in (options.SPARSE_DENSITY, options.SPARSE_DENSITY_TRANSPOSED):
+        assert sparse.sparse_enough(0, n, m, density)
+        assert sparse.sparse_enough(int(density * n * m), n, m, density)
+        assert not sparse.sparse_enough(int(density * n * m) + 1, n, m, density)
+        assert not sparse.sparse_enough(n * m, n, m, density)
     rng = np.random.default_rng(2)
-    assert not sparse.may_be_sparse(rng.random((784, 64)))
-    assert not sparse.may_be_sparse(np.tanh(rng.standard_normal((128, 64))))
+    d = options.SPARSE_DENSITY
+    assert not sparse.may_be_sparse(rng.random((784, 64)), d)
+    assert not sparse.may_be_sparse(np.tanh(rng.standard_normal((128, 64))), d)
     relu = np.maximum(rng.standard_normal((128, 64)), 0)
     relu[0] = 1.0  # its first unit always on
-    assert sparse.may_be_sparse(relu)
-    assert sparse.may_be_sparse(np.zeros((1, 1)))
-    assert _may_be_sparse(relu) and not _may_be_sparse(rng.random((784, 64)))
-    assert _may_be_sparse(relu.T) and _may_be_sparse(relu[:, ::2])  # any layout
+    assert sparse.may_be_sparse(relu, d)
+    assert sparse.may_be_sparse(np.zeros((1, 1)), d)
+    assert _may_be_sparse(relu, d) and not _may_be_sparse(rng.random((784, 64)), d)
+    assert _may_be_sparse(relu.T, d) and _may_be_sparse(relu[:, ::2], d)  # any layout
+    assert not sparse.may_be_sparse(np.ones((128, 64)) * (rng.random((128, 64)) < 0.8), 0.5)
 
 
 @njit(error_model="numpy")
-def _may_be_sparse(M):
-    return sparse.may_be_sparse(M)
+def _may_be_sparse(M, density):
+    return sparse.may_be_sparse(M, density)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -299,14 +313,14 @@ K, T = cpu.parallel_kernels, cpu.tile_kernels
 lazy = [getattr(T, name) for name in loops.LAZY_TILES]
 rng = np.random.default_rng(0)
 n, k, m = 256, 200, 250  # above PARALLEL_WORK: the tiles run on the pool's workers
-A_prev = np.maximum(rng.standard_normal((k, m)), 0)
+A_prev = np.maximum(rng.standard_normal((k, m)) - 0.5, 0)  # sparse enough for every sparse tile
 W, b = rng.standard_normal((n, k)), rng.standard_normal((n, 1))
 Z, A = np.empty((n, m)), np.empty((n, m))
 dense = rng.random((k, m)) + 0.5
 K.linear_activation_forward(Z, A, dense, W, b, loops.RELU)  # the callers compiled, over dense operands
 before = [len(d.signatures) for d in lazy]
 K.linear_activation_forward(Z, A, A_prev, W, b, loops.RELU)
-dZ = A * rng.standard_normal((n, m))
+dZ = A * rng.standard_normal((n, m)) * (rng.random((n, m)) < 0.6)
 dW, db, dA = np.empty((n, k)), np.empty((n, 1)), np.empty((k, m))
 K.weight_gradients(dW, db, dZ, A_prev)
 K.input_gradient(dA, dZ, W)

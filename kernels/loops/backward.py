@@ -10,7 +10,8 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..options import BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, MICRO_KC, PARALLEL_WORK
+from ..options import (BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, MICRO_KC, PARALLEL_WORK, SPARSE_DENSITY,
+                       SPARSE_DENSITY_TRANSPOSED)
 from . import course
 from .activations import activation_backward
 from .plans import ALL_PLANS, BLOCKED_DOT, BLOCKED_ROWS, COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
@@ -115,7 +116,8 @@ def _bias_gradient(db, dZ, inv_m):
 def weight_gradients(dW, db, dZ, A_prev):
     """dW = (1/m) dZ A_prev^T and db = (1/m) sum_j dZ (plans.weight_gradients_plan).
     PACKED on a mini-batch (m <= MICRO_KC) whose dZ has few nonzero cells
-    (at most options.SPARSE_DENSITY of them) leaves the zeros out (sparse tiles).
+    (at most options.SPARSE_DENSITY of them) leaves the zeros out (sparse
+    tiles), where dW has at least half a sparse panel's columns.
 
     SIMPLE is parallel over output units (iteration i owns row dW[i] and
     db[i]); PACKED and BLOCKED_DOT over blocks of columns of dW (iteration t
@@ -135,11 +137,12 @@ def weight_gradients(dW, db, dZ, A_prev):
         for i in range(n):
             _weight_gradients_simple_row(dW, db, dZ, A_prev, i, inv_m)
         return
-    if GRADIENT_PACKED and plan == PACKED and m <= MICRO_KC and may_be_sparse(dZ):
+    if GRADIENT_PACKED and plan == PACKED and m <= MICRO_KC and k >= sparse_widths(dW)[1] and \
+            may_be_sparse(dZ, SPARSE_DENSITY):
         # a mini-batch: where few of dZ's cells are nonzero (behind a relu),
         # its zeros are left out, the same bits (products/sparse.py)
         masks = np.empty((n, (m + 63) // 64), dtype=np.uint64)
-        if sparse_enough(row_masks(masks, dZ), n, m):
+        if sparse_enough(row_masks(masks, dZ), n, m, SPARSE_DENSITY):
             width = packed_width(k, sparse_widths(dW)[0], work < PARALLEL_WORK or not THREADED)
             if work < PARALLEL_WORK:
                 for t in range((k + width - 1) // width):
@@ -253,8 +256,9 @@ def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
 def input_gradient(dA_prev, dZ, W):
     """dA_prev = W^T dZ (plans.input_gradient_plan), tiled over (examples,
     input units); every tile owns its cells of dA_prev. PACKED over a dZ
-    with few nonzero cells (n <= MICRO_KC) leaves them out, in tiles of
-    rows of dA_prev (products/sparse.py). Serial below
+    with few nonzero cells (options.SPARSE_DENSITY_TRANSPOSED; n <= MICRO_KC
+    and k at least half a sparse panel) leaves them out, in tiles of rows
+    of dA_prev (products/sparse.py). Serial below
     PARALLEL_WORK multiply-adds; there, for one unit (n = 1), an outer
     product.
 
@@ -275,13 +279,14 @@ def input_gradient(dA_prev, dZ, W):
         for t in range(nblocks * k):
             _input_gradient_simple_tile(dA_prev, dZ, W, t)
         return
-    if INPUT_PACKED and plan == PACKED and n <= MICRO_KC and may_be_sparse(dZ):
+    if INPUT_PACKED and plan == PACKED and n <= MICRO_KC and k >= sparse_widths(dA_prev)[1] and \
+            may_be_sparse(dZ, SPARSE_DENSITY_TRANSPOSED):
         # few of dZ's cells nonzero: the sum over units leaves them out, a
         # tile of rows of dA_prev at a time (products/sparse.py)
         dZT = np.empty((m, n), dtype=dZ.dtype)
         pack_panel(dZT, dZ, 0, n, n, True)
         masks = np.empty((m, (n + 63) // 64), dtype=np.uint64)
-        if sparse_enough(row_masks(masks, dZT), m, n):
+        if sparse_enough(row_masks(masks, dZT), m, n, SPARSE_DENSITY_TRANSPOSED):
             width = packed_width(k, sparse_widths(dA_prev)[0], work < PARALLEL_WORK or not THREADED)
             if work < PARALLEL_WORK:
                 for t in range((k + width - 1) // width):

@@ -10,7 +10,8 @@ import numpy as np
 from numba import prange
 from numba.extending import register_jitable
 
-from ..options import BLOCK, DOT_FORM_K, HELPER_OPTIONS, KC, MICRO_BYTES, MICRO_KC, PARALLEL_WORK, POOL_THREADS
+from ..options import (BLOCK, DOT_FORM_K, HELPER_OPTIONS, KC, MICRO_BYTES, MICRO_KC, PARALLEL_WORK, POOL_THREADS,
+                       SPARSE_DENSITY_TRANSPOSED)
 from . import course
 from .activations import activate_row
 from .views import borrowed, flat
@@ -209,13 +210,14 @@ def linear_activation_forward(Z, A, A_prev, W, b, act):
         for t in range(tiles):
             _simple_tile(Z, A, A_prev, W, b, act, t, n, m)
     elif FORWARD_PACKED and plan == PACKED:
-        if k <= MICRO_KC and may_be_sparse(A_prev):
+        if k <= MICRO_KC and n >= sparse_widths(Z)[1] and may_be_sparse(A_prev, SPARSE_DENSITY_TRANSPOSED):
             # few of A_prev's cells nonzero (behind a relu): its zeros left out,
-            # in tiles of rows of Z (products/sparse.py)
+            # in tiles of rows of Z (products/sparse.py); not for fewer rows
+            # than half a sparse panel, which would be half padding
             A_prevT = np.empty((m, k), dtype=A_prev.dtype)
             pack_panel(A_prevT, A_prev, 0, k, k, True)
             masks = np.empty((m, (k + 63) // 64), dtype=np.uint64)
-            if sparse_enough(row_masks(masks, A_prevT), m, k):
+            if sparse_enough(row_masks(masks, A_prevT), m, k, SPARSE_DENSITY_TRANSPOSED):
                 rows = packed_width(n, sparse_widths(Z)[0], serial)
                 if serial:
                     for t in range((n + rows - 1) // rows):

@@ -18,7 +18,9 @@ set bit. P is the other factor's panel, packed so that its rows run along
 W (m x 512 bytes: 32 KiB, L1, for a batch of 64). Each nonzero costs one
 load and one FMA a vector against the packed micro-kernel's 10 loads for 16
 FMAs: about 0.8x its speed a multiply-add, so it pays where at most
-SPARSE_DENSITY of the cells are nonzero. dW = dZ A_prev^T is this directly
+SPARSE_DENSITY of the cells are nonzero (SPARSE_DENSITY_TRANSPOSED where the
+sparse factor is transposed first, and not where the output is narrower
+than half a panel). dW = dZ A_prev^T is this directly
 (``sparse_tile``, Z = dZ); dA_prev = W^T dZ and Z = W A_prev + b take the
 sparse factor's transpose as Z and put the results back transposed
 (``sparse_tile_transposed``). The ops choose per call (backward.py,
@@ -46,13 +48,14 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload, register_jitable
 from numpy import uint64
 
-from ...options import HELPER_OPTIONS, MICRO_OPTIONS, SPARSE_BYTES, SPARSE_DENSITY
+from ...options import HELPER_OPTIONS, MICRO_OPTIONS, SPARSE_BYTES
 from ...wide import keep_out_of_line, prefer_wide_vectors
 from ..views import borrowed
 from .transpose import in_registers, transpose8_rows
 
 LANES = 8
 SAMPLE = 64  # cells may_be_sparse looks at
+PANEL_BYTES = 32 * 1024  # a panel that stays in L1
 
 
 def lowest_bit(mask):
@@ -148,10 +151,12 @@ def row_masks(masks, Z):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def sparse_enough(nnz, n, m):
-    """Whether a product over dZ (n, m) with ``nnz`` nonzero cells leaves
-    its zeros out: at most SPARSE_DENSITY of them nonzero."""
-    return nnz <= SPARSE_DENSITY * n * m
+def sparse_enough(nnz, n, m, density):
+    """Whether a product over a factor (n, m) with ``nnz`` nonzero cells
+    leaves its zeros out: at most ``density`` of them nonzero
+    (options.SPARSE_DENSITY for dW, SPARSE_DENSITY_TRANSPOSED for the
+    products that transpose their sparse factor first)."""
+    return nnz <= density * n * m
 
 
 def sparse_panel_source(cols):
@@ -270,10 +275,10 @@ def put_transposed(C, c0, S, w):
 
 
 @register_jitable(**HELPER_OPTIONS)
-def may_be_sparse(M):
+def may_be_sparse(M, density):
     """A look before the masks, so that a product over dense operands (X,
     a tanh layer's dZ) costs 64 loads, not the masks' pass: whether at most
-    SPARSE_DENSITY + 1/8 of 64 cells along M's diagonal (rows and columns
+    density + 1/8 of 64 cells along M's diagonal (rows and columns
     spread evenly) are nonzero: a sample, the masks decide. Not a single row
     or column, which would be one unit's or one example's and can be far
     from the rest. M 2-D, any layout."""
@@ -281,7 +286,7 @@ def may_be_sparse(M):
     nnz = 0
     for t in range(SAMPLE):
         nnz += M[t * rows // SAMPLE, t * cols // SAMPLE] != 0
-    return nnz <= (SPARSE_DENSITY + 0.125) * SAMPLE
+    return nnz <= (density + 0.125) * SAMPLE
 
 
 @register_jitable(**HELPER_OPTIONS)
@@ -337,10 +342,13 @@ def sparse_tile_transposed(C, ZT, masks, B, j0, j1, transposed):
     Ph = buf[:n * half].reshape((n, half))
     S = np.empty((m, full), dtype=C.dtype)
     one = C.dtype.type(1.0)
+    # full panels only where one fits L1 (PANEL_BYTES): the panel's rows are
+    # the reduction's, up to 256 of them here, not a batch's 64
+    wide = n * full * C.itemsize <= PANEL_BYTES
     c0 = j0
     while c0 < j1:
         w = j1 - c0
-        if w >= full:
+        if wide and w >= full:
             pack_panel(borrowed(Pf), B, c0, full, full, transposed)
             sparse_panel(borrowed(S), 0, ZT, masks, borrowed(Pf), one, False)
             put_transposed(C, c0, borrowed(S), full)
