@@ -248,9 +248,11 @@ def test_float32_loops_stay_float32():
         Z, A = ops.linear_activation_forward(A_prev, W, b, "tanh")
         ops.linear_activation_backward(A, Z, A_prev, W, "tanh")
         reached |= {name for name in vars(tiles) if getattr(tiles, name).signatures}
-    A_prev, W, b = layer(rng, 64, 64, 64, f)  # the sparse tiles: a relu layer's input and its dZ
-    Z, A = ops.linear_activation_forward(np.maximum(A_prev, 0), W, b, "relu")
-    ops.linear_activation_backward(A, Z, np.maximum(A_prev, 0), W, "relu")
+    # the sparse tiles: a relu layer's input and its dZ, a third of their cells nonzero
+    A_prev, W, b = layer(rng, 64, 64, 64, f)
+    A_prev, b = np.maximum(A_prev - 0.5, 0), b - 1
+    Z, A = ops.linear_activation_forward(A_prev, W, b, "relu")
+    ops.linear_activation_backward(A, Z, A_prev, W, "relu")
     X, W1, b1 = layer(rng, 6, 9, 7, f)  # the fused first layer (model.training's) and its tiles
     dZ = rng.standard_normal((6, 7)).astype(f)
     fresh.first_layer_step(np.empty((6, 7), f), np.empty((6, 7), f), np.empty_like(W1), np.empty_like(b1),
