@@ -256,9 +256,9 @@ def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
 def input_gradient(dA_prev, dZ, W):
     """dA_prev = W^T dZ (plans.input_gradient_plan), tiled over (examples,
     input units); every tile owns its cells of dA_prev. PACKED over a dZ
-    with few nonzero cells (options.SPARSE_DENSITY_TRANSPOSED; n <= MICRO_KC
-    and k at least half a sparse panel) leaves them out, in tiles of rows
-    of dA_prev (products/sparse.py). Serial below
+    with few nonzero cells (options.SPARSE_DENSITY_TRANSPOSED; a mini-batch,
+    n, m <= MICRO_KC, and k at least half a sparse panel) leaves them out,
+    in tiles of rows of dA_prev (products/sparse.py). Serial below
     PARALLEL_WORK multiply-adds; there, for one unit (n = 1), an outer
     product.
 
@@ -279,7 +279,7 @@ def input_gradient(dA_prev, dZ, W):
         for t in range(nblocks * k):
             _input_gradient_simple_tile(dA_prev, dZ, W, t)
         return
-    if INPUT_PACKED and plan == PACKED and n <= MICRO_KC and k >= sparse_widths(dA_prev)[1] and \
+    if INPUT_PACKED and plan == PACKED and max(n, m) <= MICRO_KC and k >= sparse_widths(dA_prev)[1] and \
             may_be_sparse(dZ, SPARSE_DENSITY_TRANSPOSED):
         # few of dZ's cells nonzero: the sum over units leaves them out, a
         # tile of rows of dA_prev at a time (products/sparse.py)

@@ -210,10 +210,11 @@ def linear_activation_forward(Z, A, A_prev, W, b, act):
         for t in range(tiles):
             _simple_tile(Z, A, A_prev, W, b, act, t, n, m)
     elif FORWARD_PACKED and plan == PACKED:
-        if k <= MICRO_KC and n >= sparse_widths(Z)[1] and may_be_sparse(A_prev, SPARSE_DENSITY_TRANSPOSED):
+        if max(k, m) <= MICRO_KC and n >= sparse_widths(Z)[1] and may_be_sparse(A_prev, SPARSE_DENSITY_TRANSPOSED):
             # few of A_prev's cells nonzero (behind a relu): its zeros left out,
-            # in tiles of rows of Z (products/sparse.py); not for fewer rows
-            # than half a sparse panel, which would be half padding
+            # in tiles of rows of Z (products/sparse.py); a mini-batch only (its
+            # transposes are small), and not for fewer rows than half a
+            # sparse panel, which would be half padding
             A_prevT = np.empty((m, k), dtype=A_prev.dtype)
             pack_panel(A_prevT, A_prev, 0, k, k, True)
             masks = np.empty((m, (k + 63) // 64), dtype=np.uint64)
