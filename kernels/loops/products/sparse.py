@@ -278,15 +278,17 @@ def put_transposed(C, c0, S, w):
 def may_be_sparse(M, density):
     """A look before the masks, so that a product over dense operands (X,
     a tanh layer's dZ) costs 64 loads, not the masks' pass: whether at most
-    density + 1/8 of 64 cells along M's diagonal (rows and columns
-    spread evenly) are nonzero: a sample, the masks decide. Not a single row
-    or column, which would be one unit's or one example's and can be far
-    from the rest. M 2-D, any layout."""
+    ``density`` of 64 cells along M's diagonal (rows and columns spread
+    evenly) are nonzero: a sample, the masks decide. No more slack than
+    that: an operand a little too dense (digits' layers at 0.6 against the
+    transposed products' 0.5) would build its transpose and masks in vain
+    at most steps. Not a single row or column, which would be one unit's or
+    one example's and can be far from the rest. M 2-D, any layout."""
     rows, cols = M.shape
     nnz = 0
     for t in range(SAMPLE):
         nnz += M[t * rows // SAMPLE, t * cols // SAMPLE] != 0
-    return nnz <= (density + 0.125) * SAMPLE
+    return nnz <= density * SAMPLE
 
 
 @register_jitable(**HELPER_OPTIONS)
