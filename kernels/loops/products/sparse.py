@@ -129,7 +129,8 @@ def popcount(x):
 @register_jitable(**HELPER_OPTIONS)
 def row_masks(masks, Z):
     """masks[i, w] bit b = (Z[i, 64 w + b] != 0); returns how many cells of Z
-    are nonzero. masks (n, ceil(m / 64)) uint64, Z (n, m) C-contiguous."""
+    are nonzero. masks (n, ceil(m / 64)) uint64, Z (n, m): C-contiguous rows
+    compare eight cells at once (mask8), others cell by cell."""
     n, m = Z.shape
     nnz = uint64(0)
     for i in range(n):
