@@ -69,13 +69,19 @@ def _lowest_bit_compiled(mask):
     return lambda mask: uint64(trailing_zeros(mask))
 
 
-def mask8(row, j):
-    """Bits r = 0..7 of a uint64: row[j + r] != 0 (row 1-D, j + 8 <= len(row))."""
-    bits = 0
+@register_jitable(**HELPER_OPTIONS)
+def _mask8_cells(row, j):
+    """mask8 cell by cell: interpreted, and compiled for strided rows."""
+    bits = uint64(0)
     for r in range(LANES):
         if row[j + r] != 0:
-            bits |= 1 << r
-    return uint64(bits)
+            bits |= uint64(1) << uint64(r)
+    return bits
+
+
+def mask8(row, j):
+    """Bits r = 0..7 of a uint64: row[j + r] != 0 (row 1-D, j + 8 <= len(row))."""
+    return _mask8_cells(row, j)
 
 
 @intrinsic
@@ -103,14 +109,7 @@ def _mask8(typingctx, row, j):
 def _mask8_compiled(row, j):
     if isinstance(row, types.Array) and row.layout == "C":
         return lambda row, j: _mask8(row, j)
-
-    def cells(row, j):  # a strided row: cell by cell
-        bits = uint64(0)
-        for r in range(LANES):
-            if row[j + r] != 0:
-                bits |= uint64(1) << uint64(r)
-        return bits
-    return cells
+    return lambda row, j: _mask8_cells(row, j)  # a strided row
 
 
 @register_jitable(**HELPER_OPTIONS)
