@@ -11,6 +11,7 @@ from numba.extending import register_jitable
 
 from ..options import ADAM, BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
+from ..vector_step import vector_step
 from .memory import store_fence, stream_cells
 from .views import borrowed, flat
 
@@ -99,6 +100,8 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
     CPU compares the addresses' low 12 bits): up to 2.5 times the loop's
     time (README, "Adam reads before it writes")."""
     one = o.dtype.type(1.0)
+    if fma_quotient and vector_step(o, v, s, p, g, lr, kind, beta1, beta2, epsilon):
+        return  # Adam's or RMSprop's float64 step on AVX-512 (kernels.vector_step)
     if kind == MOMENTUM:
         for j in range(o.shape[0]):
             vj, gj, pj = v[j], g[j], p[j]
