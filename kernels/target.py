@@ -122,6 +122,21 @@ def micro_shape():
     return (8, 2) if vector_registers() >= 32 else (3, 4)
 
 
+# CPUs whose float64 divider is pipelined and quick (AMD Zen 2 onwards: a
+# 256-bit division or square root every few cycles). There the optimizers'
+# step divides (kernels.loops.update) where it has no AVX-512 estimate:
+# Zen 4 running AVX2 code (znver3, haswell) took Adam's step on 8,192 cells
+# in 8.2 us dividing, 13.6 with kernels.quotient's Newton steps. Intel's
+# and Zen 1's dividers take 2-5 times as long a vector (published
+# instruction tables; not measured here): they keep the Newton steps.
+FAST_DIVIDER_CPUS = frozenset({"znver2", "znver3", "znver4", "znver5"})
+
+
+def fast_divider():
+    """Whether the compile target's float64 divider is quick (FAST_DIVIDER_CPUS)."""
+    return cpu_name() in FAST_DIVIDER_CPUS
+
+
 def has_fma():
     f = features()
     return "fma" in f or not is_x86() and platform.machine().lower() in ("aarch64", "arm64")

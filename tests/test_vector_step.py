@@ -125,3 +125,17 @@ def test_machine_code_seeds_with_vrcp14pd():
     assert re.search(r"vsqrtpd\s+%zmm", body)
     assert re.search(r"vfmadd\d+pd\s+.*%zmm", body)
     assert not re.search(r"vdivpd\s+%zmm", body)  # the quotient is the FMA units'
+
+
+def test_the_step_divides_where_the_divider_is_quick(monkeypatch):
+    """options.DIVIDE_STEP: the optimizers' float64 step divides where the
+    target has no AVX-512 estimate and its divider is quick (AMD Zen 2
+    onwards, by LLVM's name for the CPU); Intel's AVX2 CPUs and Zen 1 keep
+    kernels.quotient's Newton steps. Every way gives the same cells
+    (test_vector_step_equals_the_divided_loop, tests/test_quotient.py)."""
+    from kernels import options
+    assert options.DIVIDE_STEP == (target.fast_divider() and not vmod.VECTOR_STEP)
+    for name, quick in [("znver2", True), ("znver3", True), ("znver4", True), ("znver1", False),
+                        ("haswell", False), ("skylake", False), ("skylake-avx512", False), ("generic", False)]:
+        monkeypatch.setattr(target, "cpu_name", lambda name=name: name)
+        assert target.fast_divider() is quick, name

@@ -9,7 +9,7 @@ from numba import prange
 
 from numba.extending import register_jitable
 
-from ..options import ADAM, BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
+from ..options import ADAM, BLOCK, DIVIDE_STEP, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
 from ..vector_step import vector_step
 from .memory import store_fence, stream_cells
@@ -156,11 +156,13 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     three divisions, the form of Kingma and Ba's paper (section 2); the two
     differ by rounding only.
 
-    RMSprop's and Adam's quotient (lr g or lr' v) / (sqrt(s) + epsilon) is
-    kernels.quotient's in float64 (Newton steps on the FMA units, not the
-    divider: the correctly rounded quotient, the same value) wherever its
-    divisor is in that function's domain: epsilon (>= the smallest divisor)
-    from QUOTIENT_MIN64 to 1e300 (sqrt(s) is at most 1.4e154).
+    RMSprop's and Adam's quotient (lr g or lr' v) / (sqrt(s) + epsilon) in
+    float64, the correctly rounded quotient every way: on AVX-512 from the
+    CPU's estimate (kernels.vector_step), on a CPU whose divider is quick
+    (options.DIVIDE_STEP: Zen 2 onwards without AVX-512) by division, else
+    by kernels.quotient's Newton steps on the FMA units; the first and the
+    last wherever the divisor is in their domain: epsilon (>= the smallest
+    divisor) from QUOTIENT_MIN64 to 1e300 (sqrt(s) is at most 1.4e154).
 
     v and s (the moments) are updated in place; t >= 1 counts Adam's steps.
     out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
@@ -174,7 +176,7 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     e = dt(e64)
     # the quotient's domain, tested in float64 (a float32 step divides either way:
     # kernels.quotient), so that no float32 value is widened
-    fma_quotient = QUOTIENT_MIN64 <= e64 <= EPSILON_MAX64
+    fma_quotient = QUOTIENT_MIN64 <= e64 <= EPSILON_MAX64 and not DIVIDE_STEP
     if o.shape[0] < PARALLEL_ELEMENTS or not THREADED:
         _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
         return
