@@ -131,11 +131,6 @@ SPARSE_BYTES = 8 * target.vector_bits() // 8
 SPARSE_DENSITY = 0.8
 SPARSE_DENSITY_TRANSPOSED = 0.5
 MICRO_MIN_ROWS = 4 * MICRO_ROWS
-# RMSprop's and Adam's float64 quotient (kernels.loops.update.optimizer_step):
-# on AVX-512 from vrcp14pd's estimate (kernels.vector_step); else by division
-# where the divider is quick (target.fast_divider: Zen 2 onwards), else on
-# the FMA units (kernels.quotient). The same values every way.
-DIVIDE_STEP = target.fast_divider() and target.vector_bits() < 512
 MICRO_MIN_K = 16
 MICRO_LONG_K = 2048
 MICRO_LONG_K_ROWS = 8
@@ -158,3 +153,8 @@ GD = 0
 MOMENTUM = 1
 RMSPROP = 2
 ADAM = 3
+# RMSprop's and Adam's float64 quotient (kernels.loops.update.optimizer_step):
+# on AVX-512 from vrcp14pd's estimate (kernels.vector_step); else by division
+# where the divider is quick (target.fast_divider: Zen 2 onwards), else on
+# the FMA units (kernels.quotient). The same values every way.
+DIVIDE_STEP = target.fast_divider() and target.vector_bits() < 512

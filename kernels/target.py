@@ -124,11 +124,11 @@ def micro_shape():
 
 # CPUs whose float64 divider is pipelined and quick (AMD Zen 2 onwards: a
 # 256-bit division or square root every few cycles). There the optimizers'
-# step divides (kernels.loops.update) where it has no AVX-512 estimate:
-# Zen 4 running AVX2 code (znver3, haswell) took Adam's step on 8,192 cells
-# in 8.2 us dividing, 13.6 with kernels.quotient's Newton steps. Intel's
-# and Zen 1's dividers take 2-5 times as long a vector (published
-# instruction tables; not measured here): they keep the Newton steps.
+# step divides (options.DIVIDE_STEP) where it has no AVX-512 estimate: on
+# AVX2 code that beat kernels.quotient's Newton steps by 1.7x (README,
+# "Dividing where the divider is quick"). Intel's and Zen 1's dividers take
+# two to five times as long a vector by the published instruction tables
+# (not measured here): they keep the Newton steps.
 FAST_DIVIDER_CPUS = frozenset({"znver2", "znver3", "znver4", "znver5"})
 
 

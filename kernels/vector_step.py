@@ -4,13 +4,13 @@ quotient seeded by the CPU's reciprocal estimate.
 Why: the step divides every cell by sqrt(s) + epsilon. kernels.quotient
 computes that quotient on the FMA units, while the divider takes the square
 root; its seed, from the divisor's bits, is within 1/8, so it takes four
-Newton steps, and the FMA units end up as busy as the divider (Adam's step
-on an MNIST-sized first layer: a sixth of a mini-batch step). AVX-512 has a
-reciprocal estimate, vrcp14pd, within 2^-14: two Newton steps (2^-56) and
-the same correction give the same, correctly rounded quotient. LLVM's loop
+Newton steps, and the FMA units end up as busy as the divider. AVX-512
+has a reciprocal estimate, vrcp14pd, within 2^-14: two Newton steps
+(2^-56) and the same correction give the same, correctly rounded
+quotient (README, "Adam's quotient from the CPU's estimate"). LLVM's loop
 vectorizer cannot use a target's intrinsic inside a scalar loop, so the
-cells' whole update is written here as vector IR: ``optimizer_cells8``
-updates cells j .. j + 7.
+cells' whole update is written here as vector IR: ``_adam_cells8`` and
+``_rmsprop_cells8`` update cells j .. j + 7.
 
 The same bits as kernels.loops.update's scalar loop: its moments as LLVM
 compiles that loop (v = fma(beta1, v, (1 - beta1) g), s = fma(beta2, s,
@@ -114,11 +114,15 @@ def _cells8_codegen(kind):
     return codegen
 
 
+def _all_float64(*arrays):
+    """Whether every type is a 1-D C-contiguous float64 array's."""
+    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
+               for a in arrays)
+
+
 def _cells8_typer(kind):
     def typer(typingctx, out, v, s, param, grad, j, lr, beta1, beta2, epsilon):
-        arrays = (out, v, s, param, grad)
-        if not (all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
-                    for a in arrays) and isinstance(j, types.Integer)):
+        if not (_all_float64(out, v, s, param, grad) and isinstance(j, types.Integer)):
             return None
         return types.none(out, v, s, param, grad, j, types.float64, types.float64, types.float64,
                           types.float64), _cells8_codegen(kind)
@@ -137,11 +141,6 @@ def vector_step(out, v, s, param, grad, lr, kind, beta1, beta2, epsilon):
     returns True, or False where it does not apply (another kind or dtype, a
     target without AVX-512, interpreted): the caller's scalar loop then runs."""
     return False
-
-
-def _all_float64(*arrays):
-    return all(isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" and a.dtype == types.float64
-               for a in arrays)
 
 
 @overload(vector_step, jit_options=APPROX_OPTIONS)
