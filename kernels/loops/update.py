@@ -91,8 +91,10 @@ def _finite(cells):
 @register_jitable(**HELPER_OPTIONS)
 def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotient):
     """optimizer_step on one block of cells (1-D views). ``fma_quotient``:
-    RMSprop's and Adam's quotient by kernels.quotient (the same value: see
-    optimizer_step), else by division. A tile (kernels.loops.TILE_KERNELS).
+    RMSprop's and Adam's float64 quotient without division, by the vector
+    step on AVX-512 (kernels.vector_step) or kernels.quotient's Newton
+    steps (the same value: see optimizer_step), else by division. A tile
+    (kernels.loops.TILE_KERNELS).
 
     Each cell's inputs are read before any of its outputs is written: the
     arrays often lie at one offset in their 4 KiB pages, and a read after a
