@@ -10,7 +10,6 @@ import numba
 import numpy as np
 import pytest
 
-import kernels
 from kernels import target, vector_step as vmod
 from kernels.loops.update import _optimizer_block
 from kernels.options import ADAM, GD, HELPER_OPTIONS, MOMENTUM, RMSPROP
@@ -58,6 +57,27 @@ def test_vector_step_equals_the_divided_loop(kind, n):
     np.testing.assert_array_equal(v, v_d if kind == ADAM else v0)  # RMSprop leaves v alone
     np.testing.assert_array_equal(out, out_d)
     assert np.isfinite(out).all()
+
+
+@pytest.mark.parametrize("kind", [ADAM, RMSPROP])
+def test_vector_quotient_is_the_correctly_rounded_one(kind):
+    """The quotient alone over the whole domain, 200,000 pairs: with beta1 =
+    beta2 = 1 the moments stay as given (v = v, s = s), lr = 1 and param = 0,
+    so out = -(v / (sqrt(s) + epsilon)) for Adam (g / ... for RMSprop): equal
+    to the divided loop's, bit for bit, divisors from 2^-490 to 2^491 and
+    numerators from 2^-400 to 2^400 (the quotients normal)."""
+    n = 200_000
+    rng = np.random.default_rng(kind)
+    top = rng.standard_normal(n) * 2.0 ** rng.integers(-400, 400, n)
+    s0 = rng.uniform(1.0, 4.0, n) * 2.0 ** (2 * rng.integers(-490, 490, n))
+    v0, g = (top, np.ones(n)) if kind == ADAM else (np.zeros(n), top)
+    p = np.zeros(n)
+    arrays = [np.empty(n), v0.copy(), s0.copy(), np.empty(n), v0.copy(), s0.copy()]
+    _both_ways(*arrays, p, g, 1.0, kind, 1.0, 1.0, 2.0 ** -1000)
+    out, out_d = arrays[0], arrays[3]
+    np.testing.assert_array_equal(arrays[2], s0)  # the moments as given: the pairs are the ones meant
+    assert np.isfinite(out_d).all() and (np.abs(out_d) >= np.finfo(np.float64).tiny).all()
+    np.testing.assert_array_equal(out, out_d)
 
 
 @pytest.mark.parametrize("kind", [ADAM, RMSPROP])
