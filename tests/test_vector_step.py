@@ -60,6 +60,22 @@ def test_vector_step_equals_the_divided_loop(kind, n):
 
 
 @pytest.mark.parametrize("kind", [ADAM, RMSPROP])
+def test_vector_step_in_place(kind):
+    """out may be param (optimizer_step's contract): each group of eight
+    cells is read before it is written, so stepping in place gives the
+    cells stepping into another array gives (sizes with and without a tail)."""
+    for n in (64, 1003):
+        p, g, v0, s0 = _cells(n, 7 * n + kind)
+        inplace, v1, s1 = p.copy(), v0.copy(), s0.copy()
+        _both_ways(inplace, v1, s1, np.empty(n), v0.copy(), s0.copy(), inplace, g, 0.003, kind, 0.9, 0.999, 1e-8)
+        want, v2, s2 = np.empty(n), v0.copy(), s0.copy()
+        _both_ways(want, v2, s2, np.empty(n), v0.copy(), s0.copy(), p, g, 0.003, kind, 0.9, 0.999, 1e-8)
+        np.testing.assert_array_equal(inplace, want)
+        np.testing.assert_array_equal(s1, s2)
+        np.testing.assert_array_equal(v1, v2)
+
+
+@pytest.mark.parametrize("kind", [ADAM, RMSPROP])
 def test_vector_quotient_is_the_correctly_rounded_one(kind):
     """The quotient alone over the whole domain, 200,000 pairs: with beta1 =
     beta2 = 1 the moments stay as given (v = v, s = s), lr = 1 and param = 0,
