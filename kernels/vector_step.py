@@ -30,7 +30,7 @@ import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, register_jitable
 
 from . import target
 from .options import ADAM, APPROX_OPTIONS, RMSPROP
@@ -156,39 +156,38 @@ def _vector_step_impl(out, v, s, param, grad, lr, kind, beta1, beta2, epsilon):
     return impl
 
 
+@register_jitable(**APPROX_OPTIONS)
+def _cells8(out, v, s, param, grad, j, lr, adam, beta1, beta2, epsilon):
+    """Cells j .. j + 7: Adam's or RMSprop's."""
+    if adam:
+        _adam_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
+    else:
+        _rmsprop_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
+
+
+@register_jitable(**APPROX_OPTIONS)
 def _step_cells(out, v, s, param, grad, lr, adam, beta1, beta2, epsilon):
     """vector_step's loop (RMSprop passes s for v, unused): a function of
-    its own, with zmm vectors wherever it is inlined from (kernels.wide)."""
-
-
-@overload(_step_cells, jit_options=APPROX_OPTIONS)
-def _step_cells_impl(out, v, s, param, grad, lr, adam, beta1, beta2, epsilon):
-    def impl(out, v, s, param, grad, lr, adam, beta1, beta2, epsilon):
-        prefer_wide_vectors()
-        keep_out_of_line()
-        n = out.shape[0]
-        full = n - n % LANES
-        lr, beta1, beta2, epsilon = np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(epsilon)
-        for j in range(0, full, LANES):
+    its own, with zmm vectors wherever it is inlined from (kernels.wide).
+    Compiled only (its cells are intrinsics)."""
+    prefer_wide_vectors()
+    keep_out_of_line()
+    n = out.shape[0]
+    full = n - n % LANES
+    lr, beta1, beta2, epsilon = np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(epsilon)
+    for j in range(0, full, LANES):
+        _cells8(out, v, s, param, grad, j, lr, adam, beta1, beta2, epsilon)
+    if full < n:  # the last n mod 8 cells: through eight of scratch (zeros past them: d = epsilon)
+        tail = np.zeros((5, LANES), dtype=np.float64)
+        left = n - full
+        for c in range(left):
+            tail[1, c] = v[full + c]
+            tail[2, c] = s[full + c]
+            tail[3, c] = param[full + c]
+            tail[4, c] = grad[full + c]
+        _cells8(tail[0], tail[1], tail[2], tail[3], tail[4], 0, lr, adam, beta1, beta2, epsilon)
+        for c in range(left):
             if adam:
-                _adam_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
-            else:
-                _rmsprop_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
-        if full < n:  # the last n mod 8 cells: through eight of scratch (zeros past them: d = epsilon)
-            tail = np.zeros((5, LANES), dtype=np.float64)
-            left = n - full
-            for c in range(left):
-                tail[1, c] = v[full + c]
-                tail[2, c] = s[full + c]
-                tail[3, c] = param[full + c]
-                tail[4, c] = grad[full + c]
-            if adam:
-                _adam_cells8(tail[0], tail[1], tail[2], tail[3], tail[4], 0, lr, beta1, beta2, epsilon)
-            else:
-                _rmsprop_cells8(tail[0], tail[1], tail[2], tail[3], tail[4], 0, lr, beta1, beta2, epsilon)
-            for c in range(left):
-                if adam:
-                    v[full + c] = tail[1, c]
-                s[full + c] = tail[2, c]
-                out[full + c] = tail[0, c]
-    return impl
+                v[full + c] = tail[1, c]
+            s[full + c] = tail[2, c]
+            out[full + c] = tail[0, c]
