@@ -79,23 +79,32 @@ def _deferred_interrupt():
         _set_handler(signal.SIGINT, previous)
 
 
-_threadpools = None
+_blas_libraries = None
 
 
 @contextlib.contextmanager
 def _blas_limited(threads):
     """Where fit runs Numba's threads (the parallel backend, a network big
     enough for them), keep NumPy's BLAS to one thread during fit so its
-    threads do not compete with Numba's for the cores."""
-    global _threadpools
+    threads do not compete with Numba's for the cores. Through threadpoolctl's
+    controllers of the BLAS libraries themselves: its ``limit`` context
+    reads every library's settings on the way in and out, 20-40 us of a
+    short fit's call; two calls a library here."""
+    global _blas_libraries
     if not threads:
         yield
         return
-    if _threadpools is None:  # scanning the loaded libraries is slow: once; limiting then is cheap
+    if _blas_libraries is None:  # scanning the loaded libraries is slow: once
         from threadpoolctl import ThreadpoolController
-        _threadpools = ThreadpoolController()
-    with _threadpools.limit(limits=1, user_api="blas"):
+        _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+    before = [lib.num_threads for lib in _blas_libraries]
+    for lib in _blas_libraries:
+        lib.set_num_threads(1)
+    try:
         yield
+    finally:
+        for lib, n in zip(_blas_libraries, before):
+            lib.set_num_threads(n)
 
 
 def _arrays(items):
