@@ -107,7 +107,7 @@ _compiled = {}
 # model.team's compiled functions, callees first: what the team's members
 # run (fit_epochs_team, plain Python, starts them), inlined into team_member.
 TEAM_INLINED = ("team_gather", "moment_rows", "team_step", "team_forward",
-                "team_output", "output_rows", "team_backward", "team_epoch_end")
+                "team_output", "team_output_step", "output_rows", "team_backward", "team_epoch_end")
 TEAM_FUNCTIONS = TEAM_INLINED + ("team_member",)
 
 

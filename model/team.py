@@ -15,10 +15,10 @@ are). A step is a run of phases, each a meeting of the team:
    (none where the epoch's batches are gathered once an epoch, as
    fit_epochs does: each member's A[0] is then its batch's block there);
 2. **forward** of each hidden layer l: part q computes its rows of Z[l] and
-   A[l+1] from all of A[l];
-3. **output** (one item): the batch's columns of Y, the output layer's
-   forward, softmax, the cost, dZ = AL - Y, its dW, db and the optimizer's
-   step on the output layer;
+   A[l+1] from all of A[l]; the first of these phases has one more item,
+   the batch's columns of Y;
+3. **output** (one item, while the others wait): the output layer's
+   forward, softmax, the cost and dZ = AL - Y;
 4. **backward** of each hidden layer l, last first: part q forms its rows
    of dA[l] (the last hidden layer's from the output layer's W and dZ, a
    few rows another core wrote rather than all its rows of dA; below, the
@@ -26,7 +26,10 @@ are). A step is a run of phases, each a meeting of the team:
    itself, the others' into their own buffers dAp), takes dZ, dW and db of its
    rows, its share W[l][rows]^T dZ[l][rows] of dA[l-1], and the optimizer's
    step on its rows (written into the spare parameters: the layer's W is
-   read first).
+   read first). The first of these phases has one more item, the output
+   layer's dW, db and step, which nothing in backward reads: whoever is
+   free first takes it, and the output item, which the others wait for, is
+   the forward pass alone.
 
 No gradient is summed across the cores but dA's shares, and no phase waits
 for an update: 2L meetings a step (2L - 1 with the epoch's batches
@@ -63,11 +66,6 @@ from kernels.loops.views import borrowed, borrowed_list, borrowed_lists, flat
 from kernels.options import EXACT, SOFTMAX
 
 from .training import DIVERGED, STOPPED, X_NOT_FINITE, forward
-
-# What team_output found: the cost, or a new parameter, not finite.
-COST_NOT_FINITE = 1
-STEP_NOT_FINITE = 2
-
 
 def team_gather(A0, X, order, q, P):
     """Part q's share of the batch's copy: rows q n / P .. (q + 1) n / P of
@@ -107,29 +105,34 @@ def team_forward(Zx, Ax, Wc, bc, splits, acts, l, q):
                                   bc[l][r0:r1], acts[l])
 
 
-def team_output(Zx, Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, acts, eps,
-                exact, l2, lr, kind, beta1, beta2, epsilon, t):
-    """The output layer's share of a step, one item: the batch's columns
-    ``order`` of Y into Yx, forward (softmax included), the batch's cost J,
-    dZ = AL - Y, dW, db and the optimizer's step t (into the spare
-    parameters: the last hidden layer's parts read W next, output_rows).
-    Returns (b J, 0 or COST_NOT_FINITE or STEP_NOT_FINITE)."""
+def team_output(Zx, Ax, dZx, Yx, Wc, bc, acts, eps, exact):
+    """The output layer's forward pass, one item: Z, AL (softmax included),
+    the batch's cost J and dZ = AL - Y, from the batch's Yx (gathered by
+    an item of the first forward phase). Returns b J, or NaN or an infinity
+    where J is not finite (dZ then not formed)."""
     L = len(Wc)
     l = L - 1
-    gather_columns(Yx, Y, order)
     linear_activation_forward(Zx[l], Ax[L], Ax[l], Wc[l], bc[l], acts[l])
     if acts[l] & ~EXACT == SOFTMAX:
         softmax(Ax[L], acts[l] & EXACT != 0)
     mb = Yx.shape[1]
     J = cross_entropy(Ax[L], Yx, eps, exact)
-    if not math.isfinite(J):
-        return J * mb, COST_NOT_FINITE
-    gradient_step(dZx[l], Ax[L], Yx, 1.0)
+    if math.isfinite(J):
+        gradient_step(dZx[l], Ax[L], Yx, 1.0)
+    return J * mb
+
+
+def team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l2, lr, kind, beta1, beta2,
+                     epsilon, t):
+    """The output layer's dW, db and the optimizer's step t (into the spare
+    parameters), one item of the first backward phase: nothing in backward
+    reads them, so the members do not wait for them after the output item
+    (whoever is free takes it). Returns whether the new cells are finite."""
+    L = len(Wc)
+    l = L - 1
     weight_gradients(dW[l], db[l], dZx[l], Ax[l])
-    if not team_step(Ws, bs, Wc, bc, dW[l], db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], mb, l2, lr, kind,
-                     beta1, beta2, epsilon, t):
-        return J * mb, STEP_NOT_FINITE
-    return J * mb, 0
+    return team_step(Ws, bs, Wc, bc, dW[l], db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], dZx[l].shape[1],
+                     l2, lr, kind, beta1, beta2, epsilon, t)
 
 
 def output_rows(dA, dZ, W, r0):
@@ -245,34 +248,41 @@ def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ,
                 wait(sync, end)
                 base = end
             for l in range(L - 1):
-                end = base + P
-                for j in range(P):
-                    q = item_to_try(me, j, P)
+                items = P + 1 if l == 0 else P  # the first phase's last item: the batch's Y
+                end = base + items
+                for j in range(items):
+                    q = item_to_try(me, j, items)
                     if take(sync, q, end):
-                        team_forward(Zx, Ax, Wc, bc, splits, acts, l, q)
+                        if q == P:
+                            gather_columns(Yx, Y, order)
+                        else:
+                            team_forward(Zx, Ax, Wc, bc, splits, acts, l, q)
                         finish(sync)
                 wait(sync, end)
                 base = end
             end = base + 1
             if take(sync, 0, end):
-                wJ, why = team_output(Zx[0], Ax, dZx, dAx, Yx, Y, order, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b,
-                                      zeros, acts, eps, exact, l2, lr, kind, beta1, beta2, epsilon, t + 1)
+                wJ = team_output(Zx[0], Ax, dZx, Yx, Wc, bc, acts, eps, exact)
                 jlog[s, 0] = wJ
-                if why == COST_NOT_FINITE:
+                if not math.isfinite(wJ):
                     halt(sync, end, DIVERGED, k, t, traded)
-                elif why == STEP_NOT_FINITE:
-                    halt(sync, end, DIVERGED, k, t + 1, traded)
                 finish(sync)
             base = end
             if meet(sync, end):
                 return
             for l in range(L - 2, -1, -1):
-                end = base + P
-                for j in range(P):
-                    q = item_to_try(me, j, P)
+                items = P + 1 if l == L - 2 else P  # the first phase's last item: the output layer's step
+                end = base + items
+                for j in range(items):
+                    q = item_to_try(me, j, items)
                     if take(sync, q, end):
-                        if not team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b,
-                                             zeros, splits, acts, l, q, l2, lr, kind, beta1, beta2, epsilon, t + 1):
+                        if q == P:
+                            ok = team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b, zeros, l2,
+                                                  lr, kind, beta1, beta2, epsilon, t + 1)
+                        else:
+                            ok = team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b,
+                                               zeros, splits, acts, l, q, l2, lr, kind, beta1, beta2, epsilon, t + 1)
+                        if not ok:
                             halt(sync, end, DIVERGED, k, t + 1, traded)
                         finish(sync)
                 base = end

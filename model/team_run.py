@@ -174,4 +174,4 @@ def team_arrays(net, X, size, last, parts):
     Z = part_rows(net, splits, parts, [size] * (len(dims) - 1))
     Z_last = part_rows(net, splits, parts, [last] * (len(dims) - 1)) if last else Z
     return (full, shares(last) if last else full, splits, np.zeros((steps, 1)), dW, Z, Z_last,
-            np.zeros(SYNC_SIZE + parts, dtype=np.int64))
+            np.zeros(SYNC_SIZE + parts + 1, dtype=np.int64))
