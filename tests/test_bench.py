@@ -403,3 +403,28 @@ def test_the_peak_counts_one_512_bit_fma_a_cycle_where_avx512_runs_on_256_bit_pa
     for other in (dict(zen4, llvm_cpu="znver5"), dict(zen4, llvm_cpu="sapphirerapids"), dict(zen4, vector_bits=256)):
         assert machine.fma_units(other) == machine.FMA_UNITS
     assert machine.compute_peak(4, 2, dict(zen4, llvm_cpu="znver5")) == 2 * 2.0 * machine.FMA_UNITS * 2 * 16
+
+
+def test_the_header_names_numpys_own_simd_target():
+    """NumPy's ufuncs dispatch to their own SIMD targets, apart from its
+    BLAS's (an AVX2 comparison on an AVX-512 CPU turns them off with
+    NPY_DISABLE_CPU_FEATURES): the header names the best one it runs."""
+    from jitloops.bench.machine import numpy_simd
+    found = numpy_simd()
+    if not found:
+        pytest.skip("this NumPy does not list its SIMD targets")
+    from numpy._core._multiarray_umath import __cpu_features__
+    assert all(__cpu_features__.get(t) for t in found)
+    info = dict(cpu="test CPU", llvm_cpu="x", cores=2, simd=["avx2"], vector_bits=256, ghz=2.0,
+                caches={1: 32768}, numba="0", numpy="2.x", llvmlite="0", python="3", numba_threading_layer="omp",
+                numba_threads=2, blas=dict(name="openblas", threads=2), numpy_simd=found, torch=None)
+    assert f"numpy 2.x (SIMD {found[-1]}, BLAS openblas" in bench.header_lines(info)[1]
+    del info["numpy_simd"]  # an older record: no SIMD named
+    assert "numpy 2.x (BLAS openblas" in bench.header_lines(info)[1]
+    if "X86_V4" in found:  # an AVX-512 CPU: the AVX2 comparison's setting takes them away
+        import os
+        import subprocess
+        env = dict(os.environ, NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR")
+        out = subprocess.run([sys.executable, "-c", "from jitloops.bench.machine import numpy_simd; "
+                              "print(' '.join(numpy_simd()))"], env=env, capture_output=True, text=True, check=True)
+        assert "X86_V3" in out.stdout.split() and "X86_V4" not in out.stdout.split()

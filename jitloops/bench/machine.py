@@ -114,6 +114,18 @@ def _blas_info():
             "threads": b.get("num_threads")}
 
 
+def numpy_simd():
+    """The SIMD targets NumPy's own loops (its ufuncs, not BLAS) dispatch to
+    on this CPU, best last (``numpy.show_runtime()``'s "found" list: its
+    baseline and the dispatched targets the CPU has and
+    NPY_DISABLE_CPU_FEATURES left on); [] where NumPy does not say."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+    except ImportError:
+        return []
+    return list(__cpu_baseline__) + [t for t in __cpu_dispatch__ if __cpu_features__.get(t)]
+
+
 def _numba_threading():
     """(threading layer, thread count); runs one tiny parallel kernel so that
     Numba has picked its layer."""
@@ -174,7 +186,7 @@ def machine_info():
         vector_bits=cpu["vector_bits"], ghz=_cpu_ghz(), caches=CACHES,
         numba=numba.__version__, numpy=np.__version__, llvmlite=llvmlite.__version__,
         python=sys.version.split()[0], numba_threading_layer=layer, numba_threads=nthreads,
-        blas=_blas_info(), torch=torch_version(), backends=list(kernels.available_backends()),
+        blas=_blas_info(), numpy_simd=numpy_simd(), torch=torch_version(), backends=list(kernels.available_backends()),
         gpu=_gpu_name())
 
 

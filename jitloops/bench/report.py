@@ -30,6 +30,14 @@ def _fmt(x, spec):
     return "-" if x is None else format(x, spec)
 
 
+def _numpy_simd(info):
+    """ "SIMD X86_V3, " for NumPy's best dispatched target (its ufuncs'; an
+    AVX2 comparison on an AVX-512 CPU turns the others off:
+    NPY_DISABLE_CPU_FEATURES), or nothing where unknown."""
+    targets = info.get("numpy_simd") or []
+    return f"SIMD {targets[-1]}, " if targets else ""
+
+
 def header_lines(info, bandwidth=None, bandwidth_mb=None):
     blas = info["blas"]
     lines = [
@@ -37,7 +45,7 @@ def header_lines(info, bandwidth=None, bandwidth_mb=None):
         f"{_fmt(info['ghz'], '.2f')} GHz, SIMD: {' '.join(info['simd'])}; caches: "
         + ", ".join(f"L{l} {s // 1024} KiB" for l, s in sorted(info["caches"].items())),
         f"numba {info['numba']} (threading layer {info['numba_threading_layer']}, "
-        f"{info['numba_threads']} threads), numpy {info['numpy']} (BLAS {blas['name']}, "
+        f"{info['numba_threads']} threads), numpy {info['numpy']} ({_numpy_simd(info)}BLAS {blas['name']}, "
         f"{blas['threads']} threads), llvmlite {info['llvmlite']}, Python {info['python']}, "
         f"torch {info['torch'] or 'not installed'}",
     ]
