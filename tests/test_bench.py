@@ -428,3 +428,20 @@ def test_the_header_names_numpys_own_simd_target():
         out = subprocess.run([sys.executable, "-c", "from jitloops.bench.machine import numpy_simd; "
                               "print(' '.join(numpy_simd()))"], env=env, capture_output=True, text=True, check=True)
         assert "X86_V3" in out.stdout.split() and "X86_V4" not in out.stdout.split()
+
+
+def test_the_header_names_numpys_own_blas_where_several_are_loaded(monkeypatch):
+    """Where SciPy is installed, Numba's first compile loads SciPy's
+    OpenBLAS beside NumPy's: the header names NumPy's, whatever the order."""
+    import threadpoolctl
+
+    from jitloops.bench import machine
+    libs = [dict(user_api="blas", internal_api="openblas", version="0.3.30", architecture="Haswell",
+                 num_threads=2, filepath="/site-packages/scipy.libs/libscipy_openblas-1.so"),
+            dict(user_api="blas", internal_api="openblas", version="0.3.31", architecture="SkylakeX",
+                 num_threads=2, filepath="/site-packages/numpy.libs/libscipy_openblas64_-2.so")]
+    for order in (libs, libs[::-1]):
+        monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda order=order: list(order))
+        assert machine._blas_info()["name"] == "openblas 0.3.31 (SkylakeX)"
+    monkeypatch.setattr(threadpoolctl, "threadpool_info", lambda: libs[:1])  # NumPy's not among them: the first
+    assert machine._blas_info()["name"] == "openblas 0.3.30 (Haswell)"
