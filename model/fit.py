@@ -15,6 +15,7 @@ steps are shared by a team of threads (``model/team.py``, ``fit_epochs_team``).
 """
 
 import contextlib
+import os
 import signal
 import threading
 import time
@@ -82,21 +83,31 @@ def _deferred_interrupt():
 _blas_libraries = None
 
 
+def is_numpy_library(path):
+    """Whether the shared library at ``path`` is one of NumPy's own (in its
+    wheel's ``numpy.libs`` folder): where SciPy is installed, Numba's first
+    compile loads SciPy's OpenBLAS beside NumPy's, and only NumPy's runs
+    NumPy's products."""
+    return "numpy" in os.path.basename(os.path.dirname(path or ""))
+
+
 @contextlib.contextmanager
 def _blas_limited(threads):
     """Where fit runs Numba's threads (the parallel backend, a network big
     enough for them), keep NumPy's BLAS to one thread during fit so its
     threads do not compete with Numba's for the cores. Through threadpoolctl's
-    controllers of the BLAS libraries themselves: its ``limit`` context
-    reads every library's settings on the way in and out, 20-40 us of a
-    short fit's call; two calls a library here."""
+    controller of the library itself (NumPy's, or every BLAS where none is
+    in NumPy's folder: a NumPy built against the system's): its ``limit``
+    context reads every library's settings on the way in and out, 20-40 us
+    of a short fit's call; two calls here."""
     global _blas_libraries
     if not threads:
         yield
         return
     if _blas_libraries is None:  # scanning the loaded libraries is slow: once
         from threadpoolctl import ThreadpoolController
-        _blas_libraries = ThreadpoolController().select(user_api="blas").lib_controllers
+        found = ThreadpoolController().select(user_api="blas").lib_controllers
+        _blas_libraries = [lib for lib in found if is_numpy_library(lib.filepath)] or found
     before = [lib.num_threads for lib in _blas_libraries]
     for lib in _blas_libraries:
         lib.set_num_threads(1)

@@ -676,14 +676,20 @@ def test_unavailable_backend_is_explained():
 def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
     """NumPy's BLAS threads must not compete with Numba's during a parallel
     fit that runs threads; a network too small for them (the parallel
-    backend then runs the serial program) leaves BLAS as it was."""
+    backend then runs the serial program) leaves BLAS as it was. NumPy's
+    own BLAS: where SciPy is installed, Numba's first compile loads SciPy's
+    OpenBLAS beside it, which NumPy's products do not run on."""
     from threadpoolctl import threadpool_info
 
+    from model.fit import is_numpy_library
+
+    def numpy_blas_threads():
+        blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
+        return [i["num_threads"] for i in blas if is_numpy_library(i["filepath"])] or [i["num_threads"] for i in blas]
+
     X, Y = planar
-    # a first fit loads what it loads (where SciPy is installed, Numba's
-    # first compile loads SciPy's OpenBLAS beside NumPy's), then the count
-    NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(X, Y, 1, 1.2)
-    before = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+    before = numpy_blas_threads()
+    assert before
     seen = []
     runner = NeuralNetwork._chunk_runner
 
@@ -691,7 +697,7 @@ def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
         chunk = runner(self, *args)
 
         def spied(start, count):
-            seen.append([i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+            seen.append(numpy_blas_threads())
             return chunk(start, count)
         return spied
 
@@ -702,6 +708,15 @@ def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
     seen.clear()
     NeuralNetwork([2, 4, 1], activations="tanh", backend="parallel", seed=2).fit(X, Y, 3, 1.2)
     assert seen and all(threads == before for threads in seen)
+    assert numpy_blas_threads() == before
+
+
+def test_numpy_library_is_told_by_its_folder():
+    from model.fit import is_numpy_library
+    assert is_numpy_library("/env/site-packages/numpy.libs/libscipy_openblas64_-32a4b2a6.so")
+    assert not is_numpy_library("/env/site-packages/scipy.libs/libscipy_openblas-6cdc3b4a.so")
+    assert not is_numpy_library("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")
+    assert not is_numpy_library(None)
 
 
 def test_cost_uses_the_backends_exact_math_like_fit(planar):

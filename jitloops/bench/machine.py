@@ -109,9 +109,8 @@ def _blas_info():
         blas = []
     if not blas:
         return {"name": "unknown", "threads": None}
-    # NumPy's own where several are loaded (SciPy's OpenBLAS comes with Numba's
-    # first compile where SciPy is installed): the one in NumPy's folders
-    b = next((i for i in blas if "numpy" in os.path.basename(os.path.dirname(i.get("filepath") or ""))), blas[0])
+    from model.fit import is_numpy_library
+    b = next((i for i in blas if is_numpy_library(i.get("filepath"))), blas[0])  # NumPy's, where several are loaded
     return {"name": f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture', '?')})",
             "threads": b.get("num_threads")}
 
