@@ -95,11 +95,11 @@ def is_numpy_library(path):
 def _blas_limited(threads):
     """Where fit runs Numba's threads (the parallel backend, a network big
     enough for them), keep NumPy's BLAS to one thread during fit so its
-    threads do not compete with Numba's for the cores. Through threadpoolctl's
-    controller of the library itself (NumPy's, or every BLAS where none is
-    in NumPy's folder: a NumPy built against the system's): its ``limit``
-    context reads every library's settings on the way in and out, 20-40 us
-    of a short fit's call; two calls here."""
+    threads do not compete with Numba's for the cores: two calls to
+    threadpoolctl's controller of NumPy's BLAS (or of every BLAS where none
+    is in NumPy's folder: a NumPy built against the system's), not its
+    ``limit`` context, which reads every library's settings on the way in
+    and out (a large part of a short fit's call: README, stop 42)."""
     global _blas_libraries
     if not threads:
         yield

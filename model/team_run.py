@@ -37,7 +37,7 @@ def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_
     compiled (nogil), run by this thread and by members - 1 threads of our
     own, at most one a thread Numba runs (numba.set_num_threads); a thread
     with more runs them one after the other, each finding the phases done.
-    The team's own arrays (team_arrays) and ``sync`` (kernels.loops.team.SYNC_SIZE,)
+    The team's own arrays (team_arrays) and ``sync`` (SYNC_SIZE + parts + 1,)
     int64 as well. Always batches copied from X (fit runs one batch in
     order with fit_epochs).
 
@@ -159,7 +159,9 @@ def team_arrays(net, X, size, last, parts):
     0 if none): the parts' shares of dA for a full and for the last batch,
     the row splits, the loss log, and the parts' rows of dW and of Z for a
     full and for the last batch (part_rows), as a tuple in the order it
-    takes them, and sync."""
+    takes them, and sync: a slot for each of the P + 1 items of a phase
+    (the parts, and the extra item of the first forward and backward
+    phases: model.team)."""
     p, ops, dt = net.program, net._ops, net.dtype
     hidden = net.layer_dims[1:-1]
 
