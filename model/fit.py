@@ -243,7 +243,7 @@ class FitLoop:
         key = ("epochs", self.backend, p, X.shape, size, copy, id(state), options.early_stopping, parts)
         kept = self._fit_buffers
         if validation is None and copy and kept is not None and kept[0] == key and kept[1] is state:
-            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs = kept[2]
+            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, memo, Xs = kept[2]
         else:
             self._fit_buffers = None
             full = self._batch_buffers(X, size, copy)
@@ -262,7 +262,9 @@ class FitLoop:
             shared = team_run.team_arrays(self, X, size, last, parts) if parts else ()
             gather = self._gathers(X, options.batch_size)
             Xs = ops.empty_lines(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
-            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, Xs)
+            memo = {}  # what is made from the kept buffers, kept with them (team_run.team_lists)
+            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, memo,
+                    Xs)
             # what counts: not the moments (the optimizer state's, kept with it
             # anyway), nor the epoch buffer (its own limit), nor X (the caller's)
             own_arrays = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, codes, W_best, b_best, shared)
@@ -287,6 +289,7 @@ class FitLoop:
         self._early_stopping_track = track
 
         def chunk(start, count):
+            traded = True  # whether W, b may hold other arrays than _W, _b now
             try:
                 steps_so_far = state["steps"]
                 settings = (learning_rate, options.decay_rate, options.decay_every, opt.code, beta1, beta2,
@@ -295,11 +298,17 @@ class FitLoop:
                           options.early_stopping, options.n_iter_no_change, options.tol)
                 if parts:  # the team's own arrays; each part's rows of dW and Z in place of dW and Z
                     dAp, dApl, splits, jlog, dW_parts, Z_parts, Z_parts_last, sync = shared
-                    done, status, steps = p.fit_epochs_team(
-                        sync, costs, W, b, W_next, b_next, *moments, Z_parts, *full[1:], Z_parts_last, *tail[1:], Yb,
-                        Ybl, dAp, dApl, splits, jlog, dW_parts, db, zeros, X, Y, perm, Xs, codes, start, count,
-                        cost_every, first_epoch, steps_so_far, *settings,
-                        options.shuffle, options.seed, *ending, team_run.team_members())
+                    V_W, V_b, S_W, S_b = moments
+                    lists, nested = team_run.team_lists(p, dict(
+                        W=W, b=b, W_next=W_next, b_next=b_next, V_W=V_W, V_b=V_b, S_W=S_W, S_b=S_b, A=full[1],
+                        dZ=full[2], dA=full[3], Al=tail[1], dZl=tail[2], dAl=tail[3], db=db, Zv=Zv, Av=Av,
+                        W_best=W_best, b_best=b_best, Z=Z_parts, Zl=Z_parts_last, dAp=dAp, dApl=dApl, dW=dW_parts),
+                        memo)
+                    done, status, steps, traded = p.fit_epochs_team(
+                        sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, zeros, X, Y, perm,
+                        Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, options.shuffle,
+                        options.seed, Yv, val_costs, track, validation is not None, options.early_stopping,
+                        options.n_iter_no_change, options.tol, team_run.team_members())
                 else:
                     done, status, steps = p.fit_epochs(
                         costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
@@ -308,7 +317,7 @@ class FitLoop:
                 state["steps"] = steps
                 return done, status
             finally:  # the lists may have traded arrays: W, b hold the current parameters
-                self._keep_parameter_lists(p, W, b)
+                self._keep_parameter_lists(p, W, b, traded)
 
         return chunk
 

@@ -167,6 +167,24 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
             b.append(self._ops.asarray(np.zeros((n, 1), dtype=self.dtype)))
         return W, b
 
+    def _appended(self, name, values):
+        """The history attribute ``name`` with ``values`` after it: a view of
+        a buffer with room to spare (kept in _history_buffers, not pickled),
+        so that the fits of a long run of short ones each append in time of
+        their own entries, not of the whole history (a concatenation each fit
+        copied all of it: quadratic in the fits). Where the attribute is not
+        the buffer's view (set otherwise, unpickled), a new buffer."""
+        current = getattr(self, name)
+        n, r = len(current), len(values)
+        buffers = self.__dict__.setdefault("_history_buffers", {})
+        buf = buffers.get(name)
+        if buf is None or current.base is not buf or n + r > len(buf):
+            buf = np.empty(max(2 * (n + r), 16), dtype=current.dtype)
+            buf[:n] = current
+            buffers[name] = buf
+        buf[n:n + r] = values
+        return buf[:n + r]
+
     def _clear_history(self):
         self.costs_ = np.zeros(0)
         self.val_costs_ = np.zeros(0)
@@ -337,10 +355,9 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         if options.early_stopping and self._early_stopping_track[2] >= 0:
             self.best_epoch_ = self.n_iter_ + int(self._early_stopping_track[2]) - (
                 self._optimizer_state["epochs"] - done)
-        self.costs_ = np.concatenate([self.costs_, costs[:recorded]])
-        self.val_costs_ = np.concatenate([self.val_costs_, val_costs[:recorded]])
-        self.cost_iterations_ = np.concatenate(
-            [self.cost_iterations_, self.n_iter_ + cost_every * np.arange(recorded, dtype=np.int64)])
+        self.costs_ = self._appended("costs_", costs[:recorded])
+        self.val_costs_ = self._appended("val_costs_", val_costs[:recorded])
+        self.cost_iterations_ = self._appended("cost_iterations_", range(self.n_iter_, self.n_iter_ + done, cost_every))
         self.n_iter_ += done
         if status == DIVERGED:
             unit = "iteration" if options.plain else "epoch"  # the first course's word, or the second's

@@ -105,7 +105,7 @@ class Persistence:
 
     # ----------------------------------------------- pickle, copy.deepcopy
     _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_optimizer_state", "_W", "_b",
-                    "_parameter_lists_kept")
+                    "_parameter_lists_kept", "_history_buffers")
 
     def __getstate__(self):
         with self._guard.shared():

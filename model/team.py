@@ -67,6 +67,13 @@ from kernels.options import EXACT, SOFTMAX
 
 from .training import DIVERGED, STOPPED, X_NOT_FINITE, forward
 
+# team_member's lists, as team_run.fit_epochs_team passes them: two typed
+# lists (one argument each, where Numba's dispatch of two dozen lists took
+# about as long as a digits step) of the lists named here, in this order.
+LISTS = ("W", "b", "W_next", "b_next", "V_W", "V_b", "S_W", "S_b", "A", "dZ", "dA", "Al", "dZl", "dAl", "db", "Zv",
+         "Av", "W_best", "b_best")
+NESTED = ("Z", "Zl", "dAp", "dApl", "dW")
+
 def team_gather(A0, X, order, q, P):
     """Part q's share of the batch's copy: rows q n / P .. (q + 1) n / P of
     A0 (n[0], b) from columns ``order`` of X."""
@@ -182,20 +189,27 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
                      beta1, beta2, epsilon, t)
 
 
-def team_member(sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl,
-                dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count, cost_every,
-                first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2,
-                eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
-                patience, tol):
+def team_member(sync, costs, lists, nested, Yb, Ybl, splits, jlog, zeros, X, Y, perm, Xs, acts, start, count,
+                cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
+                epsilon, l2, eps, exact, shuffle, seed, Yv, val_costs, track, validate, early, patience, tol):
     """One member's run through the chunk's phases (see the module
-    docstring; team_run.fit_epochs_team's arguments). Every member keeps its own
-    copy of the loop's state (epoch, step, which list holds the current
-    parameters), all alike; only taken items write shared arrays."""
-    W, b, W_next, b_next = borrowed_list(W), borrowed_list(b), borrowed_list(W_next), borrowed_list(b_next)
-    V_W, V_b, S_W, S_b = borrowed_list(V_W), borrowed_list(V_b), borrowed_list(S_W), borrowed_list(S_b)
-    Z, A, dZ, dA = borrowed_lists(Z), borrowed_list(A), borrowed_list(dZ), borrowed_list(dA)
-    Zl, Al, dZl, dAl = borrowed_lists(Zl), borrowed_list(Al), borrowed_list(dZl), borrowed_list(dAl)
-    dW, db, dAp, dApl = borrowed_lists(dW), borrowed_list(db), borrowed_lists(dAp), borrowed_lists(dApl)
+    docstring; team_run.fit_epochs_team's arguments, its lists in two:
+    ``lists`` those of LISTS, ``nested`` those of NESTED, in that order).
+    Every member keeps its own copy of the loop's state (epoch, step, which
+    list holds the current parameters), all alike; only taken items write
+    shared arrays."""
+    # LISTS' order
+    W, b, W_next, b_next = borrowed_list(lists[0]), borrowed_list(lists[1]), borrowed_list(lists[2]), \
+        borrowed_list(lists[3])
+    V_W, V_b, S_W, S_b = borrowed_list(lists[4]), borrowed_list(lists[5]), borrowed_list(lists[6]), \
+        borrowed_list(lists[7])
+    A, dZ, dA = borrowed_list(lists[8]), borrowed_list(lists[9]), borrowed_list(lists[10])
+    Al, dZl, dAl = borrowed_list(lists[11]), borrowed_list(lists[12]), borrowed_list(lists[13])
+    db, Zv, Av = borrowed_list(lists[14]), borrowed_list(lists[15]), borrowed_list(lists[16])
+    W_best, b_best = borrowed_list(lists[17]), borrowed_list(lists[18])
+    # NESTED's order
+    Z, Zl, dAp = borrowed_lists(nested[0]), borrowed_lists(nested[1]), borrowed_lists(nested[2])
+    dApl, dW = borrowed_lists(nested[3]), borrowed_lists(nested[4])
     X, Y, Xs, perm = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm)
     splits, jlog, acts, zeros = borrowed(splits), borrowed(jlog), borrowed(acts), borrowed(zeros)
     m = X.shape[1]

@@ -1,10 +1,11 @@
 """How fit runs a team (model.team): how many members and parts
 (team_members, team_parts, row_splits), the team's own arrays
-(team_arrays), and its threads (fit_epochs_team starts them, each running
-the compiled team_member, and joins them: run_members). Plain Python; the
-members' work is model.team's.
+(team_arrays), and the threads that run its members (fit_epochs_team
+runs the compiled team_member on them: run_members, TeamThreads). Plain
+Python; the members' work is model.team's.
 """
 
+import os
 import threading
 
 import numba
@@ -13,6 +14,7 @@ import numpy as np
 from kernels.loops.team import STOP, SYNC_SIZE, WHY, reset
 from kernels.options import MICRO_MIN_ROWS, MICRO_ROWS
 
+from . import team
 from .training import FINISHED, swap_items
 
 # The multiply-adds of a batch's forward pass from which sharing a step
@@ -26,29 +28,31 @@ MIN_ROWS = 16
 PAD_PARTS = 2
 
 
-def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl,
-                    Yb, Ybl, dAp, dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count,
-                    cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
-                    epsilon, l2, eps, exact, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate,
-                    early, patience, tol, members):
-    """model.training.fit_epochs (its arguments and buffers, the same
-    returns: done, status, steps), each step shared by a team of
+def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, zeros, X, Y,
+                    perm, Xs, acts, start, count, cost_every, first_epoch, first_step, learning_rate, decay_rate,
+                    decay_every, kind, beta1, beta2, epsilon, l2, eps, exact, shuffle, seed, Yv, val_costs, track,
+                    validate, early, patience, tol, members):
+    """model.training.fit_epochs (its arguments and buffers, its returns:
+    done, status, steps; and whether W, b now hold the arrays W_next, b_next
+    held, the lists' arrays traded), each step shared by a team of
     ``members`` members (the module docstring): ``member`` is team_member
     compiled (nogil), run by this thread and by members - 1 threads of our
-    own, at most one a thread Numba runs (numba.set_num_threads); a thread
-    with more runs them one after the other, each finding the phases done.
-    The team's own arrays (team_arrays) and ``sync`` (SYNC_SIZE + parts + 1,)
-    int64 as well. Always batches copied from X (fit runs one batch in
-    order with fit_epochs).
+    own (run_members), at most one a thread Numba runs
+    (numba.set_num_threads); a thread with more runs them one after the
+    other, each finding the phases done. The lists in two (team_lists:
+    ``lists``, ``nested``); W, b, W_next, b_next also apart (their arrays
+    traded back here where the run leaves them traded). The team's own
+    arrays (team_arrays) and ``sync`` (SYNC_SIZE + parts + 1,) int64 as
+    well. Always batches copied from X (fit runs one batch in order with
+    fit_epochs).
 
     Why threads of our own and not a parallel loop: a ``prange`` over the
     members makes Numba optimize team_member's whole call tree twice more
     (in the loop's body and in the function around it), 2/3 of the team's
     cold compile; the members need nothing of a threading layer."""
-    args = (sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, Yb, Ybl, dAp,
-            dApl, splits, jlog, dW, db, zeros, X, Y, perm, Xs, acts, start, count, cost_every, first_epoch,
-            first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
-            shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early, patience, tol)
+    args = (sync, costs, lists, nested, Yb, Ybl, splits, jlog, zeros, X, Y, perm, Xs, acts, start, count,
+            cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon,
+            l2, eps, exact, shuffle, seed, Yv, val_costs, track, validate, early, patience, tol)
     reset(sync)
     run_members(member, args, members, min(members, numba.get_num_threads()))
     if sync[STOP] >= 0:  # an item halted the team: halt's record
@@ -59,24 +63,72 @@ def fit_epochs_team(member, sync, costs, W, b, W_next, b_next, V_W, V_b, S_W, S_
     if traded:
         swap_items(W, W_next)
         swap_items(b, b_next)
-    return done, status, steps
+    return done, status, steps, traded
+
+
+def team_lists(program, named, memo):
+    """team_member's lists (``named``: name -> list of ``program``) packed
+    as it takes them: (a typed list of those of team.LISTS, one of those of
+    team.NESTED). Kept in ``memo`` (a dict kept with the fit's buffers) for
+    the next fit while the same lists come back: packing them costs more
+    than the dispatch it saves (model.fit._fit_lists, the same for
+    fit_chunk)."""
+    parts = tuple(named[k] for k in team.LISTS + team.NESTED)
+    last = memo.get("team_lists")
+    if last is not None and all(a is b for a, b in zip(last[0], parts)):
+        return last[1]
+    packed = (program.lists([named[k] for k in team.LISTS]), program.lists([named[k] for k in team.NESTED]))
+    memo["team_lists"] = (parts, packed)
+    return packed
 
 
 def run_members(member, args, members, threads):
-    """member(*args) ``members`` times on ``threads`` threads (this one and
-    threads - 1 started here, all joined before it returns, whatever
-    happens: none outlives the call, so a fork after it copies no team)."""
+    """member(*args) ``members`` times on ``threads`` threads: this one and
+    threads - 1 of the team's threads (TEAM_THREADS, kept from one fit to
+    the next: starting and joining threads of its own cost a short fit
+    more than its Python; README, "Team threads kept between fits"), or,
+    while another Python thread's fit has those, threads started and joined
+    here. Every member has returned when it does, whatever happens (a
+    member's error is raised here after the others finished): nothing runs
+    a member after the call."""
+    def run(first):
+        for _ in range(first, members, threads):
+            member(*args)
+
+    if threads <= 1:
+        run(0)
+        return
+    if not TEAM_THREADS.lock.acquire(blocking=False):
+        _run_on_new_threads(run, threads)
+        return
+    try:
+        workers = TEAM_THREADS.workers(threads - 1)
+        for i, worker in enumerate(workers):
+            worker.start(run, i + 1)
+        try:
+            run(0)
+        finally:
+            errors = [worker.wait() for worker in workers]
+    finally:
+        TEAM_THREADS.lock.release()
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+def _run_on_new_threads(run, threads):
+    """run(0) here and run(1), ..., run(threads - 1) on threads started and
+    joined here."""
     errors = []
 
-    def run(first):
+    def guarded(first):
         try:
-            for _ in range(first, members, threads):
-                member(*args)
+            run(first)
         except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
             errors.append(exc)
 
-    workers = [threading.Thread(target=run, args=(i,), name=f"jitloops-team-{i}", daemon=True)
-               for i in range(1, max(threads, 1))]
+    workers = [threading.Thread(target=guarded, args=(i,), name=f"jitloops-team-{i}", daemon=True)
+               for i in range(1, threads)]
     try:
         for w in workers:
             w.start()
@@ -86,6 +138,95 @@ def run_members(member, args, members, threads):
             w.join()
     if errors:
         raise errors[0]
+
+
+class TeamThread:
+    """A thread that runs one task at a time for run_members and waits,
+    blocked on a lock (no core used), between them."""
+
+    def __init__(self, number):
+        self._go = threading.Lock()
+        self._done = threading.Lock()
+        self._go.acquire()
+        self._done.acquire()
+        self._task = None
+        self._error = None
+        self.thread = threading.Thread(target=self._loop, name=f"jitloops-team-{number}", daemon=True)
+        self.thread.start()
+
+    @property
+    def idle(self):
+        """Whether no task is given to it (or running)."""
+        return self._task is None
+
+    def start(self, run, first):
+        """Give it run(first) to do."""
+        self._task, self._error = (run, first), None
+        self._go.release()
+
+    def wait(self):
+        """Until its task is done; returns what the task raised, or None. A
+        Ctrl-C meanwhile is raised after the task is done (the task never
+        outlives the run that gave it)."""
+        interrupted = None
+        while True:
+            try:
+                self._done.acquire()
+                break
+            except KeyboardInterrupt as exc:
+                interrupted = exc
+        self._task = None
+        if interrupted is not None:
+            raise interrupted
+        return self._error
+
+    def _loop(self):
+        while True:
+            self._go.acquire()
+            run, first = self._task
+            try:
+                run(first)
+            except BaseException as exc:  # noqa: BLE001 - raised again by run_members
+                self._error = exc
+            self._done.release()
+
+
+class TeamThreads:
+    """The team's threads, made as a fit first needs them and kept; one team
+    at a time runs on them (``lock``). A process forked from one that has
+    them has not their threads: it makes its own (os.register_at_fork)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self._threads = []
+
+    def workers(self, count):
+        """``count`` threads, started here where fewer are alive (hold ``lock``)."""
+        self._threads = [t for t in self._threads if t.thread.is_alive()]
+        while len(self._threads) < count:
+            self._threads.append(TeamThread(len(self._threads) + 1))
+        return self._threads[:count]
+
+    def idle(self):
+        """Whether no team runs on them."""
+        if not self.lock.acquire(blocking=False):
+            return False
+        try:
+            return all(t.idle for t in self._threads)
+        finally:
+            self.lock.release()
+
+
+TEAM_THREADS = TeamThreads()
+
+
+def _new_team_threads():
+    global TEAM_THREADS
+    TEAM_THREADS = TeamThreads()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_team_threads)
 
 
 def team_members():

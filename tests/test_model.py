@@ -2,6 +2,7 @@
 checking, divergence and interruption. Backend agreement is in
 test_model_backends.py, PyTorch's gradients in test_model_torch.py."""
 
+import copy
 import os
 import signal
 import threading
@@ -118,6 +119,39 @@ def test_costs_are_recorded_before_the_update(planar):
     assert net.costs_[-1] == J7 and net.n_iter_ == 9
     np.testing.assert_array_equal(net.cost_iterations_, [0, 3, 6, 7])
 
+
+
+def test_the_history_appends_in_place_without_changing_what_was_handed_out(planar):
+    """costs_, val_costs_ and cost_iterations_ after many short fits: what
+    each fit recorded, in order (appended into a buffer with room to spare,
+    not copied whole each fit); an array handed out earlier keeps its
+    entries; one set by the user, or a network's copy, appends as well."""
+    X, Y = planar
+    net = NeuralNetwork([2, 4, 1], activations="tanh", seed=2, backend="numpy")
+    want, iterations, handed = [], [], []
+    for i in range(40):
+        handed.append((net.costs_, net.costs_.copy()))
+        net.fit(X, Y, iterations=1 + i % 3, learning_rate=1.2, cost_every=2)
+        want.extend(net.costs_[len(want):])
+        iterations.extend(range(net.n_iter_ - 1 - i % 3, net.n_iter_, 2))
+    assert len(want) == sum(-(-(1 + i % 3) // 2) for i in range(40))
+    np.testing.assert_array_equal(net.costs_, want)
+    np.testing.assert_array_equal(net.cost_iterations_, iterations)
+    assert net.val_costs_.shape == net.costs_.shape and np.isnan(net.val_costs_).all()
+    for array, kept in handed:
+        np.testing.assert_array_equal(array, kept)
+    # a buffer this big for 40 fits: grown by doubling, not one entry at a time
+    assert net.costs_.base is not None and net.costs_.base.size < 4 * len(want) + 16
+    net.costs_ = np.array([1.0, 2.0])
+    net.val_costs_ = np.array([np.nan, np.nan])
+    net.cost_iterations_ = np.array([0, 1])
+    J = net.cost(X, Y)
+    net.fit(X, Y, iterations=1, learning_rate=1.2)
+    np.testing.assert_array_equal(net.costs_, [1.0, 2.0, J])
+    copied = copy.deepcopy(net)
+    copied.fit(X, Y, iterations=1, learning_rate=1.2)
+    np.testing.assert_array_equal(copied.costs_[:3], [1.0, 2.0, J])
+    assert copied.costs_.shape == (4,) and net.costs_.shape == (3,)
 
 def test_fit_continues_from_current_parameters(planar):
     X, Y = planar
@@ -643,15 +677,19 @@ def test_ctrl_c_leaves_a_completed_iteration(planar, backend):
     net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
     net.fit(X, Y, 2, 1.2)  # compile outside the timer
     net = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2)
+    # Python's own handler, whatever this process inherited (a shell starts
+    # a background job with SIGINT ignored, and Python keeps that)
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
             net.fit(X, Y, 10**7, 1.2)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, inherited)
     assert 0 < net.n_iter_ < 10**7
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
     again = NeuralNetwork([2, 4, 1], activations="tanh", backend=backend, seed=2).fit(X, Y, net.n_iter_, 1.2)
     for k, v in again.parameters.items():
         np.testing.assert_array_equal(net.parameters[k], v)

@@ -14,6 +14,7 @@ never changes what it writes (assert_array_equal).
 import os
 import signal
 import threading
+import time
 
 import numba
 import numpy as np
@@ -23,7 +24,7 @@ from conftest import assert_trains_like_numpy, in_forked_child
 from kernels import loops
 from kernels.loops import team as loops_team
 from kernels.options import MICRO_ROWS
-from model import DivergenceError, NeuralNetwork, fit, team_run
+from model import DivergenceError, NeuralNetwork, fit, team, team_run
 from model.program import Program
 
 
@@ -374,15 +375,16 @@ def test_a_long_wait_yields_the_core_and_ends_when_the_phase_does():
         assert "sched_yield" in _wait_for.inspect_llvm(_wait_for.signatures[0])
 
 
-def test_members_run_on_threads_joined_before_fit_returns(two_parts):
-    """The members run on threads of their own (two when Numba may run two),
-    all joined when fit returns: none is left to a fork or to the next fit."""
+def test_members_run_on_the_team_threads_idle_when_fit_returns(two_parts):
+    """The members run on this thread and the team's own (two when Numba
+    may run two), kept from one fit to the next (the same thread again) and
+    idle when fit returns: no member runs after it."""
     seen = []
     original = team_run.run_members
 
     def spy(member, args, members, threads):
         def watched(*a):
-            seen.append(threading.current_thread().name)
+            seen.append(threading.current_thread())
             return member(*a)
         return original(watched, args, members, threads)
 
@@ -393,19 +395,26 @@ def test_members_run_on_threads_joined_before_fit_returns(two_parts):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(team_run, "run_members", spy)
             two_parts[1][:] = [2]
-            net("parallel").fit(X, Y, 2, 0.01, batch_size=64, optimizer="adam")
+            n = net("parallel")
+            n.fit(X, Y, 2, 0.01, batch_size=64, optimizer="adam")
+            assert team_run.TEAM_THREADS.idle()
+            first = set(seen)
+            seen.clear()
+            n.fit(X, Y, 2, 0.01, batch_size=64, optimizer="adam")
     finally:
         numba.set_num_threads(previous)
     assert len(seen) >= 2 and len(seen) % 2 == 0  # two members a chunk
     if numba.config.NUMBA_NUM_THREADS >= 2:
-        assert set(seen) == {threading.current_thread().name, "jitloops-team-1"}
-    assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
+        assert {t.name for t in first} == {threading.current_thread().name, "jitloops-team-1"}
+        assert set(seen) == first, "the second fit's members ran on other threads"
+    assert team_run.TEAM_THREADS.idle()
 
 
 def test_run_members_runs_each_member_and_raises_what_one_raised():
     """``members`` calls on ``threads`` threads (the extra ones one after the
-    other on a thread), every thread joined; a member's error is raised in
-    the caller's thread after the others finished."""
+    other on a thread), every one returned when it returns; a member's
+    error is raised in the caller's thread after the others finished, and
+    the thread it ran on runs the next team."""
     names = []
     team_run.run_members(lambda tag: names.append((tag, threading.current_thread().name)), ("x",), 3, 2)
     assert sorted(n for _, n in names) == sorted([threading.current_thread().name] * 2 + ["jitloops-team-1"])
@@ -413,15 +422,82 @@ def test_run_members_runs_each_member_and_raises_what_one_raised():
     team_run.run_members(lambda tag: names.append(threading.current_thread().name), ("x",), 2, 1)
     assert names == [threading.current_thread().name] * 2
 
+    finished = []
+
     def member(tag):
         if threading.current_thread().name == "jitloops-team-1":
             raise RuntimeError("a member failed")
-        names.append(tag)
-    names.clear()
+        time.sleep(0.05)  # still running when the other member raises
+        finished.append(tag)
     with pytest.raises(RuntimeError, match="a member failed"):
         team_run.run_members(member, ("done",), 2, 2)
-    assert names == ["done"]
-    assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
+    assert finished == ["done"]
+    assert team_run.TEAM_THREADS.idle()
+    names.clear()
+    team_run.run_members(lambda tag: names.append(threading.current_thread().name), ("x",), 2, 2)
+    assert sorted(names) == sorted([threading.current_thread().name, "jitloops-team-1"])
+
+
+def test_run_members_while_another_team_has_the_team_threads():
+    """A team that finds the team's threads taken (another Python thread's
+    fit) runs on threads started and joined for it: both teams finish, and
+    the taken threads are not given a second task."""
+    started, release = threading.Event(), threading.Event()
+    names = []
+
+    def slow(tag):
+        if threading.current_thread().name == "jitloops-team-1":
+            started.set()
+            assert release.wait(10)
+        names.append(tag)
+
+    other = threading.Thread(target=team_run.run_members, args=(slow, ("first",), 2, 2))
+    other.start()
+    try:
+        assert started.wait(10)
+        assert not team_run.TEAM_THREADS.idle()
+        team_run.run_members(lambda tag: names.append(threading.current_thread().name), ("second",), 2, 2)
+        assert sorted(n for n in names if n != "first") == sorted([threading.current_thread().name,
+                                                                   "jitloops-team-1"])
+        # the threads started for the second team were joined: only the team's own is left
+        assert sum(t.name == "jitloops-team-1" for t in threading.enumerate()) == 1
+    finally:
+        release.set()
+        other.join(10)
+    assert not other.is_alive() and names.count("first") == 2
+    assert team_run.TEAM_THREADS.idle()
+
+
+def test_the_members_lists_are_packed_once_while_the_buffers_are_kept(two_parts):
+    """team_run.team_lists: the two typed lists the members take (team.LISTS,
+    team.NESTED) are made by the first fit and taken over by the next fits
+    of the same shapes, which keep their buffers, and made again where one
+    of the lists changes (new parameters); the fits train as fits that make
+    them afresh every time."""
+    X, Y = data()
+    kwargs = dict(batch_size=48, optimizer="adam", seed=2)
+    new = net("parallel", seed=3).parameters
+
+    def fits(forget):
+        n = net("parallel")
+        packed = []
+        for i in range(3):
+            if i == 2:
+                n.set_parameters(new)
+            if forget and n._fit_buffers is not None:
+                n._fit_buffers[2][14].clear()
+            n.fit(X, Y, 2, 0.01, **kwargs)
+            packed.append(n._fit_buffers[2][14]["team_lists"][1])
+        return n, packed
+
+    n, packed = fits(False)
+    assert [len(x) for x in packed[0]] == [len(team.LISTS), len(team.NESTED)]
+    assert packed[1] is packed[0] and packed[2] is not packed[0]
+    again, repacked = fits(True)
+    assert repacked[1] is not repacked[0]
+    for k, v in again.parameters.items():
+        np.testing.assert_array_equal(n.parameters[k], v, err_msg=k)
+    assert two_parts[0]
 
 
 def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
@@ -445,9 +521,10 @@ def test_teams_in_two_threads_at_once_train_as_one_by_one(two_parts):
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork() does not exist on this platform")
 def test_a_child_forked_after_a_team_ran_trains_like_its_parent(two_parts):
-    """A child forked after the parent's team ran (its threads joined when
-    fit returned: the child has none of them) runs its own team, to the
-    same parameters, bit for bit; a hang ends in the timeout."""
+    """A child forked after the parent's team ran (its threads idle, kept:
+    the child has their memory but not the threads) runs its own team on
+    threads of its own, to the same parameters, bit for bit; a hang ends
+    in the timeout."""
     X, Y = data()
     kwargs = dict(batch_size=48, optimizer="adam", seed=2)
     parent = net("parallel").fit(X, Y, 5, 0.01, **kwargs).parameters
@@ -460,9 +537,9 @@ def test_a_child_forked_after_a_team_ran_trains_like_its_parent(two_parts):
 @pytest.mark.skipif(not hasattr(signal, "SIGINT") or threading.current_thread() is not threading.main_thread(),
                     reason="signals need the main thread")
 def test_ctrl_c_stops_the_team_after_a_completed_epoch(two_parts):
-    """A Ctrl-C during a team's fit stops it between two chunks: the
-    members' threads are joined, the parameters are those of the epochs
-    done, as a fit of that many epochs gives them."""
+    """A Ctrl-C during a team's fit stops it between two chunks: no member
+    runs after fit raises, the parameters are those of the epochs done, as
+    a fit of that many epochs gives them."""
     X, Y = data()
     kwargs = dict(batch_size=64, optimizer="adam", seed=2)
     net("parallel").fit(X, Y, 1, 0.01, **kwargs)  # compiled outside the timer
@@ -476,7 +553,7 @@ def test_ctrl_c_stops_the_team_after_a_completed_epoch(two_parts):
         timer.cancel()
     assert two_parts[0], "the fit did not run in the team"
     assert 0 < n.n_iter_ < 10**7
-    assert not [t for t in threading.enumerate() if t.name.startswith("jitloops-team")]
+    assert team_run.TEAM_THREADS.idle()
     again = net("parallel").fit(X, Y, n.n_iter_, 0.01, **kwargs)
     for k, v in again.parameters.items():
         np.testing.assert_array_equal(n.parameters[k], v, err_msg=k)
