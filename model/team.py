@@ -40,9 +40,9 @@ what it copies for NaN and infinity: a part that meets one halts the
 team before any step (X_NOT_FINITE; fit raises check_X's error).
 
 The members synchronise with ``kernels.loops.team`` (taken items, no
-barrier that can hang; ``model.team_run.fit_epochs_team`` starts and
-joins their threads), so the parameters after a step do not depend on which thread
-did what, or on how many threads ran: only on P (dA summed from P shares
+barrier that can hang; ``model.team_run.fit_epochs_team`` runs them on
+the team's threads: run_members), so the parameters after a step do not
+depend on which thread did what, or on how many threads ran: only on P (dA summed from P shares
 rounds differently from one sum; within the tolerances of the agreement
 tests). Dropout is not shared out (its masks are drawn per batch): fit
 runs such fits with fit_epochs.

@@ -86,7 +86,7 @@ def run_members(member, args, members, threads):
     """member(*args) ``members`` times on ``threads`` threads: this one and
     threads - 1 of the team's threads (TEAM_THREADS, kept from one fit to
     the next: starting and joining threads of its own cost a short fit
-    more than its Python; README, "Team threads kept between fits"), or,
+    more than its Python; README, "A fit call's own time"), or,
     while another Python thread's fit has those, threads started and joined
     here. Every member has returned when it does, whatever happens (a
     member's error is raised here after the others finished): nothing runs
