@@ -115,10 +115,10 @@ MICRO_ROWS, _MICRO_VECTORS = target.micro_shape()
 MICRO_BYTES = _MICRO_VECTORS * target.vector_bits() // 8
 # The transposing packs (dW's B^T, input_gradient's W^T, the dot form's panels) move 8 x 8 blocks
 # through vector registers (products/transpose.py) for the dtypes of at most
-# this many bytes: eight cells a register (AVX-512: float64 and float32;
-# AVX2: float32, its float64 blocks of two registers a row were slower than
-# cell by cell; 128-bit SIMD: neither). The others go cell by cell.
-TRANSPOSE_ITEMSIZE = target.vector_bits() // 64
+# this many bytes (AVX-512 and AVX2: float64 and float32; AVX2's float64 in
+# four 4 x 4 quarters, a register a row: whole rows of two registers were
+# slower than cell by cell; 128-bit SIMD: neither). The others go cell by cell.
+TRANSPOSE_ITEMSIZE = 8 if target.vector_bits() >= 256 else 0
 MICRO_KC = 256
 # A mini-batch's products over a factor with few nonzero cells (behind a
 # relu: a quarter to 0.7 of them) leave the zeros out (products/sparse.py):
@@ -126,9 +126,11 @@ MICRO_KC = 256
 # the target's vectors), where at most SPARSE_DENSITY of the cells are
 # nonzero (dW), SPARSE_DENSITY_TRANSPOSED (dA_prev and Z, which transpose
 # their sparse factor first and their result after): about where that stops
-# being faster than the packed product (README, "Zeros left out").
+# being faster than the packed product (README, "Zeros left out"; dW's is
+# 0.9 on vectors narrower than 512 bits, whose packed micro-kernel is the
+# 3 x 16 one: "dW's zeros on AVX2").
 SPARSE_BYTES = 8 * target.vector_bits() // 8
-SPARSE_DENSITY = 0.8
+SPARSE_DENSITY = 0.8 if target.vector_bits() >= 512 else 0.9
 SPARSE_DENSITY_TRANSPOSED = 0.5
 MICRO_MIN_ROWS = 4 * MICRO_ROWS
 MICRO_MIN_K = 16

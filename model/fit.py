@@ -232,7 +232,8 @@ class FitLoop:
         ms = [size, last or size] + ([] if validation is None else [validation[0].shape[1]])
         p = self._program_for(*ms)
         # the parallel backend shares each step between its threads (model.team)
-        parts = team_run.team_parts(self.layer_dims, size, dropping) if p.team and copy else 0
+        members = team_run.team_members() if p.team and copy else 1
+        parts = team_run.team_parts(self.layer_dims, size, dropping, members) if p.team and copy else 0
         state = self._optimizer_state_for(options)
         W, b = self._parameter_lists(p)
         # The buffers below hold nothing from one fit to the next (the
@@ -308,7 +309,7 @@ class FitLoop:
                         sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, zeros, X, Y, perm,
                         Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, options.shuffle,
                         options.seed, Yv, val_costs, track, validation is not None, options.early_stopping,
-                        options.n_iter_no_change, options.tol, team_run.team_members())
+                        options.n_iter_no_change, options.tol, members)
                 else:
                     done, status, steps = p.fit_epochs(
                         costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
@@ -352,7 +353,7 @@ class FitLoop:
         """The optimizer's state (moments V, S per parameter, steps, epochs):
         the last fit's while the optimizer, its decay and the dtype are the
         same, else new (zero moments: the course's initialize_velocity / adam)."""
-        key = (options.optimizer, options.decay_rate, options.decay_every, self.dtype.name, self.backend)
+        key = (options.optimizer, options.decay_rate, options.decay_every, self.dtype, self.backend)
         state = self._optimizer_state
         if state is not None and state["key"] == key:
             return state

@@ -192,6 +192,46 @@ def test_an_8x8_block_transposed_in_registers_is_numpys_transpose(dtype):
         np.testing.assert_array_equal(dst, want)
 
 
+_QUARTERS = """
+import numpy as np
+from numba import njit
+from kernels import target
+from kernels.loops.products.transpose import transpose8, transpose8_rows
+assert target.vector_bits() == 256, target.vector_bits()
+for dtype in (np.float64, np.float32):
+    src = np.random.default_rng(2).standard_normal((19, 23)).astype(dtype)
+    dst = np.full((3, 13, 16), -1.0, dtype)
+    njit(lambda dst, src: transpose8(dst, 2, 4, 5, src, 9, 13))(dst, src)
+    want = np.full_like(dst, -1.0)
+    want[2, 4:12, 5:13] = src[9:17, 13:21].T
+    assert np.array_equal(dst, want), dtype
+    dst = np.full((13, 16), -1.0, dtype)
+    njit(lambda dst, src: transpose8_rows(dst, 4, 5, src, 9, 13))(dst, src)
+    want = np.full_like(dst, -1.0)
+    want[4:12, 5:13] = src[9:17, 13:21].T
+    assert np.array_equal(dst, want), dtype
+print("ok")
+"""
+
+
+def test_avx2_code_transposes_float64_in_quarters(tmp_path):
+    """AVX2's float64 blocks go through four 4 x 4 quarters (a ymm register
+    a row): compiled for a 256-bit target in a process of its own
+    (NUMBA_CPU_NAME=haswell), so that an AVX-512 machine tests them too;
+    the block lands transposed, nothing else changes."""
+    import os
+    import subprocess
+    import sys
+    from kernels import target
+    if not target.is_x86() or target.vector_bits() < 256:
+        pytest.skip("compiles AVX2 code: this CPU runs none (not x86-64, or no AVX)")
+    env = dict(os.environ, NUMBA_CPU_NAME="haswell", NUMBA_CACHE_DIR=str(tmp_path))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run([sys.executable, "-c", _QUARTERS], env=env, cwd=root, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]
+
+
 @pytest.mark.parametrize("in_registers", [False, True], ids=["cell-by-cell", "8x8-blocks"])
 @pytest.mark.parametrize("nr", [4, 8, 16, 32])
 def test_the_transposed_packs_for_every_panel_width(nr, in_registers, monkeypatch):
@@ -217,12 +257,14 @@ def test_the_transposed_packs_for_every_panel_width(nr, in_registers, monkeypatc
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_the_transposed_pack_takes_8x8_blocks_where_a_vector_holds_eight_cells(dtype):
+def test_the_transposed_pack_takes_8x8_blocks_where_a_vector_holds_four_cells(dtype):
     """The choice made from what LLVM reports for the compile target
-    (options.TRANSPOSE_ITEMSIZE, an eighth of the vector width in bytes):
-    AVX-512 transposes float64 and float32 blocks in registers, AVX2
-    float32 only (its float64 goes cell by cell). Where it does, the
-    compiled pack's x86 assembly has shuffles of eight-cell vectors."""
+    (options.TRANSPOSE_ITEMSIZE: 8 bytes where the vectors have 256 bits or
+    more, else none): AVX-512 and AVX2 transpose float64 and float32 blocks
+    in registers, AVX2's float64 blocks as four 4 x 4 quarters (a ymm
+    register a row). Where it does, the compiled pack's x86 assembly has
+    shuffles of the target's vectors: zmm for AVX-512's float64, ymm for
+    the others (eight float32 cells, or four float64 ones)."""
     import re
     from numba import njit
     from kernels import options, target
@@ -230,15 +272,15 @@ def test_the_transposed_pack_takes_8x8_blocks_where_a_vector_holds_eight_cells(d
     from kernels.loops.products.transpose import in_registers
     if not target.is_x86():
         pytest.skip("reads x86-64 assembly; this CPU is not x86-64")
-    assert options.TRANSPOSE_ITEMSIZE == target.vector_bits() // 64
-    expected = np.dtype(dtype).itemsize * 8 <= target.vector_bits() // 8
+    assert options.TRANSPOSE_ITEMSIZE == (8 if target.vector_bits() >= 256 else 0)
+    expected = target.vector_bits() >= 256
     assert in_registers(np.empty(1, dtype)) == expected
     pack = njit(lambda P, B: pack_panels(P, B, 0, 16, 0, 16, True))
     nr = options.MICRO_BYTES // np.dtype(dtype).itemsize
     P, B = np.empty((-(-16 // nr), 16, nr), dtype), np.random.default_rng(0).standard_normal((16, 16)).astype(dtype)
     pack(P, B)
     np.testing.assert_array_equal(P.transpose(1, 0, 2).reshape(16, -1)[:, :16], B.T)
-    register = "zmm" if np.dtype(dtype).itemsize == 8 else "ymm"
+    register = "zmm" if np.dtype(dtype).itemsize == 8 and target.vector_bits() >= 512 else "ymm"
     asm = pack.inspect_asm(pack.signatures[0])
     shuffles = re.findall(rf"\tv(?:unpck[lh]p[sd]|perm[it]2p[sd]|shuf[fi]\w*|perm\w*)\s[^\n]*%{register}", asm)
     if expected:

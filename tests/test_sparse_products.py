@@ -212,6 +212,36 @@ def test_the_choice_follows_the_density():
     assert not sparse.may_be_sparse(np.ones((128, 64)) * (rng.random((128, 64)) < 0.8), 0.5)
 
 
+@pytest.mark.parametrize("variant", ["numba", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dw_threshold_is_the_targets(dtype, variant):
+    """dW's threshold is the target's (options.SPARSE_DENSITY: 0.8 on
+    512-bit vectors, 0.9 on narrower ones, where the packed micro-kernel is
+    the 3 x 16 one): a dZ with 0.85 of its cells nonzero takes the sparse
+    tiles only where the target's vectors are narrower than 512 bits. Seen
+    from outside: a column of A_prev holding inf where dZ's column is zero
+    leaves dW finite in the sparse tiles and NaN (0 x inf) in the packed
+    ones."""
+    K = cpu.numba_kernels if variant == "numba" else cpu.parallel_kernels
+    n, k, m = 64, 128, 64
+    assert options.SPARSE_DENSITY == (0.8 if target.vector_bits() >= 512 else 0.9)
+    rng = np.random.default_rng(11)
+    dZ = rng.standard_normal((n, m)).astype(dtype) + dtype(5.0)  # no zero of its own
+    off = rng.random((n, m)) < 0.14
+    off[:, 5] = True
+    dZ[off] = 0.0
+    nonzero = np.count_nonzero(dZ) / dZ.size
+    sample = np.mean([dZ[t * n // 64, t * m // 64] != 0 for t in range(64)])  # may_be_sparse's look
+    assert 0.8 < nonzero < 0.9 and 0.8 < sample <= 0.9, (nonzero, sample)
+    A = rng.random((k, m)).astype(dtype)
+    A[3, 5] = np.inf
+    dW, db = np.empty((n, k), dtype), np.empty((n, 1), dtype)
+    K.weight_gradients(dW, db, dZ, A)
+    sparse_tiles = np.isfinite(dW).all()
+    assert sparse_tiles == (nonzero <= options.SPARSE_DENSITY) == (target.vector_bits() < 512)
+    assert np.isfinite(np.delete(dW, 3, axis=1)).all()
+
+
 @njit(error_model="numpy")
 def _may_be_sparse(M, density):
     return sparse.may_be_sparse(M, density)

@@ -43,7 +43,7 @@ def two_parts(monkeypatch):
     set in ``members`` (the default: Numba's threads); records the calls."""
     calls = []
     members = []
-    monkeypatch.setattr(team_run, "team_parts", lambda dims, size, dropping: 0 if dropping else 2)
+    monkeypatch.setattr(team_run, "team_parts", lambda dims, size, dropping, threads=None: 0 if dropping else 2)
     monkeypatch.setattr(team_run, "team_members", lambda: members[0] if members else numba.get_num_threads())
     original = Program.fit_epochs_team
 

@@ -116,8 +116,8 @@ def _bias_gradient(db, dZ, inv_m):
 def weight_gradients(dW, db, dZ, A_prev):
     """dW = (1/m) dZ A_prev^T and db = (1/m) sum_j dZ (plans.weight_gradients_plan).
     PACKED on a mini-batch (m <= MICRO_KC) whose dZ has few nonzero cells
-    (at most options.SPARSE_DENSITY of them) leaves the zeros out (sparse
-    tiles), where dW has at least half a sparse panel's columns.
+    (at most options.SPARSE_DENSITY of them, the target's) leaves the zeros
+    out (sparse tiles), where dW has at least half a sparse panel's columns.
 
     SIMPLE is parallel over output units (iteration i owns row dW[i] and
     db[i]); PACKED and BLOCKED_DOT over blocks of columns of dW (iteration t

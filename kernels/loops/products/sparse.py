@@ -18,9 +18,10 @@ set bit. P is the other factor's panel, packed so that its rows run along
 W (m x 512 bytes: 32 KiB, L1, for a batch of 64). Each nonzero costs one
 load and one FMA a vector against the packed micro-kernel's 10 loads for 16
 FMAs: about 0.8x its speed a multiply-add, so it pays where at most
-SPARSE_DENSITY of the cells are nonzero (SPARSE_DENSITY_TRANSPOSED where the
-sparse factor is transposed first, and not where the output is narrower
-than half a panel). dW = dZ A_prev^T is this directly
+SPARSE_DENSITY of the cells are nonzero (the target's: more on AVX2, whose
+packed micro-kernel is slower; SPARSE_DENSITY_TRANSPOSED where the sparse
+factor is transposed first, and not where the output is narrower than half
+a panel). dW = dZ A_prev^T is this directly
 (``sparse_tile``, Z = dZ); dA_prev = W^T dZ and Z = W A_prev + b take the
 sparse factor's transpose as Z and put the results back transposed
 (``sparse_tile_transposed``). The ops choose per call (backward.py,

@@ -28,6 +28,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
+from ... import target
 from ...options import HELPER_OPTIONS, TRANSPOSE_ITEMSIZE
 
 LANES = 8
@@ -69,6 +70,21 @@ def _shuffle_rounds():
     lo2, hi2 = [0, 1, 8, 9, 4, 5, 12, 13], [2, 3, 10, 11, 6, 7, 14, 15]
     lo3, hi3 = [0, 1, 2, 3, 8, 9, 10, 11], [4, 5, 6, 7, 12, 13, 14, 15]
     return (lo1, hi1), (lo2, hi2), (lo3, hi3)
+
+
+def _transpose4_ir(builder, rows):
+    """The four 4-cell vectors ``rows`` transposed (a quarter of an 8 x 8
+    block where a vector holds four cells: float64 on AVX2): interleave rows
+    2p and 2p + 1, then take halves."""
+    def shuffle(a, b, mask):
+        return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(ir.IntType(32), 4), mask))
+
+    t = []
+    for p in range(2):
+        a, b = rows[2 * p], rows[2 * p + 1]
+        t += [shuffle(a, b, [0, 4, 2, 6]), shuffle(a, b, [1, 5, 3, 7])]  # cells (r, c), (r + 1, c) of c even, odd
+    return [shuffle(t[0], t[2], [0, 1, 4, 5]), shuffle(t[1], t[3], [0, 1, 4, 5]),
+            shuffle(t[0], t[2], [2, 3, 6, 7]), shuffle(t[1], t[3], [2, 3, 6, 7])]
 
 
 def _transpose_ir(builder, rows):
@@ -118,18 +134,30 @@ def _transpose8(typingctx, dst, d0, d1, d2, src, s0, s1):
         d0_i, d1_i, d2_i = (intp(v, t) for v, t in zip((d0_v, d1_v, d2_v), signature.args[1:4]))
         s0_i, s1_i = (intp(v, t) for v, t in zip((s0_v, s1_v), signature.args[5:7]))
         elem = context.get_value_type(dty.dtype)
-        vec_ptr = ir.VectorType(elem, LANES).as_pointer()
         align = dty.dtype.bitwidth // 8
-        rows = []
-        for r in range(LANES):
-            row = builder.add(s0_i, ir.Constant(s0_i.type, r))
-            ptr = cgutils.get_item_pointer(context, builder, sty, sary, [row, s1_i], wraparound=False)
-            rows.append(builder.load(builder.bitcast(ptr, vec_ptr), align=align))
-        for i, col in enumerate(_transpose_ir(builder, rows)):
-            q = builder.add(d1_i, ir.Constant(d1_i.type, i))
-            index = [d0_i, q, d2_i] if dty.ndim == 3 else [q, d2_i]
-            ptr = cgutils.get_item_pointer(context, builder, dty, dary, index, wraparound=False)
-            builder.store(col, builder.bitcast(ptr, vec_ptr), align=align)
+        # eight cells a vector where the target's vectors hold them, else four
+        # (float64 on AVX2: an 8-cell row is two registers, and the 8 x 8 block's
+        # shuffles spill; its four 4 x 4 quarters do not)
+        lanes = LANES if LANES * dty.dtype.bitwidth <= target.vector_bits() else LANES // 2
+        vec_ptr = ir.VectorType(elem, lanes).as_pointer()
+
+        def at(base, offset):
+            return builder.add(base, ir.Constant(base.type, offset))
+
+        for r0 in range(0, LANES, lanes):
+            for i0 in range(0, LANES, lanes):
+                rows = []
+                for r in range(r0, r0 + lanes):
+                    ptr = cgutils.get_item_pointer(context, builder, sty, sary, [at(s0_i, r), at(s1_i, i0)],
+                                                   wraparound=False)
+                    rows.append(builder.load(builder.bitcast(ptr, vec_ptr), align=align))
+                cols = _transpose_ir(builder, rows) if lanes == LANES else _transpose4_ir(builder, rows)
+                for i, col in enumerate(cols):
+                    index = [at(d1_i, i0 + i), at(d2_i, r0)]
+                    if dty.ndim == 3:
+                        index = [d0_i] + index
+                    ptr = cgutils.get_item_pointer(context, builder, dty, dary, index, wraparound=False)
+                    builder.store(col, builder.bitcast(ptr, vec_ptr), align=align)
         return context.get_dummy_value()
 
     return types.none(dst, d0, d1, d2, src, s0, s1), codegen
