@@ -128,7 +128,7 @@ MICRO_KC = 256
 # their sparse factor first and their result after): about where that stops
 # being faster than the packed product (README, "Zeros left out"; dW's is
 # 0.9 on vectors narrower than 512 bits, whose packed micro-kernel is the
-# 3 x 16 one: "dW's zeros on AVX2").
+# 3 x 16 one: "AVX2's float64 transposes and dW's zeros").
 SPARSE_BYTES = 8 * target.vector_bits() // 8
 SPARSE_DENSITY = 0.8 if target.vector_bits() >= 512 else 0.9
 SPARSE_DENSITY_TRANSPOSED = 0.5

@@ -10,12 +10,15 @@ eight vectors of eight cells, transposed by three rounds of shuffles
 as eight vectors into eight panel rows: 16 vector loads and stores and 24
 shuffles for 64 cells. Numba has no vector types, so the block is LLVM IR
 (``shufflevector``) written by an intrinsic; LLVM picks the target's
-shuffles (zmm/ymm on x86, four NEON registers on ARM) for <8 x double> and
-<8 x float>.
+shuffles (zmm/ymm on x86) for <8 x double> and <8 x float>. Where a vector
+holds four cells of the dtype (float64 on AVX2) the block goes as four
+4 x 4 quarters of <4 x double>, a register a row, two rounds of shuffles
+each: as whole 8-cell rows (two registers each) it was slower than cell
+by cell.
 
-``in_registers(a)``: whether the target transposes a's dtype so (its
-vectors hold eight cells: options.TRANSPOSE_ITEMSIZE). ``transpose8(dst,
-d0, d1, d2, src, s0, s1)``: dst[d0, d1 + i, d2 + r] =
+``in_registers(a)``: whether the target transposes a's dtype so
+(options.TRANSPOSE_ITEMSIZE: where its vectors have 256 bits or more).
+``transpose8(dst, d0, d1, d2, src, s0, s1)``: dst[d0, d1 + i, d2 + r] =
 src[s0 + r, s1 + i] for r, i = 0 .. 7, dst (panels, kc, NR);
 ``transpose8_rows(dst, d1, d2, src, s0, s1)``: dst[d1 + i, d2 + r] = the
 same, dst 2-D (blocked.pack_transposed). Arrays C-contiguous, one dtype
@@ -136,8 +139,8 @@ def _transpose8(typingctx, dst, d0, d1, d2, src, s0, s1):
         elem = context.get_value_type(dty.dtype)
         align = dty.dtype.bitwidth // 8
         # eight cells a vector where the target's vectors hold them, else four
-        # (float64 on AVX2: an 8-cell row is two registers, and the 8 x 8 block's
-        # shuffles spill; its four 4 x 4 quarters do not)
+        # (float64 on AVX2: an 8-cell row is two registers, and the 8 x 8 block
+        # so was slower than cell by cell; its four 4 x 4 quarters are faster)
         lanes = LANES if LANES * dty.dtype.bitwidth <= target.vector_bits() else LANES // 2
         vec_ptr = ir.VectorType(elem, lanes).as_pointer()
 
