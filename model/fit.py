@@ -232,8 +232,8 @@ class FitLoop:
         ms = [size, last or size] + ([] if validation is None else [validation[0].shape[1]])
         p = self._program_for(*ms)
         # the parallel backend shares each step between its threads (model.team)
-        members = team_run.team_members() if p.team and copy else 1
-        parts = team_run.team_parts(self.layer_dims, size, dropping, members) if p.team and copy else 0
+        members = team_run.team_members() if p.team and copy else 0
+        parts = team_run.team_parts(self.layer_dims, size, dropping, members) if members else 0
         state = self._optimizer_state_for(options)
         W, b = self._parameter_lists(p)
         # The buffers below hold nothing from one fit to the next (the
@@ -300,11 +300,10 @@ class FitLoop:
                 if parts:  # the team's own arrays; each part's rows of dW and Z in place of dW and Z
                     dAp, dApl, splits, jlog, dW_parts, Z_parts, Z_parts_last, sync = shared
                     V_W, V_b, S_W, S_b = moments
-                    lists, nested = team_run.team_lists(p, dict(
+                    lists, nested = team_run.team_lists(p, memo, W, b, lambda: dict(
                         W=W, b=b, W_next=W_next, b_next=b_next, V_W=V_W, V_b=V_b, S_W=S_W, S_b=S_b, A=full[1],
                         dZ=full[2], dA=full[3], Al=tail[1], dZl=tail[2], dAl=tail[3], db=db, Zv=Zv, Av=Av,
-                        W_best=W_best, b_best=b_best, Z=Z_parts, Zl=Z_parts_last, dAp=dAp, dApl=dApl, dW=dW_parts),
-                        memo)
+                        W_best=W_best, b_best=b_best, Z=Z_parts, Zl=Z_parts_last, dAp=dAp, dApl=dApl, dW=dW_parts))
                     done, status, steps, traded = p.fit_epochs_team(
                         sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, zeros, X, Y, perm,
                         Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, options.shuffle,

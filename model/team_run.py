@@ -66,19 +66,20 @@ def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb
     return done, status, steps, traded
 
 
-def team_lists(program, named, memo):
-    """team_member's lists (``named``: name -> list of ``program``) packed
-    as it takes them: (a typed list of those of team.LISTS, one of those of
-    team.NESTED). Kept in ``memo`` (a dict kept with the fit's buffers) for
-    the next fit while the same lists come back: packing them costs more
-    than the dispatch it saves (model.fit._fit_lists, the same for
-    fit_chunk)."""
-    parts = tuple(named[k] for k in team.LISTS + team.NESTED)
+def team_lists(program, memo, W, b, named):
+    """team_member's lists packed as it takes them: (a typed list of those
+    of team.LISTS, one of those of team.NESTED), from ``named()`` (name ->
+    list of ``program``). Kept in ``memo`` (a dict kept with the fit's
+    buffers, and made anew with them) for the next fit while the same
+    parameter lists W, b come back: every other list is those buffers' own.
+    Packing costs more than the dispatch it saves (model.fit._fit_lists,
+    the same for fit_chunk)."""
     last = memo.get("team_lists")
-    if last is not None and all(a is b for a, b in zip(last[0], parts)):
+    if last is not None and last[0][0] is W and last[0][1] is b:
         return last[1]
-    packed = (program.lists([named[k] for k in team.LISTS]), program.lists([named[k] for k in team.NESTED]))
-    memo["team_lists"] = (parts, packed)
+    lists = named()
+    packed = (program.lists([lists[k] for k in team.LISTS]), program.lists([lists[k] for k in team.NESTED]))
+    memo["team_lists"] = ((W, b), packed)
     return packed
 
 
