@@ -124,14 +124,19 @@ MICRO_KC = 256
 # relu: a quarter to 0.7 of them) leave the zeros out (products/sparse.py):
 # a row of the output at a time in SPARSE_BYTES of vector registers (8 of
 # the target's vectors), where at most SPARSE_DENSITY of the cells are
-# nonzero (dW), SPARSE_DENSITY_TRANSPOSED (dA_prev and Z, which transpose
-# their sparse factor first and their result after): about where that stops
+# nonzero (dW), SPARSE_DENSITY_TRANSPOSED (Z, and dA_prev but where
+# SPARSE_DENSITY_INPUT says otherwise; these transpose their sparse factor
+# first and their result after): about where that stops
 # being faster than the packed product (README, "Zeros left out"; dW's is
 # 0.9 on vectors narrower than 512 bits, whose packed micro-kernel is the
 # 3 x 16 one: "AVX2's float64 transposes and dW's zeros").
 SPARSE_BYTES = 8 * target.vector_bits() // 8
 SPARSE_DENSITY = 0.8 if target.vector_bits() >= 512 else 0.9
 SPARSE_DENSITY_TRANSPOSED = 0.5
+# dA_prev's own (float64, float32): AVX2's float64 to 0.85, where its packed
+# product was slower than the sparse tiles with their transposes (README,
+# "AVX2's float64 transposes and dW's zeros").
+SPARSE_DENSITY_INPUT = (0.85 if target.vector_bits() < 512 else SPARSE_DENSITY_TRANSPOSED, SPARSE_DENSITY_TRANSPOSED)
 MICRO_MIN_ROWS = 4 * MICRO_ROWS
 MICRO_MIN_K = 16
 MICRO_LONG_K = 2048

@@ -194,7 +194,7 @@ def test_the_choice_follows_the_density():
     after 64 loads, and a relu layer's is sampled across its units, not by
     one unit's row (a unit on for most examples would hide the rest)."""
     n, m = 64, 64
-    for density in (options.SPARSE_DENSITY, options.SPARSE_DENSITY_TRANSPOSED):
+    for density in (options.SPARSE_DENSITY, options.SPARSE_DENSITY_TRANSPOSED, *options.SPARSE_DENSITY_INPUT):
         assert sparse.sparse_enough(0, n, m, density)
         assert sparse.sparse_enough(int(density * n * m), n, m, density)
         assert not sparse.sparse_enough(int(density * n * m) + 1, n, m, density)
@@ -240,6 +240,36 @@ def test_dw_threshold_is_the_targets(dtype, variant):
     sparse_tiles = np.isfinite(dW).all()
     assert sparse_tiles == (nonzero <= options.SPARSE_DENSITY) == (target.vector_bits() < 512)
     assert np.isfinite(np.delete(dW, 3, axis=1)).all()
+
+
+@pytest.mark.parametrize("variant", ["numba", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_dA_prev_threshold_is_the_dtypes_and_targets(dtype, variant):
+    """dA_prev's threshold (options.SPARSE_DENSITY_INPUT: float64 0.85 on
+    vectors narrower than 512 bits, else SPARSE_DENSITY_TRANSPOSED, 0.5): a
+    dZ with 0.75 of its cells nonzero takes the sparse tiles for float64 on
+    AVX2 only. Seen from outside: an infinite weight whose unit's dZ row is
+    all zero leaves dA_prev finite in the sparse tiles and NaN (0 x inf)
+    in the packed ones."""
+    K = cpu.numba_kernels if variant == "numba" else cpu.parallel_kernels
+    n, k, m = 32, 128, 64  # a digits team part's share of dA1
+    assert loops.plans.input_gradient_plan(n, k, m) == loops.plans.PACKED
+    narrow = target.vector_bits() < 512
+    assert options.SPARSE_DENSITY_INPUT == (0.85 if narrow else 0.5, 0.5)
+    rng = np.random.default_rng(13)
+    dZ = rng.standard_normal((n, m)).astype(dtype) + dtype(5.0)  # no zero of its own
+    dZ[rng.random((n, m)) < 0.25] = 0.0
+    dZ[3] = 0.0
+    nonzero = np.count_nonzero(dZ) / dZ.size
+    sample = np.mean([dZ[t * n // 64, t * m // 64] != 0 for t in range(64)])  # may_be_sparse's look
+    assert 0.6 < nonzero < 0.85 and 0.5 < sample <= 0.85, (nonzero, sample)
+    W = rng.standard_normal((n, k)).astype(dtype)
+    W[3, 7] = np.inf
+    dA = np.empty((k, m), dtype)
+    K.input_gradient(dA, dZ, W)
+    sparse_tiles = np.isfinite(dA).all()
+    assert sparse_tiles == (np.dtype(dtype) == np.float64 and narrow)
+    assert np.isfinite(np.delete(dA, 7, axis=0)).all()
 
 
 @njit(error_model="numpy")

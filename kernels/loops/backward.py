@@ -11,7 +11,7 @@ from numba import prange
 from numba.extending import register_jitable
 
 from ..options import (BLOCK, HELPER_OPTIONS, JB, JR_BYTES, MICRO_BYTES, MICRO_KC, PARALLEL_WORK, SPARSE_DENSITY,
-                       SPARSE_DENSITY_TRANSPOSED)
+                       SPARSE_DENSITY_INPUT)
 from . import course
 from .activations import activation_backward
 from .plans import ALL_PLANS, BLOCKED_DOT, BLOCKED_ROWS, COURSE, PACKED, SIMPLE, input_gradient_plan, weight_gradients_plan
@@ -256,9 +256,9 @@ def _input_gradient_packed_tile(dA_prev, dZ, WT, j0, j1):
 def input_gradient(dA_prev, dZ, W):
     """dA_prev = W^T dZ (plans.input_gradient_plan), tiled over (examples,
     input units); every tile owns its cells of dA_prev. PACKED over a dZ
-    with few nonzero cells (options.SPARSE_DENSITY_TRANSPOSED; a mini-batch,
-    n, m <= MICRO_KC, and k at least half a sparse panel) leaves them out,
-    in tiles of rows of dA_prev (products/sparse.py). Serial below
+    with few nonzero cells (options.SPARSE_DENSITY_INPUT, the dtype's; a
+    mini-batch, n, m <= MICRO_KC, and k at least half a sparse panel)
+    leaves them out, in tiles of rows of dA_prev (products/sparse.py). Serial below
     PARALLEL_WORK multiply-adds; there, for one unit (n = 1), an outer
     product.
 
@@ -279,14 +279,15 @@ def input_gradient(dA_prev, dZ, W):
         for t in range(nblocks * k):
             _input_gradient_simple_tile(dA_prev, dZ, W, t)
         return
+    density = SPARSE_DENSITY_INPUT[0] if dZ.itemsize == 8 else SPARSE_DENSITY_INPUT[1]
     if INPUT_PACKED and plan == PACKED and max(n, m) <= MICRO_KC and k >= sparse_widths(dA_prev)[1] and \
-            may_be_sparse(dZ, SPARSE_DENSITY_TRANSPOSED):
+            may_be_sparse(dZ, density):
         # few of dZ's cells nonzero: the sum over units leaves them out, a
         # tile of rows of dA_prev at a time (products/sparse.py)
         dZT = np.empty((m, n), dtype=dZ.dtype)
         pack_panel(dZT, dZ, 0, n, n, True)
         masks = np.empty((m, (n + 63) // 64), dtype=np.uint64)
-        if sparse_enough(row_masks(masks, dZT), m, n, SPARSE_DENSITY_TRANSPOSED):
+        if sparse_enough(row_masks(masks, dZT), m, n, density):
             width = packed_width(k, sparse_widths(dA_prev)[0], work < PARALLEL_WORK or not THREADED)
             if work < PARALLEL_WORK:
                 for t in range((k + width - 1) // width):

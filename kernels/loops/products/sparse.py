@@ -20,8 +20,8 @@ load and one FMA a vector against the packed micro-kernel's 10 loads for 16
 FMAs: about 0.8x its speed a multiply-add, so it pays where at most
 SPARSE_DENSITY of the cells are nonzero (the target's: more on AVX2, whose
 packed micro-kernel is slower; SPARSE_DENSITY_TRANSPOSED where the sparse
-factor is transposed first, and not where the output is narrower than half
-a panel). dW = dZ A_prev^T is this directly
+factor is transposed first, SPARSE_DENSITY_INPUT's for dA_prev, and not
+where the output is narrower than half a panel). dW = dZ A_prev^T is this directly
 (``sparse_tile``, Z = dZ); dA_prev = W^T dZ and Z = W A_prev + b take the
 sparse factor's transpose as Z and put the results back transposed
 (``sparse_tile_transposed``). The ops choose per call (backward.py,
@@ -155,8 +155,9 @@ def row_masks(masks, Z):
 def sparse_enough(nnz, n, m, density):
     """Whether a product over a factor (n, m) with ``nnz`` nonzero cells
     leaves its zeros out: at most ``density`` of them nonzero
-    (options.SPARSE_DENSITY for dW, SPARSE_DENSITY_TRANSPOSED for the
-    products that transpose their sparse factor first)."""
+    (options.SPARSE_DENSITY for dW, SPARSE_DENSITY_TRANSPOSED for Z and
+    SPARSE_DENSITY_INPUT's for dA_prev, which transpose their sparse factor
+    first)."""
     return nnz <= density * n * m
 
 
