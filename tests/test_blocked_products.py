@@ -168,23 +168,24 @@ def test_packed_products_interpreted(shape, dtype):
     _close(dA, (W.T @ dZ).astype(dtype), n, dtype)
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_an_8x8_block_transposed_in_registers_is_numpys_transpose(dtype):
+def _blocks_land_transposed(dtype, compiled):
     """transpose8 (into panels) and transpose8_rows (into a 2-D array),
-    compiled (LLVM's shuffles) and interpreted, at offsets in both arrays:
-    the block lands transposed, nothing else changes."""
+    interpreted and, where ``compiled``, compiled (LLVM's shuffles), at
+    offsets in both arrays: the block lands transposed, nothing else changes."""
     from numba import njit
     from kernels.loops.products.transpose import transpose8, transpose8_rows
     src = np.random.default_rng(2).standard_normal((19, 23)).astype(dtype)
-    panels = njit(lambda dst, d0, d1, d2, src, s0, s1: transpose8(dst, d0, d1, d2, src, s0, s1))
-    rows = njit(lambda dst, d1, d2, src, s0, s1: transpose8_rows(dst, d1, d2, src, s0, s1))
-    for run in (panels, transpose8):
+    panels, rows = [transpose8], [transpose8_rows]
+    if compiled:
+        panels.append(njit(lambda dst, d0, d1, d2, src, s0, s1: transpose8(dst, d0, d1, d2, src, s0, s1)))
+        rows.append(njit(lambda dst, d1, d2, src, s0, s1: transpose8_rows(dst, d1, d2, src, s0, s1)))
+    for run in panels:
         dst = np.full((3, 13, 16), -1.0, dtype)
         run(dst, 2, 4, 5, src, 9, 13)
         want = np.full_like(dst, -1.0)
         want[2, 4:12, 5:13] = src[9:17, 13:21].T
         np.testing.assert_array_equal(dst, want)
-    for run in (rows, transpose8_rows):
+    for run in rows:
         dst = np.full((13, 16), -1.0, dtype)
         run(dst, 4, 5, src, 9, 13)
         want = np.full_like(dst, -1.0)
@@ -192,24 +193,23 @@ def test_an_8x8_block_transposed_in_registers_is_numpys_transpose(dtype):
         np.testing.assert_array_equal(dst, want)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_an_8x8_block_transposed_in_registers_is_numpys_transpose(dtype):
+    """transpose8 and transpose8_rows, compiled and interpreted, land the
+    block transposed and change nothing else (_blocks_land_transposed)."""
+    _blocks_land_transposed(dtype, compiled=True)
+
+
+# The same check compiled for a 256-bit target in a process of its own.
 _QUARTERS = """
+import sys
 import numpy as np
-from numba import njit
+sys.path.insert(0, "tests")
 from kernels import target
-from kernels.loops.products.transpose import transpose8, transpose8_rows
+from test_blocked_products import _blocks_land_transposed
 assert target.vector_bits() == 256, target.vector_bits()
 for dtype in (np.float64, np.float32):
-    src = np.random.default_rng(2).standard_normal((19, 23)).astype(dtype)
-    dst = np.full((3, 13, 16), -1.0, dtype)
-    njit(lambda dst, src: transpose8(dst, 2, 4, 5, src, 9, 13))(dst, src)
-    want = np.full_like(dst, -1.0)
-    want[2, 4:12, 5:13] = src[9:17, 13:21].T
-    assert np.array_equal(dst, want), dtype
-    dst = np.full((13, 16), -1.0, dtype)
-    njit(lambda dst, src: transpose8_rows(dst, 4, 5, src, 9, 13))(dst, src)
-    want = np.full_like(dst, -1.0)
-    want[4:12, 5:13] = src[9:17, 13:21].T
-    assert np.array_equal(dst, want), dtype
+    _blocks_land_transposed(dtype, compiled=True)
 print("ok")
 """
 
