@@ -1,5 +1,6 @@
 """``jitloops train``: train a network on a built-in dataset and report cost and accuracy."""
 
+import os
 import sys
 import time
 
@@ -13,7 +14,10 @@ DATASETS = {"planar": datasets.planar, "circles": datasets.circles, "moons": dat
 
 def _hidden(text):
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
+        parts = text.split(",")
+        if any(not s.strip() for s in parts):  # "4,,3", "4,": a size left out
+            raise ValueError
+        sizes = [int(s) for s in parts]
     except ValueError:
         raise ValueError(f"--hidden must be comma-separated ints, e.g. 4 or 20,7,5; got {text!r}") from None
     if any(n < 1 for n in sizes):
@@ -21,22 +25,37 @@ def _hidden(text):
     return sizes
 
 
+def _save_path(path):
+    """``path`` where --save can write (checked before training, not after it)."""
+    if path is None:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"--save {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'net.npz')!r}")
+    if not os.path.isdir(folder):
+        raise ValueError(f"--save {path!r}: the folder {folder!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--save {path!r}: the folder {folder!r} is not writable")
+    return path
+
+
 def add_arguments(parser):
-    parser.add_argument("--dataset", choices=tuple(DATASETS), default="planar")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default="planar", help="(default planar)")
     parser.add_argument("--m", type=int, default=400, help="examples (default 400)")
     parser.add_argument("--hidden", default="4", help="hidden layer sizes, comma-separated (default 4)")
     parser.add_argument("--activation", choices=kernels.ACTIVATIONS, default="tanh",
                         help="hidden layers' activation (default tanh)")
     parser.add_argument("--init", choices=INITIALIZATIONS, default=None, help="default: chosen per activation")
-    parser.add_argument("--backend", choices=kernels.BACKENDS, default="numba")
-    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    parser.add_argument("--backend", choices=kernels.BACKENDS, default="numba", help="(default numba)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="(default float64)")
     parser.add_argument("--iterations", "--epochs", dest="iterations", type=int, default=10_000,
                         help="epochs (iterations of full-batch gradient descent; default 10000)")
-    parser.add_argument("--learning-rate", type=float, default=1.2)
+    parser.add_argument("--learning-rate", type=float, default=1.2, help="(default 1.2)")
     parser.add_argument("--cost-every", type=int, default=1000, help="print the cost every N epochs")
     parser.add_argument("--seed", type=int, default=2, help="seed of the initialization and the shuffling")
     parser.add_argument("--init-scale", type=float, default=None,
-                        help="'random' init's standard deviation (default 0.01; the course's large random: 10)")
+                        help="'random' init's standard deviation (default 0.01; the course's large random: 10); "
+                             "'he' and 'xavier': a factor on theirs (default 1)")
     parser.add_argument("--batch-size", type=int, default=None, help="mini-batch size (default: all m)")
     parser.add_argument("--no-shuffle", action="store_true", help="mini-batches in the data's order")
     parser.add_argument("--optimizer", choices=("gd", "momentum", "rmsprop", "adam"), default="gd")
@@ -53,6 +72,7 @@ def add_arguments(parser):
 def run(args):
     try:
         hidden = _hidden(args.hidden)
+        _save_path(args.save)
         X, Y = DATASETS[args.dataset](m=args.m)
         net = NeuralNetwork([X.shape[0], *hidden, 1], activations=args.activation, backend=args.backend,
                             init=args.init, seed=args.seed, dtype=args.dtype, init_scale=args.init_scale)
@@ -76,12 +96,20 @@ def run(args):
     seconds = time.perf_counter() - t0
     for i, c in zip(net.cost_iterations_, net.costs_):
         print(f"cost after {'iteration' if args.batch_size is None else 'epoch'} {i}: {c:.6f}")
-    with np.errstate(over="ignore", invalid="ignore"):  # a diverged network's huge weights overflow
-        cost, accuracy = net.cost(X, Y), net.accuracy(X, Y)
-    print(f"{net.n_iter_} {'iterations' if args.batch_size is None else 'epochs'} in {seconds:.2f} s "
-          f"(compilation included); "
-          f"final cost {cost:.6f}, training accuracy {100 * accuracy:.2f}%")
+    done = f"{net.n_iter_} {'iterations' if args.batch_size is None else 'epochs'} in {seconds:.2f} s " \
+           f"(compilation included)"
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverged network's huge weights overflow
+            cost, accuracy = net.cost(X, Y), net.accuracy(X, Y)
+        print(f"{done}; final cost {cost:.6f}, training accuracy {100 * accuracy:.2f}%")
+    except ValueError as exc:  # the forward pass overflowed: no cost to report
+        print(f"{done}; no final cost: {exc}")
+        status = status or 1
     if args.save:
-        net.save(args.save)
+        try:
+            net.save(args.save)
+        except OSError as exc:  # the folder went away or filled up during training
+            print(f"jitloops train: could not save to {args.save!r}: {exc}", file=sys.stderr)
+            return 1
         print(f"saved to {args.save}")
     return status

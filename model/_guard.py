@@ -55,8 +55,13 @@ class Guard:
                 nested = False
                 self._writer = (me, what)
                 own_reads = getattr(self._local, "reads", 0)
-                while self._readers > own_reads:  # readers in other threads finish first
-                    self._cond.wait()
+                try:
+                    while self._readers > own_reads:  # readers in other threads finish first
+                        self._cond.wait()
+                except BaseException:  # a Ctrl-C (a signal handler's exception) while waiting: not the writer
+                    self._writer = None
+                    self._cond.notify_all()
+                    raise
         try:
             yield
         finally:

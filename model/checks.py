@@ -20,23 +20,55 @@ from kernels.options import OUTPUTS
 def check_dtype(dtype):
     try:
         dt = np.dtype(dtype)
-    except TypeError:
+    except (TypeError, ValueError):
         dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+    # dt is None where NumPy made no dtype of it (dtype=None itself is NumPy's float64, the default);
+    # tested first, as NumPy compares a dtype equal to None
+    if dt is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
     return dt
 
 
-def check_int(value, name, minimum):
+# The largest int the compiled loops take (they count in int64).
+INT_MAX = 2**63 - 1
+# Seeds are NumPy's RandomState's (the initialization, the datasets) and the
+# counter-based draws' (kernels/loops/draws.py hashes 32 bits of the seed:
+# a larger one would silently repeat a smaller one's draws).
+SEED_MAX = 2**32 - 1
+
+
+def _scalar(value):
+    """A 0-d NumPy array's item (what arr.sum() or arr[()] may give), else ``value``."""
+    return value.item() if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+def check_int(value, name, minimum, maximum=INT_MAX, why="the compiled loops count in 64-bit ints"):
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    if value > maximum:
+        raise ValueError(f"{name} must be at most {maximum} ({why}), got {value!r}")
     return int(value)
+
+
+def check_seed(seed, none_means):
+    """``seed`` for NumPy's RandomState: None (``none_means`` says what it
+    draws) or an int in [0, 2**32 - 1]."""
+    seed = _scalar(seed)
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}; "
+                        f"pass e.g. seed=0 (None {none_means})")
+    if not 0 <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be in [0, 2**32 - 1] (NumPy's RandomState seeds), got {seed!r}")
+    return int(seed)
 
 
 def check_learning_rate(value):
     """A finite learning rate > 0 (the kernels' check, which the op
     gradient_step uses without the sign requirement)."""
-    return kernel_checks.learning_rate(value, positive=True)
+    return kernel_checks.learning_rate(_scalar(value), positive=True)
 
 
 def _numeric(x, name, shape_text):
@@ -264,34 +296,52 @@ class TrainingOptions:
 
 
 def check_positive(value, name):
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value > 0):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return float(value)
 
 
 def check_nonnegative(value, name):
+    value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not (math.isfinite(value) and value >= 0):
         raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     return float(value)
 
 
+# The dropout masks keep a cell where a 24-bit draw is below keep_prob * 2**24
+# (kernels/loops/draws.py): a smaller keep_prob would keep no unit at all.
+KEEP_PROB_MIN = 2.0**-24
+
+
 def check_keep_prob(keep_prob, hidden):
-    """keep_prob as a tuple, one probability in (0, 1] per hidden layer."""
+    """keep_prob as a tuple, one probability in [2**-24, 1] per hidden layer."""
     if type(keep_prob) is float and keep_prob == 1.0:  # the default, at every fit
         return (1.0,) * hidden
-    values = [keep_prob] * hidden if isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool) \
-        else keep_prob
+    keep_prob = _scalar(keep_prob)
+    number = isinstance(keep_prob, numbers.Real) and not isinstance(keep_prob, bool)
+    values = [keep_prob] * max(hidden, 1) if number else keep_prob
     try:
-        values = list(values)
+        if isinstance(values, (str, bytes)):
+            raise TypeError
+        values = [_scalar(v) for v in values]
     except TypeError:
         raise TypeError(f"keep_prob must be a number in (0, 1] or one per hidden layer ({hidden}), "
                         f"got {keep_prob!r}") from None
-    if len(values) != hidden:
-        raise ValueError(f"keep_prob has {len(values)} values but the network has {hidden} hidden layers "
-                         f"(dropout never applies to the input or the output): give one number or {hidden}")
     for v in values:
         if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0 < v <= 1:
             raise ValueError(f"keep_prob values must be in (0, 1] (the probability of keeping a unit), got {v!r}")
+        if v < KEEP_PROB_MIN:
+            raise ValueError(f"keep_prob {v!r} is below 2**-24 (about 6e-08), the smallest probability the "
+                             f"dropout masks draw: it would drop every unit; use a larger keep_prob")
+    if hidden == 0:
+        if min(values, default=1.0) < 1.0:
+            raise ValueError(f"keep_prob={keep_prob!r}, but this network has no hidden layer, and dropout never "
+                             f"applies to the input or the output: leave keep_prob at 1")
+        return ()
+    if len(values) != hidden:
+        raise ValueError(f"keep_prob has {len(values)} values but the network has {hidden} hidden layers "
+                         f"(dropout never applies to the input or the output): give one number or {hidden}")
     return tuple(float(v) for v in values)
 
 
@@ -330,7 +380,7 @@ def _check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, de
         batch_size = check_int(batch_size, "batch_size", 1)
     if not isinstance(shuffle, (bool, np.bool_)):
         raise TypeError(f"shuffle must be True or False, got {shuffle!r}")
-    seed = check_int(seed, "seed", 0)
+    seed = check_int(seed, "seed", 0, SEED_MAX, "the batches' and dropout masks' draws hash 32 bits of it")
     return TrainingOptions(batch_size, bool(shuffle), seed, optimizers.get(optimizer),
                            check_nonnegative(decay_rate, "decay_rate"), check_int(decay_every, "decay_every", 1),
                            check_nonnegative(l2, "l2"), bool(validation), bool(early_stopping),

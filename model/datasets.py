@@ -21,6 +21,8 @@ import numbers
 
 import numpy as np
 
+from .checks import check_seed
+
 __all__ = ["planar", "circles", "moons"]
 
 
@@ -32,15 +34,7 @@ def _check_m(m, minimum=2):
 
 
 def _check_seed(seed):
-    """``seed`` for ``np.random.RandomState``: None or an int in [0, 2**32 - 1]."""
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise TypeError(f"seed must be an int or None, got {type(seed).__name__} {seed!r}; "
-                        f"pass e.g. seed=0 (None draws fresh data every call)")
-    if not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be in [0, 2**32 - 1] (NumPy's RandomState seeds), got {seed!r}")
-    return int(seed)
+    return check_seed(seed, "draws fresh data every call")
 
 
 def _check_real(value, name, fix):

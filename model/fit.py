@@ -53,9 +53,9 @@ KEEP_EPOCH_BUFFER_BYTES = 64 << 20
 # against 1 us, a large part of a short fit's call (every fit sets and
 # restores the handler). The same function, where CPython has it.
 try:
-    from _signal import signal as _set_handler
+    from _signal import getsignal as _get_handler, signal as _set_handler
 except ImportError:  # another interpreter
-    _set_handler = signal.signal
+    _get_handler, _set_handler = signal.getsignal, signal.signal
 
 
 @contextlib.contextmanager
@@ -64,9 +64,12 @@ def _deferred_interrupt():
     KeyboardInterrupt itself between two chunks, when the parameters are those
     of a completed iteration. (Compiled code cannot be interrupted anyway; this
     makes the interpreted backends just as consistent.) Outside the main thread
-    signals cannot be caught and nothing changes."""
+    signals cannot be caught and nothing changes; nor where the program has
+    a SIGINT handler of its own (or ignores SIGINT: a pool's workers often
+    do): its handler runs as it would anywhere else."""
     received = []
-    if threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread() or \
+            _get_handler(signal.SIGINT) is not signal.default_int_handler:
         yield received
         return
     try:
@@ -81,6 +84,13 @@ def _deferred_interrupt():
 
 
 _blas_libraries = None
+# The BLAS limit is process-wide and fits run in several threads at once: the
+# first fit to need it saves the setting and limits, the last to finish
+# restores it (each thread saving and restoring its own left the later
+# one's "before", 1, in place for good).
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_before = None
 
 
 def is_numpy_library(path):
@@ -99,23 +109,54 @@ def _blas_limited(threads):
     threadpoolctl's controller of NumPy's BLAS (or of every BLAS where none
     is in NumPy's folder: a NumPy built against the system's), not its
     ``limit`` context, which reads every library's settings on the way in
-    and out (a large part of a short fit's call: README, stop 42)."""
-    global _blas_libraries
+    and out (a large part of a short fit's call: README, stop 42). Counted
+    across threads (the first fit in limits, the last one out restores),
+    and threadpoolctl's claim on OpenBLAS for this thread (3.8 lets one
+    thread at a time set it) is given up after each change, so that the
+    next fit, or the program's own threadpool_limits, in any thread, can set it."""
+    global _blas_libraries, _blas_users, _blas_before
     if not threads:
         yield
         return
-    if _blas_libraries is None:  # scanning the loaded libraries is slow: once
-        from threadpoolctl import ThreadpoolController
-        found = ThreadpoolController().select(user_api="blas").lib_controllers
-        _blas_libraries = [lib for lib in found if is_numpy_library(lib.filepath)] or found
-    before = [lib.num_threads for lib in _blas_libraries]
-    for lib in _blas_libraries:
-        lib.set_num_threads(1)
+    with _blas_lock:
+        if _blas_libraries is None:  # scanning the loaded libraries is slow: once
+            from threadpoolctl import ThreadpoolController
+            found = ThreadpoolController().select(user_api="blas").lib_controllers
+            _blas_libraries = [lib for lib in found if is_numpy_library(lib.filepath)] or found
+        if _blas_users == 0:
+            _blas_before = [lib.num_threads for lib in _blas_libraries]
+            _set_blas_threads([1] * len(_blas_libraries))
+        _blas_users += 1
     try:
         yield
     finally:
-        for lib, n in zip(_blas_libraries, before):
-            lib.set_num_threads(n)
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0:
+                _set_blas_threads(_blas_before)
+
+
+def _set_blas_threads(counts):
+    for lib, n in zip(_blas_libraries, counts):
+        lib.set_num_threads(n)
+        release = getattr(lib, "clear_controlling_thread", None)  # threadpoolctl >= 3.8's OpenBLAS
+        if release is not None:
+            release()
+
+
+def _blas_after_fork_in_child():
+    """A child forked while fits in other threads held the limit has none of
+    those fits: its own lock, and its BLAS as it was before them."""
+    global _blas_lock, _blas_users
+    _blas_lock = threading.Lock()
+    if _blas_users:
+        _blas_users = 0
+        with contextlib.suppress(Exception):
+            _set_blas_threads(_blas_before)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_blas_after_fork_in_child)
 
 
 def _arrays(items):
@@ -133,7 +174,9 @@ class FitLoop:
     def _drive(self, chunk, iterations, costs, cost_every, progress, key):
         """Run ``chunk(start, count) -> (done, status)`` until ``iterations`` are
         done, in chunks of about CHUNK_SECONDS. Returns (done, status), status
-        DIVERGED, 0, or a KeyboardInterrupt to raise once the history is saved."""
+        DIVERGED, 0, or an exception to raise once the history is saved: a
+        KeyboardInterrupt, or what a signal handler raised while a team ran
+        (team_run.run_members)."""
         bar = Progress(iterations, desc=f"fit [{self.backend}]", enabled=progress)
         # The first chunk is one iteration (and any compilation), unless the
         # last fit of the same kind (``key``: backend, m, ...) measured the chunk size.
@@ -153,7 +196,7 @@ class FitLoop:
                     start += done
                     last = (start - 1) // cost_every
                     bar.update(done, costs[last] if start > 0 else None)
-                    if status in (DIVERGED, STOPPED, X_NOT_FINITE):
+                    if isinstance(status, BaseException) or status in (DIVERGED, STOPPED, X_NOT_FINITE):
                         break
                     if interrupted:
                         status = KeyboardInterrupt()

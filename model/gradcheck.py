@@ -3,6 +3,8 @@ two-sided finite differences of the cost."""
 
 import numpy as np
 
+from .checks import check_positive
+
 __all__ = ["gradient_check"]
 
 
@@ -17,8 +19,11 @@ def gradient_check(net, X, Y, epsilon=1e-7, l2=0.0):
     l2: check the L2-regularized cost and its gradients (the course's lambda).
     Returns a float (0.0 when both gradients are zero).
     """
-    if not (isinstance(epsilon, (float, int)) and epsilon > 0):
-        raise ValueError(f"epsilon must be a number > 0, got {epsilon!r}")
+    from .network import NeuralNetwork  # LogisticRegression is one too
+    if not isinstance(net, NeuralNetwork):
+        raise TypeError(f"gradient_check needs a NeuralNetwork or LogisticRegression to check, got "
+                        f"{type(net).__name__}; call gradient_check(net, X, Y)")
+    epsilon = check_positive(epsilon, "epsilon")
     grads = net.gradients(X, Y, l2=l2) if l2 else net.gradients(X, Y)
     probe = net._clone()
     theta = net.parameters

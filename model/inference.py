@@ -17,6 +17,25 @@ from .checks import check_labels, check_nonnegative, check_X, check_Y
 class Inference:
     """forward, predict_proba, predict, cost, accuracy and gradients of a NeuralNetwork."""
 
+    def _check_output(self, ZL, X):
+        """ValueError where the output layer's Z (n[L], m) holds NaN (or, under
+        softmax, an infinity, which its shift by the column's maximum makes NaN):
+        the forward pass overflowed, and the predictions, the cost and the
+        gradients made from it would be silently wrong. A finite X and finite
+        weights get there only through overflow: X or the weights too large."""
+        Z = np.asarray(self._ops.to_host(ZL))
+        bad = np.isnan(Z) if self.output == "sigmoid" else ~np.isfinite(Z)
+        if not bad.any():
+            return
+        examples = int(np.count_nonzero(bad.any(axis=0)))
+        x = float(np.max(np.abs(self._ops.to_host(X))))
+        w = max(float(np.max(np.abs(self._ops.to_host(W)))) for W in self._W)
+        raise ValueError(
+            f"the forward pass overflowed {self.dtype.name} for {examples} of the {Z.shape[1]} examples (the output "
+            f"layer's Z is {'NaN' if self.output == 'sigmoid' else 'NaN or infinite'} there; X's largest magnitude "
+            f"is {x:.3g}, the weights' {w:.3g}): scale X (e.g. standardize each feature), or, where the weights "
+            f"are that large, train again with a smaller learning rate")
+
     @_guard.shared
     def forward(self, X):
         """Forward propagation, for teaching: returns (AL, caches), AL (1, m)
@@ -82,6 +101,7 @@ class Inference:
         buf = {k: p.list(v) for k, v in self._buffers(Xd, backward=True).items()}
         (W, b), codes = self._parameter_lists(p), p.codes(self._codes())
         p.forward(buf["Z"], buf["A"], W, b, codes, 0)
+        self._check_output(buf["Z"][self.n_layers - 1], Xd)
         p.backward(buf["dW"], buf["db"], buf["dZ"], buf["dA"], W, buf["Z"], buf["A"], Yd, codes, 0)
         host = self._ops.to_host
         out = {}

@@ -23,7 +23,7 @@ from kernels.loops.plans import SMALL_PLANS, plan_tier, plans_needed
 
 from . import _guard
 from .checks import (check_activations, check_dtype, check_int, check_keep_prob, check_labels, check_layer_dims,
-                     check_learning_rate, check_output, check_parameters, check_positive,
+                     check_learning_rate, check_output, check_parameters, check_positive, check_seed,
                      check_training_options, check_X, check_Y, default_init)
 from .fit import FitLoop
 from .inference import Inference
@@ -47,6 +47,28 @@ class DivergenceError(FloatingPointError):
     """fit stopped because the cost or a parameter became NaN or infinite.
     The network keeps the parameters of the last finite iteration."""
 
+
+
+# What a network is made with, read-only afterwards: its parameters, kept
+# buffers and compiled training loop are shaped by them, so a change would
+# hand compiled code arrays of other shapes or types (a crash, not an error).
+FIXED = ("layer_dims", "activations", "output", "dtype", "backend", "init", "init_scale", "seed")
+
+
+def _fixed(name):
+    """The read-only attribute ``name`` (FIXED), held in ``_<name>``."""
+    private = "_" + name
+
+    def get(self):
+        return getattr(self, private)
+
+    def refuse(self, *value):
+        raise AttributeError(
+            f"{type(self).__name__}.{name} is fixed when the network is made (its parameters, buffers and compiled "
+            f"training loop follow it): make a new network with the {name} you want; to take trained "
+            f"parameters to another backend, save the network and NeuralNetwork.load(path, backend=...)")
+
+    return property(get, refuse, refuse, doc=f"The network's {name}, as it was made (read-only).")
 
 
 class NeuralNetwork(Inference, FitLoop, Persistence):
@@ -86,17 +108,17 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
     def __init__(self, layer_dims, activations="relu", backend="numpy", init=None, seed=None,
                  dtype="float64", init_scale=None, output="sigmoid"):
         self._guard = _guard.Guard()
-        self.output = check_output(output)
-        self.layer_dims = check_layer_dims(layer_dims, self.output)
-        self.activations = check_activations(activations, len(self.layer_dims) - 1, self.output)
+        self._output = check_output(output)
+        self._layer_dims = check_layer_dims(layer_dims, self.output)
+        self._activations = check_activations(activations, len(self.layer_dims) - 1, self.output)
         if init is None:
             init = default_init(self.layer_dims, self.activations)
         if init not in INITIALIZATIONS:
             raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITIALIZATIONS)} (or None for the default)")
-        self.init = init
-        self.init_scale = None if init_scale is None else check_positive(init_scale, "init_scale")
-        self.seed = seed
-        self.dtype = check_dtype(dtype)
+        self._init = init
+        self._init_scale = None if init_scale is None else check_positive(init_scale, "init_scale")
+        self._seed = check_seed(seed, "draws fresh parameters every time")
+        self._dtype = check_dtype(dtype)
         self._set_backend(backend)
         if self.output == "softmax" and not hasattr(self._ops.kernels, "softmax"):
             raise ValueError(f"backend {self.backend!r} has no softmax output yet (output='softmax'); "
@@ -104,10 +126,12 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         self._W, self._b = self._initial_parameters()
         self._clear_history()
 
+    layer_dims, activations, output, dtype, backend, init, init_scale, seed = (_fixed(name) for name in FIXED)
+
     # ------------------------------------------------------------ construction
     def _set_backend(self, backend):
         self._ops = kernels.get_backend(backend)
-        self.backend = self._ops.name
+        self._backend = self._ops.name
         self._program = None  # compiled (or bound) on first use
         self._plans = SMALL_PLANS  # the products' plans the shapes so far reach (see _program_for)
         self._fit_buffers = None  # buffers and lists kept for the next fit: see KEEP_FIT_BUFFERS_BYTES
@@ -156,14 +180,19 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         W, b = [], []
         for l in range(1, len(self.layer_dims)):
             n, k = self.layer_dims[l], self.layer_dims[l - 1]
-            if self.init == "zeros":
-                w = np.zeros((n, k))
-            elif self.init == "random":  # the course's randn * 0.01, or * init_scale ("large random": 10)
-                w = rng.randn(n, k) * (0.01 if self.init_scale is None else self.init_scale)
-            else:
-                factor = 1.0 if self.init_scale is None else self.init_scale
-                w = rng.randn(n, k) * (math.sqrt((2.0 if self.init == "he" else 1.0) / k) * factor)
-            W.append(self._ops.asarray(w.astype(self.dtype)))
+            with np.errstate(over="ignore"):  # a huge init_scale: the error below
+                if self.init == "zeros":
+                    w = np.zeros((n, k))
+                elif self.init == "random":  # the course's randn * 0.01, or * init_scale ("large random": 10)
+                    w = rng.randn(n, k) * (0.01 if self.init_scale is None else self.init_scale)
+                else:
+                    factor = 1.0 if self.init_scale is None else self.init_scale
+                    w = rng.randn(n, k) * (math.sqrt((2.0 if self.init == "he" else 1.0) / k) * factor)
+                w = w.astype(self.dtype)
+            if not np.isfinite(w).all():
+                raise ValueError(f"init_scale={self.init_scale!r} makes weights too large for {self.dtype.name} "
+                                 f"(they become infinite); use a smaller init_scale")
+            W.append(self._ops.asarray(w))
             b.append(self._ops.asarray(np.zeros((n, 1), dtype=self.dtype)))
         return W, b
 
@@ -265,6 +294,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         p = self._program_for(X.shape[1])
         buf = {k: p.list(v) for k, v in self._buffers(X, backward=False).items()}
         p.forward(buf["Z"], buf["A"], *self._parameter_lists(p), p.codes(self._codes()), 0)
+        self._check_output(buf["Z"][self.n_layers - 1], X)
         return buf
 
     def _codes(self):
@@ -364,12 +394,13 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
             raise DivergenceError(
                 f"training diverged at {unit} {done} of this fit ({self.n_iter_} {unit}s done in all): "
                 f"the cost or a parameter became NaN or infinite with learning_rate={learning_rate:g}. "
-                f"Use a smaller learning rate (e.g. {learning_rate / 10:g}); the network keeps the "
-                f"parameters of the last finite step")
+                f"Use a smaller learning rate (e.g. {learning_rate / 10:g}), or scale X where its values are "
+                f"large (its largest magnitude: {float(np.max(np.abs(self._ops.to_host(Xd)))):.3g}); the network "
+                f"keeps the parameters of the last finite step")
         if status == X_NOT_FINITE:  # the gather's test (no step made with it): check_X's own message
             check_X(X, self.layer_dims[0], self.dtype)
             raise ValueError("X contains NaN or infinity; remove or impute those values first")
-        if isinstance(status, KeyboardInterrupt):
+        if isinstance(status, BaseException):  # a Ctrl-C, or a signal handler's exception: after the history
             raise status
         return self
 

@@ -39,6 +39,11 @@ class Persistence:
         over ``path``, so a crash never leaves a half-written file there."""
         path = os.fspath(path)
         folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise IsADirectoryError(f"save({path!r}): that is a folder; give a file name, e.g. "
+                                    f"{os.path.join(path, 'net.npz')!r}")
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"save({path!r}): the folder {folder!r} does not exist; create it first")
         arrays = dict(self._architecture())
         params = self.parameters
         arrays.update({f"param_{k}": v for k, v in params.items()})
@@ -117,9 +122,12 @@ class Persistence:
     def __setstate__(self, state):
         state = dict(state)
         W, b = state.pop("W_host"), state.pop("b_host")
+        for name in ("layer_dims", "activations", "output", "dtype", "backend", "init", "init_scale", "seed"):
+            if name in state:  # pickled before they were read-only (network.FIXED): their own names
+                state["_" + name] = state.pop(name)
         self.__dict__.update(state)
         self._guard = _guard.Guard()
-        self._set_backend(self.backend)
+        self._set_backend(self._backend)
         self._W = [self._ops.asarray(w) for w in W]
         self._b = [self._ops.asarray(v) for v in b]
 

@@ -11,7 +11,7 @@ import threading
 import numba
 import numpy as np
 
-from kernels.loops.team import STOP, SYNC_SIZE, WHY, reset
+from kernels.loops.team import MEMBERS, STOP, SYNC_SIZE, WHY, reset
 from kernels.options import MICRO_MIN_ROWS, MICRO_ROWS
 
 from . import team
@@ -34,7 +34,8 @@ def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb
                     validate, early, patience, tol, members):
     """model.training.fit_epochs (its arguments and buffers, its returns:
     done, status, steps; and whether W, b now hold the arrays W_next, b_next
-    held, the lists' arrays traded), each step shared by a team of
+    held, the lists' arrays traded; status is the exception a signal handler
+    raised while the members ran, where one did: run_members), each step shared by a team of
     ``members`` members (the module docstring): ``member`` is team_member
     compiled (nogil), run by this thread and by members - 1 threads of our
     own (run_members), at most one a thread Numba runs
@@ -54,7 +55,7 @@ def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb
             cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon,
             l2, eps, exact, shuffle, seed, Yv, val_costs, track, validate, early, patience, tol)
     reset(sync)
-    run_members(member, args, members, min(members, numba.get_num_threads()))
+    pending = run_members(member, args, members, min(members, numba.get_num_threads()))
     if sync[STOP] >= 0:  # an item halted the team: halt's record
         status, done, steps, traded = int(sync[WHY]), int(sync[WHY + 1]), int(sync[WHY + 2]), sync[WHY + 3] != 0
     else:
@@ -63,7 +64,7 @@ def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb
     if traded:
         swap_items(W, W_next)
         swap_items(b, b_next)
-    return done, status, steps, traded
+    return done, pending or status, steps, traded
 
 
 def team_lists(program, memo, W, b, named):
@@ -90,36 +91,81 @@ def run_members(member, args, members, threads):
     more than its Python; README, "A fit call's own time"), or,
     while another Python thread's fit has those, threads started and joined
     here. Every member has returned when it does, whatever happens (a
-    member's error is raised here after the others finished): nothing runs
-    a member after the call."""
+    member's error in another thread is raised here after the others
+    finished): nothing runs a member after the call.
+
+    What this thread raises meanwhile (a signal handler's exception: a
+    Ctrl-C, a timeout's alarm; they run here when the member's compiled
+    call returns, or while waiting for the others) is returned, not raised,
+    where a member ran (``args[0]``, sync, counts the members that joined):
+    every member that joins runs through every phase, so the run is whole,
+    and fit raises it once the run is recorded. Where none ran it is raised."""
+    pending = []
+
     def run(first):
         for _ in range(first, members, threads):
             member(*args)
 
-    if threads <= 1:
-        run(0)
-        return
-    if not TEAM_THREADS.lock.acquire(blocking=False):
-        _run_on_new_threads(run, threads)
-        return
-    try:
-        workers = TEAM_THREADS.workers(threads - 1)
-        for i, worker in enumerate(workers):
-            worker.start(run, i + 1)
+    def run_here():
         try:
             run(0)
+        except BaseException as exc:  # noqa: BLE001 - see the docstring
+            if not _from_a_handler(exc, (run.__code__, run_here.__code__)):
+                raise  # the member's own error: raised as it was
+            pending.append(exc)
+
+    if threads <= 1:
+        run_here()
+    elif not TEAM_THREADS.lock.acquire(blocking=False):
+        _run_on_new_threads(run, run_here, threads, pending)
+    else:
+        try:
+            workers = TEAM_THREADS.workers(threads - 1)
+            try:
+                for i, worker in enumerate(workers):
+                    worker.start(run, i + 1)
+                run_here()
+            finally:  # every worker given a task (a handler may land before a start: no task given)
+                errors = _wait_all(workers, pending)
         finally:
-            errors = [worker.wait() for worker in workers]
-    finally:
-        TEAM_THREADS.lock.release()
-    for error in errors:
-        if error is not None:
-            raise error
+            TEAM_THREADS.lock.release()
+        for error in errors:
+            if error is not None:
+                raise error
+    if pending and args[0][MEMBERS] == 0:  # no member ran: nothing changed, nothing to record
+        raise pending[0]
+    return pending[0] if pending else None
 
 
-def _run_on_new_threads(run, threads):
-    """run(0) here and run(1), ..., run(threads - 1) on threads started and
-    joined here."""
+def _from_a_handler(exc, ours):
+    """Whether ``exc`` was raised by a signal handler written in Python (its
+    frame in the traceback below ours), not by the compiled member, whose
+    errors come with no frame of their own."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code not in ours:
+            return True
+        tb = tb.tb_next
+    return False
+
+
+def _wait_all(workers, pending):
+    """Each worker's wait(), given a task; what they raised (None where nothing)."""
+    errors = []
+    for worker in workers:
+        try:
+            if not worker.idle:
+                errors.append(worker.wait(pending))
+        except BaseException as exc:  # noqa: BLE001 - a handler's, between two waits
+            pending.append(exc)
+            errors.append(worker.wait(pending))
+    return errors
+
+
+def _run_on_new_threads(run, run_here, threads, pending):
+    """run_here() (run(0)) here and run(1), ..., run(threads - 1) on threads
+    started and joined here (a signal handler's exception while joining:
+    into ``pending``)."""
     errors = []
 
     def guarded(first):
@@ -133,10 +179,14 @@ def _run_on_new_threads(run, threads):
     try:
         for w in workers:
             w.start()
-        run(0)
+        run_here()
     finally:
         for w in workers:
-            w.join()
+            while w.is_alive():
+                try:
+                    w.join()
+                except BaseException as exc:  # noqa: BLE001 - a signal handler's: raised by fit
+                    pending.append(exc)
     if errors:
         raise errors[0]
 
@@ -147,11 +197,11 @@ class TeamThread:
 
     def __init__(self, number):
         self._go = threading.Lock()
-        self._done = threading.Lock()
         self._go.acquire()
-        self._done.acquire()
+        self._done = None  # the task's own lock, released once by the thread when the task is done
         self._task = None
         self._error = None
+        self._given = self._completed = 0  # tasks given and done: wait() goes by these
         self.thread = threading.Thread(target=self._loop, name=f"jitloops-team-{number}", daemon=True)
         self.thread.start()
 
@@ -161,35 +211,44 @@ class TeamThread:
         return self._task is None
 
     def start(self, run, first):
-        """Give it run(first) to do."""
-        self._task, self._error = (run, first), None
+        """Give it run(first) to do. Nothing between the task's assignment and
+        the release checks for signals (CPython runs handlers on entering a
+        function, on a backward jump and after a call): a handler's exception
+        leaves it either idle or given its task, never a task it will not run.
+        Each task has a lock of its own (threading's Semaphore and Condition
+        are Python code that a handler's exception can leave held): a release
+        that a handler kept wait() from seeing is left on that task's lock."""
+        done = threading.Lock()
+        done.acquire()
+        self._done, self._task, self._error, self._given = done, (run, first), None, self._given + 1
         self._go.release()
 
-    def wait(self):
-        """Until its task is done; returns what the task raised, or None. A
-        Ctrl-C meanwhile is raised after the task is done (the task never
-        outlives the run that gave it)."""
-        interrupted = None
+    def wait(self, pending):
+        """Until its task is done, whatever a signal handler raises meanwhile
+        (a Ctrl-C, a timeout's alarm: appended to ``pending``; the task never
+        outlives the run that gave it, and the thread is idle for the next
+        one). Returns what the task raised, or None."""
         while True:
             try:
-                self._done.acquire()
+                while self._completed != self._given:  # its loop's jumps run handlers too: inside the try
+                    self._done.acquire()
                 break
-            except KeyboardInterrupt as exc:
-                interrupted = exc
-        self._task = None
-        if interrupted is not None:
-            raise interrupted
-        return self._error
+            except BaseException as exc:  # noqa: BLE001 - raised by fit once the run is recorded
+                pending.append(exc)
+        error, self._task, self._error = self._error, None, None
+        return error
 
     def _loop(self):
         while True:
             self._go.acquire()
-            run, first = self._task
+            (run, first), done = self._task, self._done
             try:
                 run(first)
             except BaseException as exc:  # noqa: BLE001 - raised again by run_members
                 self._error = exc
-            self._done.release()
+            run = first = None  # nothing of the task (its X, its buffers) kept while the thread waits
+            self._completed += 1  # before the release: wait() returns once it sees the count
+            done.release()
 
 
 class TeamThreads:

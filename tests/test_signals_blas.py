@@ -1,0 +1,179 @@
+"""fit among the program's own signal handlers, threads and BLAS settings:
+an interrupted wait leaves the network usable, a handler's exception never
+leaves a team thread running, the program's SIGINT handler is its own, and
+the BLAS limit is restored once, whatever order concurrent fits end in."""
+
+import gc
+import signal
+import threading
+import time
+import weakref
+
+import numba
+import numpy as np
+import pytest
+
+from model import NeuralNetwork, fit, team_run
+
+needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer") or
+                                 threading.current_thread() is not threading.main_thread(),
+                                 reason="needs POSIX interval timers and the main thread (signal handlers run there)")
+
+
+class Alarm(Exception):
+    """What a timeout's SIGALRM handler raises."""
+
+
+@pytest.fixture
+def alarm_in():
+    """alarm_in(seconds): SIGALRM raises Alarm after that long (once)."""
+    def handler(signum, frame):
+        raise Alarm()
+    previous = signal.signal(signal.SIGALRM, handler)
+    yield lambda seconds: signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@needs_alarm
+def test_an_exception_while_fit_waits_for_readers_leaves_the_network_free(alarm_in):
+    # the writer's mark stayed set: every later predict in another thread blocked for good
+    X = np.random.RandomState(0).randn(2, 20)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([2, 3, 1], seed=0)
+    reading, release = threading.Event(), threading.Event()
+
+    def reader():
+        with net._guard.shared():
+            reading.set()
+            release.wait(10)
+    t = threading.Thread(target=reader)
+    t.start()
+    reading.wait(10)
+    alarm_in(0.05)
+    with pytest.raises(Alarm):
+        net.fit(X, Y, 1, 0.1)  # waits for the reader until the alarm
+    release.set()
+    t.join(10)
+    assert net._guard._writer is None
+    done = []
+    other = threading.Thread(target=lambda: done.append(net.predict(X).shape))
+    other.start()
+    other.join(10)
+    assert done == [(1, 20)]
+    assert net.fit(X, Y, 1, 0.1).n_iter_ == 1
+
+
+@needs_alarm
+def test_a_handlers_exception_waits_for_the_team_thread_and_is_returned(alarm_in):
+    # wait() let it through while the team thread still ran its member; the next run then hung
+    finished = []
+
+    def member(sync):
+        if threading.current_thread().name.startswith("jitloops-team"):
+            time.sleep(0.3)  # the team thread's member outlasts the alarm
+        sync[0] += 1
+        finished.append(threading.current_thread().name)
+
+    sync = np.zeros(1, dtype=np.int64)
+    alarm_in(0.05)
+    pending = team_run.run_members(member, (sync,), 2, 2)
+    assert isinstance(pending, Alarm)
+    assert len(finished) == 2 and team_run.TEAM_THREADS.idle()
+    finished.clear()
+    assert team_run.run_members(member, (sync,), 2, 2) is None and len(finished) == 2
+
+
+def test_a_members_own_error_is_raised_not_returned():
+    @numba.njit(nogil=True)
+    def member(sync):  # compiled, as team_member is: its errors come with no Python frame
+        if sync[0] > 0:
+            raise ZeroDivisionError("the member's own")
+    with pytest.raises(ZeroDivisionError, match="the member's own"):
+        team_run.run_members(member, (np.ones(1, dtype=np.int64),), 2, 2)
+    assert team_run.TEAM_THREADS.idle()
+
+
+@needs_alarm
+def test_a_handlers_exception_during_a_team_fit_is_raised_after_the_epochs_are_recorded(alarm_in, monkeypatch):
+    monkeypatch.setattr(team_run, "team_parts", lambda dims, size, dropping, threads=None: 0 if dropping else 2)
+    X = np.random.RandomState(1).randn(12, 300)
+    Y = (X[:1] > 0).astype(float)
+    kwargs = dict(batch_size=64, optimizer="adam", seed=2)
+    make = lambda: NeuralNetwork([12, 24, 16, 1], activations="relu", init="he", seed=1, backend="parallel")
+    make().fit(X, Y, 1, 0.01, **kwargs)  # compiled before the alarm
+    net = make()
+    alarm_in(0.2)
+    with pytest.raises(Alarm):
+        net.fit(X, Y, 10**7, 0.01, **kwargs)
+    assert 0 < net.n_iter_ < 10**7 and team_run.TEAM_THREADS.idle()
+    again = make().fit(X, Y, net.n_iter_, 0.01, **kwargs)
+    for k, v in again.parameters.items():
+        np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
+
+
+@pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
+@pytest.mark.parametrize("handler", [signal.SIG_IGN, "own"])
+def test_fit_leaves_the_programs_own_sigint_handler_alone(handler):
+    # fit replaced it: an ignored Ctrl-C (a pool's workers) stopped fit, a handler of its own never ran
+    calls = []
+    handler = (lambda signum, frame: calls.append(signum)) if handler == "own" else handler
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        with fit._deferred_interrupt() as received:
+            assert signal.getsignal(signal.SIGINT) is handler
+            signal.raise_signal(signal.SIGINT)
+        assert received == [] and calls == ([signal.SIGINT] if callable(handler) else [])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    with fit._deferred_interrupt() as received:  # the default handler: deferred as before
+        signal.raise_signal(signal.SIGINT)
+    assert received == [signal.SIGINT]
+
+
+def test_blas_limit_is_restored_once_whatever_order_concurrent_fits_end_in():
+    from threadpoolctl import ThreadpoolController, threadpool_limits
+    libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
+            if fit.is_numpy_library(lib.filepath)]
+    if not libs or libs[0].num_threads < 2:
+        pytest.skip("NumPy's BLAS runs one thread here: nothing to limit")
+    before = libs[0].num_threads
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        with fit._blas_limited(True):
+            first_in.set()
+            second_in.wait(10)
+            seen.append(libs[0].num_threads)
+        first_out.set()
+
+    def second():
+        first_in.wait(10)
+        with fit._blas_limited(True):
+            second_in.set()
+            first_out.wait(10)  # the first fit ends while this one runs
+            seen.append(libs[0].num_threads)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert seen == [1, 1] and libs[0].num_threads == before
+    with threadpool_limits(limits=1, user_api="blas"):  # the program's own limit still takes, in any thread
+        assert libs[0].num_threads == 1
+    assert libs[0].num_threads == before
+
+
+def test_the_team_thread_keeps_nothing_of_the_last_fit(monkeypatch):
+    # its loop's locals held the run's closure: X, Y and the epoch's buffers stayed alive
+    monkeypatch.setattr(team_run, "team_parts", lambda dims, size, dropping, threads=None: 0 if dropping else 2)
+    X = np.random.RandomState(1).randn(12, 300)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([12, 24, 16, 1], activations="relu", init="he", seed=1, backend="parallel")
+    net.fit(X, Y, 1, 0.01, batch_size=64, optimizer="adam")
+    gone = weakref.ref(X)
+    del X, Y, net
+    gc.collect()
+    assert gone() is None
