@@ -122,8 +122,9 @@ class Persistence:
     def __setstate__(self, state):
         state = dict(state)
         W, b = state.pop("W_host"), state.pop("b_host")
-        for name in ("layer_dims", "activations", "output", "dtype", "backend", "init", "init_scale", "seed"):
-            if name in state:  # pickled before they were read-only (network.FIXED): their own names
+        from .network import FIXED  # the read-only attributes, held as _<name>
+        for name in FIXED:
+            if name in state:  # pickled before they were read-only: under their own names
                 state["_" + name] = state.pop(name)
         self.__dict__.update(state)
         self._guard = _guard.Guard()
