@@ -103,7 +103,15 @@ def test_a_handlers_exception_during_a_team_fit_is_raised_after_the_epochs_are_r
     make = lambda: NeuralNetwork([12, 24, 16, 1], activations="relu", init="he", seed=1, backend="parallel")
     make().fit(X, Y, 1, 0.01, **kwargs)  # compiled before the alarm
     net = make()
-    alarm_in(0.2)
+    runs = []
+    original = team_run.run_members
+
+    def run_members(*args):  # the alarm rings while the third run's members work (a chunk of ~0.1 s)
+        runs.append(1)
+        if len(runs) == 3:
+            alarm_in(0.01)
+        return original(*args)
+    monkeypatch.setattr(team_run, "run_members", run_members)
     with pytest.raises(Alarm):
         net.fit(X, Y, 10**7, 0.01, **kwargs)
     assert 0 < net.n_iter_ < 10**7 and team_run.TEAM_THREADS.idle()
