@@ -5,6 +5,7 @@ runs the compiled team_member on them: run_members, TeamThreads). Plain
 Python; the members' work is model.team's.
 """
 
+import contextlib
 import os
 import threading
 
@@ -116,7 +117,7 @@ def run_members(member, args, members, threads):
 
     if threads <= 1:
         run_here()
-    elif not TEAM_THREADS.lock.acquire(blocking=False):
+    elif not TEAM_THREADS.claim():
         _run_on_new_threads(run, run_here, threads, pending)
     else:
         try:
@@ -128,7 +129,7 @@ def run_members(member, args, members, threads):
             finally:  # every worker given a task (a handler may land before a start: no task given)
                 errors = _wait_all(workers, pending)
         finally:
-            TEAM_THREADS.lock.release()
+            TEAM_THREADS.release()
         for error in errors:
             if error is not None:
                 raise error
@@ -253,15 +254,39 @@ class TeamThread:
 
 class TeamThreads:
     """The team's threads, made as a fit first needs them and kept; one team
-    at a time runs on them (``lock``). A process forked from one that has
+    at a time runs on them (``claim``). A process forked from one that has
     them has not their threads: it makes its own (os.register_at_fork)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
+        # the idents of the threads claiming them, in order; the first holds
+        # them. Not a lock: a signal handler's exception right after a lock's
+        # acquire left it taken for good, and every later team started
+        # threads of its own; a claim so left is its thread's, which takes
+        # it up again at its next run (or drops it when the thread is gone).
+        self._holders = []
         self._threads = []
 
+    def claim(self):
+        """Whether this thread may run a team on them now (release() after)."""
+        me = threading.get_ident()
+        holders = self._holders
+        holders.append(me)  # one step under the GIL: at most one thread finds itself first
+        first = holders[0]
+        if first == me:
+            return True
+        holders.remove(me)
+        if first not in {t.ident for t in threading.enumerate()}:  # a claim left by a thread now gone
+            with contextlib.suppress(ValueError):
+                holders.remove(first)
+        return False
+
+    def release(self):
+        me = threading.get_ident()
+        while me in self._holders:
+            self._holders.remove(me)
+
     def workers(self, count):
-        """``count`` threads, started here where fewer are alive (hold ``lock``)."""
+        """``count`` threads, started here where fewer are alive (after claim())."""
         self._threads = [t for t in self._threads if t.thread.is_alive()]
         while len(self._threads) < count:
             self._threads.append(TeamThread(len(self._threads) + 1))
@@ -269,12 +294,7 @@ class TeamThreads:
 
     def idle(self):
         """Whether no team runs on them."""
-        if not self.lock.acquire(blocking=False):
-            return False
-        try:
-            return all(t.idle for t in self._threads)
-        finally:
-            self.lock.release()
+        return not self._holders and all(t.idle for t in self._threads)
 
 
 TEAM_THREADS = TeamThreads()

@@ -185,3 +185,20 @@ def test_the_team_thread_keeps_nothing_of_the_last_fit(monkeypatch):
     del X, Y, net
     gc.collect()
     assert gone() is None
+
+
+def test_a_claim_left_on_the_team_threads_is_taken_up_or_dropped():
+    # a handler's exception right after the claim's lock was taken once left it taken for good
+    names = []
+    member = lambda tag: names.append(threading.current_thread().name)
+    team_run.TEAM_THREADS._holders.append(threading.get_ident())  # this thread's claim, left behind
+    team_run.run_members(member, ("x",), 2, 2)
+    assert "jitloops-team-1" in names and team_run.TEAM_THREADS.idle()
+    gone = threading.Thread(target=lambda: team_run.TEAM_THREADS._holders.append(threading.get_ident()))
+    gone.start()
+    gone.join()  # a claim of a thread that has ended
+    names.clear()
+    team_run.run_members(member, ("x",), 2, 2)  # runs on threads of its own, and drops the dead claim
+    names.clear()
+    team_run.run_members(member, ("x",), 2, 2)
+    assert "jitloops-team-1" in names and team_run.TEAM_THREADS.idle()
