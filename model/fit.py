@@ -123,9 +123,9 @@ def _blas_limited(threads):
             from threadpoolctl import ThreadpoolController
             found = ThreadpoolController().select(user_api="blas").lib_controllers
             _blas_libraries = [lib for lib in found if is_numpy_library(lib.filepath)] or found
-        if _blas_users == 0:
-            _blas_before = [lib.num_threads for lib in _blas_libraries]
-            _set_blas_threads([1] * len(_blas_libraries))
+        if _blas_users == 0:  # the libraries to limit, with their setting: those not at one thread already
+            _blas_before = [(lib, n) for lib, n in ((lib, lib.num_threads) for lib in _blas_libraries) if n != 1]
+            _set_blas_threads([(lib, 1) for lib, _ in _blas_before])
         _blas_users += 1
     try:
         yield
@@ -136,8 +136,9 @@ def _blas_limited(threads):
                 _set_blas_threads(_blas_before)
 
 
-def _set_blas_threads(counts):
-    for lib, n in zip(_blas_libraries, counts):
+def _set_blas_threads(settings):
+    """Each (library controller, threads) of ``settings`` set."""
+    for lib, n in settings:
         lib.set_num_threads(n)
         release = getattr(lib, "clear_controlling_thread", None)  # threadpoolctl >= 3.8's OpenBLAS
         if release is not None:

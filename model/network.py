@@ -14,6 +14,7 @@ Arrays are made with the backend's hooks (``ops.empty``, ``ops.asarray``,
 
 import functools
 import math
+import operator
 
 import numpy as np
 
@@ -57,10 +58,6 @@ FIXED = ("layer_dims", "activations", "output", "dtype", "backend", "init", "ini
 
 def _fixed(name):
     """The read-only attribute ``name`` (FIXED), held in ``_<name>``."""
-    private = "_" + name
-
-    def get(self):
-        return getattr(self, private)
 
     def refuse(self, *value):
         raise AttributeError(
@@ -68,7 +65,8 @@ def _fixed(name):
             f"training loop follow it): make a new network with the {name} you want; to take trained "
             f"parameters to another backend, save the network and NeuralNetwork.load(path, backend=...)")
 
-    return property(get, refuse, refuse, doc=f"The network's {name}, as it was made (read-only).")
+    return property(operator.attrgetter("_" + name), refuse, refuse,
+                    doc=f"The network's {name}, as it was made (read-only).")
 
 
 class NeuralNetwork(Inference, FitLoop, Persistence):
