@@ -1,6 +1,5 @@
 """``jitloops train``: train a network on a built-in dataset and report cost and accuracy."""
 
-import os
 import sys
 import time
 
@@ -8,6 +7,7 @@ import numpy as np
 
 import kernels
 from model import INITIALIZATIONS, DivergenceError, NeuralNetwork, datasets
+from model.persistence import check_save_path
 
 DATASETS = {"planar": datasets.planar, "circles": datasets.circles, "moons": datasets.moons}
 
@@ -23,20 +23,6 @@ def _hidden(text):
     if any(n < 1 for n in sizes):
         raise ValueError(f"--hidden sizes must be positive, got {text!r}")
     return sizes
-
-
-def _save_path(path):
-    """``path`` where --save can write (checked before training, not after it)."""
-    if path is None:
-        return None
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise ValueError(f"--save {path!r} is a folder; give a file name, e.g. {os.path.join(path, 'net.npz')!r}")
-    if not os.path.isdir(folder):
-        raise ValueError(f"--save {path!r}: the folder {folder!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"--save {path!r}: the folder {folder!r} is not writable")
-    return path
 
 
 def add_arguments(parser):
@@ -72,7 +58,11 @@ def add_arguments(parser):
 def run(args):
     try:
         hidden = _hidden(args.hidden)
-        _save_path(args.save)
+        if args.save is not None:
+            try:
+                check_save_path(args.save)
+            except OSError as exc:  # before training, not after it
+                raise ValueError(f"--save: {exc}") from None
         X, Y = DATASETS[args.dataset](m=args.m)
         net = NeuralNetwork([X.shape[0], *hidden, 1], activations=args.activation, backend=args.backend,
                             init=args.init, seed=args.seed, dtype=args.dtype, init_scale=args.init_scale)

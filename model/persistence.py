@@ -22,6 +22,22 @@ from . import _guard
 FILE_FORMAT = "jitloops-model-1"
 
 
+def check_save_path(path):
+    """``path`` (as a str) where save can write a file, or an OSError that
+    says why not: a folder, a folder that does not exist, or one not
+    writable (``jitloops train --save`` asks before it trains)."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"save({path!r}): that is a folder; give a file name, e.g. "
+                                f"{os.path.join(path, 'net.npz')!r}")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"save({path!r}): the folder {folder!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"save({path!r}): the folder {folder!r} is not writable")
+    return path
+
+
 class Persistence:
     """save/load, pickle and deepcopy (see the module docstring)."""
 
@@ -37,13 +53,8 @@ class Persistence:
         dtype) to the .npz file ``path`` (written as named, no suffix added).
         Atomic: written to a temporary file in the same folder, then renamed
         over ``path``, so a crash never leaves a half-written file there."""
-        path = os.fspath(path)
+        path = check_save_path(path)
         folder = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(path):
-            raise IsADirectoryError(f"save({path!r}): that is a folder; give a file name, e.g. "
-                                    f"{os.path.join(path, 'net.npz')!r}")
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"save({path!r}): the folder {folder!r} does not exist; create it first")
         arrays = dict(self._architecture())
         params = self.parameters
         arrays.update({f"param_{k}": v for k, v in params.items()})
