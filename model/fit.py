@@ -105,9 +105,10 @@ def is_numpy_library(path):
 def _blas_limited(threads):
     """Where fit runs Numba's threads (the parallel backend, a network big
     enough for them), keep NumPy's BLAS to one thread during fit so its
-    threads do not compete with Numba's for the cores: two calls to
-    threadpoolctl's controller of NumPy's BLAS (or of every BLAS where none
-    is in NumPy's folder: a NumPy built against the system's), not its
+    threads do not compete with Numba's for the cores (where it runs more
+    than one): two calls to threadpoolctl's controller of NumPy's BLAS (or
+    of every BLAS where none is in NumPy's folder: a NumPy built against
+    the system's), not its
     ``limit`` context, which reads every library's settings on the way in
     and out (a large part of a short fit's call: README, stop 42). Counted
     across threads (the first fit in limits, the last one out restores),
