@@ -60,8 +60,8 @@ def _make(name, exact_math=False):
         if name == "parallel":
             threads.start_pool()
             return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, ready=threads.check_fork_safe,
-                       loops=True, parallel=True)
-        return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, loops=True)
+                       loops=True, parallel=True, compiled=True)
+        return Ops(name, kernels, _DESCRIPTIONS[name], exact_math, loops=True, compiled=True)
     # name == "cuda": numba-cuda and a GPU (or its simulator) are only looked for now
     from .cuda_support import unavailable_reason as cuda_unavailable_reason
     reason = cuda_unavailable_reason()

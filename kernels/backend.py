@@ -22,6 +22,8 @@ _W = "(n[l], n[l-1])"
 _B = "(n[l], 1)"
 _Z = "(n[l], m)"
 _AL = "(1, m)"
+# all_finite's second argument (unused on the CPU), by dtype: one compiled signature each
+_ZEROS = {np.dtype(np.float32): np.zeros(1, np.float32), np.dtype(np.float64): np.zeros(1, np.float64)}
 
 
 class Ops:
@@ -34,8 +36,10 @@ class Ops:
     syncs_are_costly = False
 
     def __init__(self, name, kernels, description="", exact_math=False, ready=None, loops=False,
-                 parallel=False):
+                 parallel=False, compiled=False):
         self.name = name
+        # compiled: the kernels are machine code (Numba's), cheap to call on a host array
+        self.compiled = bool(compiled)
         # loops: the kernels are the explicit-loop formulation (kernels.loops,
         # interpreted or compiled); parallel: they run on all cores (the model
         # keeps NumPy's BLAS to one thread meanwhile, so the two do not compete).
@@ -86,6 +90,16 @@ class Ops:
     def to_host(self, x):
         """A NumPy array holding ``x``'s values (``x`` itself on CPU backends)."""
         return np.asarray(x)
+
+    def host_all_finite(self, x):
+        """Whether no cell of the NumPy array ``x`` is NaN or +-inf: the
+        model's test of X at every fit and predict. The compiled backends
+        (``compiled``) run their all_finite loop on a C-contiguous float32 or
+        float64 matrix: no temporary the size of x, which NumPy's
+        isfinite(x).all() allocates, writes and reads again."""
+        if self.compiled and x.ndim == 2 and x.dtype in _ZEROS and x.flags.c_contiguous:
+            return bool(self.kernels.all_finite(x, _ZEROS[x.dtype]))
+        return bool(np.isfinite(x).all())
 
     def synchronize(self):
         """Wait for queued work (a no-op on CPU backends); call before reading a clock."""

@@ -39,39 +39,40 @@ class Guard:
         self._readers = 0
         self._local = threading.local()  # .reads: this thread's nesting depth
 
-    @contextlib.contextmanager
-    def exclusive(self, what, owner):
+    def begin_write(self, what, owner):
+        """Mark this thread the network's writer (waiting for readers in other
+        threads to finish), or raise where another thread's writer runs.
+        Returns whether this thread was the writer already (a nested call:
+        end_write is then not called)."""
         me = threading.get_ident()
         with self._cond:
             if self._writer is not None and self._writer[0] == me:
-                nested = True
-            elif self._writer is not None:
+                return True
+            if self._writer is not None:
                 raise RuntimeError(
                     f"{owner}.{what}() was called while {owner}.{self._writer[1]}() runs on the same network in "
                     f"another thread; a network trains in one thread at a time, and two fits at once would "
                     f"overwrite each other's parameters. Wait for the other call to return (join its thread), "
                     f"or give each thread its own network (copy.deepcopy(net) copies one)")
-            else:
-                nested = False
-                self._writer = (me, what)
-                own_reads = getattr(self._local, "reads", 0)
-                try:
-                    while self._readers > own_reads:  # readers in other threads finish first
-                        self._cond.wait()
-                except BaseException:  # a Ctrl-C (a signal handler's exception) while waiting: not the writer
-                    self._writer = None
-                    self._cond.notify_all()
-                    raise
-        try:
-            yield
-        finally:
-            if not nested:
-                with self._cond:
-                    self._writer = None
-                    self._cond.notify_all()
+            self._writer = (me, what)
+            own_reads = getattr(self._local, "reads", 0)
+            try:
+                while self._readers > own_reads:  # readers in other threads finish first
+                    self._cond.wait()
+            except BaseException:  # a Ctrl-C (a signal handler's exception) while waiting: not the writer
+                self._writer = None
+                self._cond.notify_all()
+                raise
+        return False
 
-    @contextlib.contextmanager
-    def shared(self):
+    def end_write(self):
+        with self._cond:
+            self._writer = None
+            self._cond.notify_all()
+
+    def begin_read(self):
+        """Count this thread a reader (waiting while another thread writes).
+        Returns its nesting depth before, for end_read."""
         me = threading.get_ident()
         depth = getattr(self._local, "reads", 0)
         with self._cond:
@@ -80,21 +81,40 @@ class Guard:
                     self._cond.wait()
             self._readers += 1
         self._local.reads = depth + 1
+        return depth
+
+    def end_read(self, depth):
+        self._local.reads = depth
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def shared(self):
+        """A reader's block (what the ``shared`` decorator does for a method)."""
+        depth = self.begin_read()
         try:
             yield
         finally:
-            self._local.reads = depth
-            with self._cond:
-                self._readers -= 1
-                self._cond.notify_all()
+            self.end_read(depth)
 
 
+# The decorators call the guard's methods themselves, not a context manager:
+# every fit and predict passes here, and a generator's machinery is a part
+# of a short call's own time (README, "A fit call's own time").
 def exclusive(method):
     """Decorate a method that changes the network's parameters or buffers."""
+    name = method.__name__
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._guard.exclusive(method.__name__, type(self).__name__):
+        guard = self._guard
+        nested = guard.begin_write(name, type(self).__name__)
+        try:
             return method(self, *args, **kwargs)
+        finally:
+            if not nested:
+                guard.end_write()
     return wrapper
 
 
@@ -102,8 +122,12 @@ def shared(method):
     """Decorate a method that reads the network's parameters."""
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        with self._guard.shared():
+        guard = self._guard
+        depth = guard.begin_read()
+        try:
             return method(self, *args, **kwargs)
+        finally:
+            guard.end_read(depth)
     return wrapper
 
 

@@ -43,6 +43,8 @@ def _scalar(value):
 
 
 def check_int(value, name, minimum, maximum=INT_MAX, why="the compiled loops count in 64-bit ints"):
+    if type(value) is int and minimum <= value <= maximum:  # the usual case first: fit checks several each call
+        return value
     value = _scalar(value)
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
@@ -68,6 +70,8 @@ def check_seed(seed, none_means):
 def check_learning_rate(value):
     """A finite learning rate > 0 (the kernels' check, which the op
     gradient_step uses without the sign requirement)."""
+    if type(value) is float and 0.0 < value < math.inf:  # the usual case first
+        return value
     return kernel_checks.learning_rate(_scalar(value), positive=True)
 
 
@@ -84,11 +88,16 @@ def _numeric(x, name, shape_text):
     return arr
 
 
-def check_X(X, n_x, dtype, finite=True):
+def _numpy_all_finite(x):
+    return bool(np.isfinite(x).all())
+
+
+def check_X(X, n_x, dtype, finite=True, all_finite=_numpy_all_finite):
     """X as a C-contiguous (n_x, m) array of ``dtype``, or an error that says
     how to fix it; NaN and infinity (also from the conversion to ``dtype``)
     are errors unless not ``finite``: the caller's own pass finds them (fit's
-    epoch gather, logistic regression's compiled loop: FitLoop._fit_tests_X)."""
+    epoch gather, logistic regression's compiled loop: FitLoop._fit_tests_X).
+    ``all_finite(x)``: the test (a backend's ``host_all_finite``)."""
     X = _numeric(X, "X", "(n_x, m)")
     if X.ndim != 2:
         hint = (f"; one example is a column: X.reshape({n_x}, 1), m examples of one feature: X.reshape(1, -1)"
@@ -104,13 +113,13 @@ def check_X(X, n_x, dtype, finite=True):
                          f"(X must be (n_x, m), one example per column)")
     if X.shape[1] < 1:
         raise ValueError("X has no examples (shape (n_x, 0)); it needs at least one column")
-    if finite and X.dtype.kind == "f" and not np.isfinite(X).all():
+    if finite and X.dtype.kind == "f" and not all_finite(X):
         raise ValueError("X contains NaN or infinity; remove or impute those values first")
     if X.dtype == dtype and X.flags.c_contiguous:  # as fit needs it, and checked
         return _writable(X)
     with np.errstate(over="ignore"):
         X = np.ascontiguousarray(X, dtype=dtype)
-    if finite and not np.isfinite(X).all():  # finite in float64 but out of float32's range
+    if finite and not all_finite(X):  # finite in float64 but out of float32's range
         raise ValueError(f"X has values too large for {dtype} (they become infinity); scale X first")
     return _writable(X)
 

@@ -9,27 +9,27 @@ last fit kept) and returns ``chunk``, which calls the program's ``fit_chunk``
 iterations, compiled in one call on "numba" and "parallel". Mini-batch
 fits go through ``_epoch_runner`` and ``fit_epochs``; on "parallel" their
 steps are shared by a team of threads (``model/team.py``, ``fit_epochs_team``).
+What fit changes in the process meanwhile (SIGINT's handler, BLAS's
+threads) is ``model/_fit_env.py``'s.
 
 ``FitLoop`` is a mixin of NeuralNetwork: it reads the network's parameters
 (``_W``, ``_b``), its backend (``_ops``, ``program``) and its kept buffers.
 """
 
 import contextlib
-import os
-import signal
-import threading
 import time
 
 import numpy as np
 
 from kernels.loops.plans import PARALLEL
 
+from ._fit_env import BlasLimit, DeferredInterrupt
 from ._progress import Progress
 from . import team_run
 from .training import DIVERGED, STOPPED, X_NOT_FINITE
 
 # Seconds of work per chunk of fit: the progress bar updates and a Ctrl-C
-# lands (see _deferred_interrupt) between chunks.
+# lands (model._fit_env.DeferredInterrupt) between chunks.
 CHUNK_SECONDS = 0.1
 # A fit keeps its buffers (and their typed lists) for the next fit with as
 # many examples when they take at most this many bytes: for a small network,
@@ -47,118 +47,6 @@ EPOCH_GATHER_BYTES = 4 << 20
 # every page (about twice the gather's own writes), in each fit(epochs=1).
 # Past it, a fit frees it when it returns.
 KEEP_EPOCH_BUFFER_BYTES = 64 << 20
-
-
-# signal.signal wraps the C module's in enum conversions: 12 us a call
-# against 1 us, a large part of a short fit's call (every fit sets and
-# restores the handler). The same function, where CPython has it.
-try:
-    from _signal import getsignal as _get_handler, signal as _set_handler
-except ImportError:  # another interpreter
-    _get_handler, _set_handler = signal.getsignal, signal.signal
-
-
-@contextlib.contextmanager
-def _deferred_interrupt():
-    """While fit runs, a Ctrl-C (SIGINT) is only noted; fit raises
-    KeyboardInterrupt itself between two chunks, when the parameters are those
-    of a completed iteration. (Compiled code cannot be interrupted anyway; this
-    makes the interpreted backends just as consistent.) Outside the main thread
-    signals cannot be caught and nothing changes; nor where the program has
-    a SIGINT handler of its own (or ignores SIGINT: a pool's workers often
-    do): its handler runs as it would anywhere else."""
-    received = []
-    if threading.current_thread() is not threading.main_thread() or \
-            _get_handler(signal.SIGINT) is not signal.default_int_handler:
-        yield received
-        return
-    try:
-        previous = _set_handler(signal.SIGINT, lambda signum, frame: received.append(signum))
-    except ValueError:  # e.g. an embedded interpreter
-        yield received
-        return
-    try:
-        yield received
-    finally:
-        _set_handler(signal.SIGINT, previous)
-
-
-_blas_libraries = None
-# The BLAS limit is process-wide and fits run in several threads at once: the
-# first fit to need it saves the setting and limits, the last to finish
-# restores it (each thread saving and restoring its own left the later
-# one's "before", 1, in place for good).
-_blas_lock = threading.Lock()
-_blas_users = 0
-_blas_before = None
-
-
-def is_numpy_library(path):
-    """Whether the shared library at ``path`` is one of NumPy's own (in its
-    wheel's ``numpy.libs`` folder): where SciPy is installed, Numba's first
-    compile loads SciPy's OpenBLAS beside NumPy's, and only NumPy's runs
-    NumPy's products."""
-    return "numpy" in os.path.basename(os.path.dirname(path or ""))
-
-
-@contextlib.contextmanager
-def _blas_limited(threads):
-    """Where fit runs Numba's threads (the parallel backend, a network big
-    enough for them), keep NumPy's BLAS to one thread during fit so its
-    threads do not compete with Numba's for the cores (where it runs more
-    than one): two calls to threadpoolctl's controller of NumPy's BLAS (or
-    of every BLAS where none is in NumPy's folder: a NumPy built against
-    the system's), not its
-    ``limit`` context, which reads every library's settings on the way in
-    and out (a large part of a short fit's call: README, stop 42). Counted
-    across threads (the first fit in limits, the last one out restores),
-    and threadpoolctl's claim on OpenBLAS for this thread (3.8 lets one
-    thread at a time set it) is given up after each change, so that the
-    next fit, or the program's own threadpool_limits, in any thread, can set it."""
-    global _blas_libraries, _blas_users, _blas_before
-    if not threads:
-        yield
-        return
-    with _blas_lock:
-        if _blas_libraries is None:  # scanning the loaded libraries is slow: once
-            from threadpoolctl import ThreadpoolController
-            found = ThreadpoolController().select(user_api="blas").lib_controllers
-            _blas_libraries = [lib for lib in found if is_numpy_library(lib.filepath)] or found
-        if _blas_users == 0:  # the libraries to limit, with their setting: those not at one thread already
-            _blas_before = [(lib, n) for lib, n in ((lib, lib.num_threads) for lib in _blas_libraries) if n != 1]
-            _set_blas_threads([(lib, 1) for lib, _ in _blas_before])
-        _blas_users += 1
-    try:
-        yield
-    finally:
-        with _blas_lock:
-            _blas_users -= 1
-            if _blas_users == 0:
-                _set_blas_threads(_blas_before)
-
-
-def _set_blas_threads(settings):
-    """Each (library controller, threads) of ``settings`` set."""
-    for lib, n in settings:
-        lib.set_num_threads(n)
-        release = getattr(lib, "clear_controlling_thread", None)  # threadpoolctl >= 3.8's OpenBLAS
-        if release is not None:
-            release()
-
-
-def _blas_after_fork_in_child():
-    """A child forked while fits in other threads held the limit has none of
-    those fits: its own lock, and its BLAS as it was before them."""
-    global _blas_lock, _blas_users
-    _blas_lock = threading.Lock()
-    if _blas_users:
-        _blas_users = 0
-        with contextlib.suppress(Exception):
-            _set_blas_threads(_blas_before)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_blas_after_fork_in_child)
 
 
 def _arrays(items):
@@ -186,8 +74,7 @@ class FitLoop:
         start, status = 0, 0
         try:
             # NumPy's overflow warnings are moot here: divergence is detected and raised
-            with _deferred_interrupt() as interrupted, \
-                    _blas_limited(self._ops.parallel and bool(self._plans & PARALLEL)), \
+            with DeferredInterrupt() as interrupted, BlasLimit(self._ops.parallel and self._plans & PARALLEL), \
                     np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 while start < iterations:
                     count = min(count, iterations - start)

@@ -42,6 +42,8 @@ def _plans_needed(layer_dims, ms, itemsize):
 __all__ = ["NeuralNetwork", "DivergenceError", "INITIALIZATIONS"]
 
 INITIALIZATIONS = ("random", "he", "xavier", "zeros")
+# the cost's clip (machine epsilon) by dtype: np.finfo is slow to ask at every call
+_EPS = {np.dtype(t): float(np.finfo(t).eps) for t in (np.float32, np.float64)}
 
 
 class DivergenceError(FloatingPointError):
@@ -109,13 +111,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         self._output = check_output(output)
         self._layer_dims = check_layer_dims(layer_dims, self.output)
         self._activations = check_activations(activations, len(self.layer_dims) - 1, self.output)
-        if init is None:
-            init = default_init(self.layer_dims, self.activations)
-        if init not in INITIALIZATIONS:
-            raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITIALIZATIONS)} (or None for the default)")
-        self._init = init
-        self._init_scale = None if init_scale is None else check_positive(init_scale, "init_scale")
-        self._seed = check_seed(seed, "draws fresh parameters every time")
+        self._made_as(default_init(self.layer_dims, self.activations) if init is None else init, init_scale, seed)
         self._dtype = check_dtype(dtype)
         self._set_backend(backend)
         if self.output == "softmax" and not hasattr(self._ops.kernels, "softmax"):
@@ -125,6 +121,16 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         self._clear_history()
 
     layer_dims, activations, output, dtype, backend, init, init_scale, seed = (_fixed(name) for name in FIXED)
+
+    def _made_as(self, init, init_scale, seed):
+        """Record how the first parameters are (or were) made: the
+        constructor's, and a loaded or copied network's, which keeps the
+        saved one's (its parameters are the saved ones)."""
+        if init not in INITIALIZATIONS:
+            raise ValueError(f"unknown init {init!r}; valid: {', '.join(INITIALIZATIONS)} (or None for the default)")
+        self._init = init
+        self._init_scale = None if init_scale is None else check_positive(init_scale, "init_scale")
+        self._seed = check_seed(seed, "draws fresh parameters every time")
 
     # ------------------------------------------------------------ construction
     def _set_backend(self, backend):
@@ -266,7 +272,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         """Checked X (and Y) as backend arrays; X tested for NaN and infinity
         unless not ``finite`` (the caller tests it: see _gathers)."""
         self._ops.check_ready()
-        Xh = check_X(X, self.layer_dims[0], self.dtype, finite)
+        Xh = check_X(X, self.layer_dims[0], self.dtype, finite, self._ops.host_all_finite)
         Xd = self._ops.asarray(Xh)
         if Y is None:
             return Xd
@@ -301,7 +307,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         return [codes[a] | self._ops.act_bits for a in self.activations]
 
     def _eps(self):
-        return float(np.finfo(self.dtype).eps)
+        return _EPS[self.dtype]
 
     # ------------------------------------------------------------------- fit
     @_guard.exclusive
@@ -385,7 +391,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
                 self._optimizer_state["epochs"] - done)
         self.costs_ = self._appended("costs_", costs[:recorded])
         self.val_costs_ = self._appended("val_costs_", val_costs[:recorded])
-        self.cost_iterations_ = self._appended("cost_iterations_", range(self.n_iter_, self.n_iter_ + done, cost_every))
+        self.cost_iterations_ = self._appended("cost_iterations_", np.arange(self.n_iter_, self.n_iter_ + done, cost_every))
         self.n_iter_ += done
         if status == DIVERGED:
             unit = "iteration" if options.plain else "epoch"  # the first course's word, or the second's

@@ -43,14 +43,18 @@ class Persistence:
 
     # ------------------------------------------------------------- save / load
     def _architecture(self):
+        # init, init_scale (NaN: None) and seed (-1: None) say how the first parameters were made
         return dict(kind=np.array(type(self).__name__), layer_dims=np.array(self.layer_dims, dtype=np.int64),
                     activations=np.array(self.activations), dtype=np.array(self.dtype.name),
-                    format=np.array(FILE_FORMAT))
+                    format=np.array(FILE_FORMAT), init=np.array(self.init),
+                    init_scale=np.array(np.nan if self.init_scale is None else self.init_scale),
+                    seed=np.array(-1 if self.seed is None else self.seed, dtype=np.int64))
 
     @_guard.shared
     def save(self, path):
         """Write the parameters and the architecture (layer sizes, activations,
-        dtype) to the .npz file ``path`` (written as named, no suffix added).
+        dtype; and init, init_scale and seed, what the first parameters were
+        made with) to the .npz file ``path`` (written as named, no suffix added).
         Atomic: written to a temporary file in the same folder, then renamed
         over ``path``, so a crash never leaves a half-written file there."""
         path = check_save_path(path)
@@ -100,6 +104,12 @@ class Persistence:
         if target is None or not issubclass(target, cls):
             raise ValueError(f"{path!r} holds a {kind}, not a {cls.__name__}")
         net = target._from_architecture(dims, acts, backend, dtype)
+        if "init" in data:  # files saved before stop 48 have no record of it (their init reads "zeros")
+            try:
+                scale, seed = float(data["init_scale"]), int(data["seed"])
+                net._made_as(str(data["init"]), None if np.isnan(scale) else scale, None if seed == -1 else seed)
+            except (KeyError, ValueError, TypeError) as exc:
+                raise ValueError(f"{path!r} has a corrupt record of its initialization: {exc}") from None
         params = {k[len("param_"):]: v for k, v in data.items() if k.startswith("param_")}
         try:
             net.set_parameters(params)
@@ -116,6 +126,7 @@ class Persistence:
     def _clone(self):
         """A network of the same architecture and backend with the same parameters."""
         net = self._from_architecture(list(self.layer_dims), list(self.activations), self.backend, self.dtype.name)
+        net._made_as(self.init, self.init_scale, self.seed)
         net.set_parameters(self.parameters)
         return net
 

@@ -415,9 +415,9 @@ def test_a_gathered_x_with_nan_or_inf_is_refused_before_any_step(backend, dtype,
     monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
     finite_tests = []
 
-    def spy(X, n_x, dtype, finite=True):
+    def spy(X, n_x, dtype, finite=True, *rest):
         finite_tests.append(finite)
-        return check_X(X, n_x, dtype, finite)
+        return check_X(X, n_x, dtype, finite, *rest)
     check_X = network.check_X
     monkeypatch.setattr(network, "check_X", spy)
     X, Y = moons_like()

@@ -478,6 +478,29 @@ def test_save_then_load_predicts_identically(tmp_path, planar, dtype):
     assert [p.name for p in tmp_path.iterdir()] == ["net.npz"]  # no temporary file left
 
 
+@pytest.mark.parametrize("made", [dict(init="he", seed=7), dict(init="random", init_scale=10.0, seed=0),
+                                  dict(init="xavier", seed=None)])
+def test_a_loaded_or_copied_network_says_how_it_was_made(tmp_path, planar, made):
+    # the repr of a loaded network read init='zeros', seed=None: not what its parameters came from
+    X, Y = planar
+    net = NeuralNetwork([2, 4, 1], activations="tanh", **made).fit(X, Y, 5, 0.1)
+    net.save(tmp_path / "net.npz")
+    for other in (NeuralNetwork.load(tmp_path / "net.npz", backend="numba"), net._clone()):
+        assert (other.init, other.init_scale, other.seed) == (net.init, net.init_scale, net.seed)
+        assert repr(other) == repr(net).replace("'numpy'", repr(other.backend))
+    # a file saved before the record existed still loads; its network cannot say, and reads "zeros"
+    arrays = {k: v for k, v in np.load(tmp_path / "net.npz").items() if k not in ("init", "init_scale", "seed")}
+    np.savez(tmp_path / "old.npz", **arrays)
+    old = NeuralNetwork.load(tmp_path / "old.npz")
+    assert old.init == "zeros" and old.seed is None
+    np.testing.assert_array_equal(old.predict_proba(X), net.predict_proba(X))
+    # a corrupt record is an error that says so
+    np.savez(tmp_path / "bad.npz", **{**arrays, "init": np.array("uniform"), "init_scale": np.array(np.nan),
+                                      "seed": np.array(-1)})
+    with pytest.raises(ValueError, match="corrupt record of its initialization.*unknown init 'uniform'"):
+        NeuralNetwork.load(tmp_path / "bad.npz")
+
+
 def test_load_logistic_regression(tmp_path, planar):
     X, Y = planar
     lr = LogisticRegression(2).fit(X, Y, 20, 0.5)
@@ -719,7 +742,7 @@ def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
     OpenBLAS beside it, which NumPy's products do not run on."""
     from threadpoolctl import threadpool_info
 
-    from model.fit import is_numpy_library
+    from model._fit_env import is_numpy_library
 
     def numpy_blas_threads():
         blas = [i for i in threadpool_info() if i["user_api"] == "blas"]
@@ -750,7 +773,7 @@ def test_parallel_fit_keeps_blas_to_one_thread(planar, monkeypatch):
 
 
 def test_numpy_library_is_told_by_its_folder():
-    from model.fit import is_numpy_library
+    from model._fit_env import is_numpy_library
     assert is_numpy_library("/env/site-packages/numpy.libs/libscipy_openblas64_-32a4b2a6.so")
     assert not is_numpy_library("/env/site-packages/scipy.libs/libscipy_openblas-6cdc3b4a.so")
     assert not is_numpy_library("/usr/lib/x86_64-linux-gnu/libopenblas.so.0")

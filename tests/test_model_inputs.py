@@ -220,3 +220,46 @@ def test_datasets_share_the_seed_check():
     with pytest.raises(TypeError, match=re.escape("seed must be an int or None, got float 1.0; pass e.g. seed=0 "
                                                   "(None draws fresh data every call)")):
         datasets.moons(seed=1.0)
+
+
+# ---------------------------------------------------- X's test for NaN and infinity
+
+
+@pytest.mark.parametrize("backend", ["numpy", "python", "numba", "parallel"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_host_all_finite_finds_every_bad_cell(backend, dtype):
+    # the compiled backends test X with their all_finite loop (blocks of cells, and-ed); it must
+    # find one bad cell wherever it lies: first, last, at a block's edges, in a strided view
+    from kernels import get_backend
+    from kernels.options import BLOCK
+    ops = get_backend(backend)
+    assert ops.compiled == (backend in ("numba", "parallel"))
+    x = np.random.RandomState(1).randn(7, 301).astype(dtype)
+    assert ops.host_all_finite(x) and ops.host_all_finite(x[:, ::2]) and ops.host_all_finite(np.asfortranarray(x))
+    for bad in (np.nan, np.inf, -np.inf):
+        for cell in (0, BLOCK - 1, BLOCK, BLOCK + 1, 2 * BLOCK - 1, 2 * BLOCK, x.size - 1):
+            y = x.copy()
+            y.flat[cell] = bad
+            assert not ops.host_all_finite(y), (bad, cell)
+            assert not ops.host_all_finite(np.asfortranarray(y)), (bad, cell)
+        y = x.copy()
+        y[3, 100] = bad  # in the view below (every other column), and in no block of x's own
+        assert not ops.host_all_finite(y[:, ::2]), bad
+    assert ops.host_all_finite(np.zeros((3, 0), dtype))  # no cells: nothing to find
+
+
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_x_with_one_bad_cell_is_refused_by_every_call(data, backend, bad):
+    X, Y = data
+    net = NeuralNetwork([2, 5, 1], backend=backend, seed=1)
+    Xb = X.copy()
+    Xb[1, -1] = bad
+    for call in (lambda: net.fit(Xb, Y, 1, 0.1), lambda: net.predict(Xb), lambda: net.cost(Xb, Y),
+                 lambda: net.fit(Xb.astype(np.float32), Y, 1, 0.1, batch_size=8)):
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            call()
+    big = X.copy()
+    big[0, 0] = 1e300  # finite in float64, infinite in float32: the test after the conversion
+    with pytest.raises(ValueError, match="too large for float32"):
+        NeuralNetwork([2, 5, 1], backend=backend, dtype="float32", seed=1).fit(big, Y, 1, 0.1)

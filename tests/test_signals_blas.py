@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pytest
 
-from model import NeuralNetwork, fit, team_run
+from model import NeuralNetwork, _fit_env, team_run
 
 needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer") or
                                  threading.current_thread() is not threading.main_thread(),
@@ -128,13 +128,13 @@ def test_fit_leaves_the_programs_own_sigint_handler_alone(handler):
     handler = (lambda signum, frame: calls.append(signum)) if handler == "own" else handler
     previous = signal.signal(signal.SIGINT, handler)
     try:
-        with fit._deferred_interrupt() as received:
+        with _fit_env.DeferredInterrupt() as received:
             assert signal.getsignal(signal.SIGINT) is handler
             signal.raise_signal(signal.SIGINT)
         assert received == [] and calls == ([signal.SIGINT] if callable(handler) else [])
     finally:
         signal.signal(signal.SIGINT, previous)
-    with fit._deferred_interrupt() as received:  # the default handler: deferred as before
+    with _fit_env.DeferredInterrupt() as received:  # the default handler: deferred as before
         signal.raise_signal(signal.SIGINT)
     assert received == [signal.SIGINT]
 
@@ -142,7 +142,7 @@ def test_fit_leaves_the_programs_own_sigint_handler_alone(handler):
 def test_blas_limit_is_restored_once_whatever_order_concurrent_fits_end_in():
     from threadpoolctl import ThreadpoolController, threadpool_limits
     libs = [lib for lib in ThreadpoolController().select(user_api="blas").lib_controllers
-            if fit.is_numpy_library(lib.filepath)]
+            if _fit_env.is_numpy_library(lib.filepath)]
     if not libs or libs[0].num_threads < 2:
         pytest.skip("NumPy's BLAS runs one thread here: nothing to limit")
     before = libs[0].num_threads
@@ -150,7 +150,7 @@ def test_blas_limit_is_restored_once_whatever_order_concurrent_fits_end_in():
     seen = []
 
     def first():
-        with fit._blas_limited(True):
+        with _fit_env.BlasLimit(True):
             first_in.set()
             second_in.wait(10)
             seen.append(libs[0].num_threads)
@@ -158,7 +158,7 @@ def test_blas_limit_is_restored_once_whatever_order_concurrent_fits_end_in():
 
     def second():
         first_in.wait(10)
-        with fit._blas_limited(True):
+        with _fit_env.BlasLimit(True):
             second_in.set()
             first_out.wait(10)  # the first fit ends while this one runs
             seen.append(libs[0].num_threads)

@@ -109,7 +109,7 @@ def _blas_info():
         blas = []
     if not blas:
         return {"name": "unknown", "threads": None}
-    from model.fit import is_numpy_library
+    from model._fit_env import is_numpy_library
     b = next((i for i in blas if is_numpy_library(i.get("filepath"))), blas[0])  # NumPy's, where several are loaded
     return {"name": f"{b.get('internal_api')} {b.get('version')} ({b.get('architecture', '?')})",
             "threads": b.get("num_threads")}
