@@ -109,8 +109,15 @@ def _cells8_codegen(kind):
             num = builder.fmul(lr, g)
         builder.store(s, p_s, align=8)
         d = builder.fadd(builder.call(_vector_function(builder, "sqrt", 1), [s]), epsilon)
-        builder.store(builder.fsub(param, _quotient8(builder, num, d)), p_out, align=8)
-        return context.get_dummy_value()
+        out = builder.fsub(param, _quotient8(builder, num, d))
+        builder.store(out, p_out, align=8)
+        # whether the eight new cells are finite: |out| < inf (false for NaN) and-ed over the lanes
+        inf = ir.Constant(_VEC, [math.inf] * LANES)
+        finite = builder.fcmp_ordered("<", builder.call(_vector_function(builder, "fabs", 1), [out]), inf)
+        mask = ir.VectorType(ir.IntType(1), LANES)
+        every = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.IntType(1), [mask]),
+                                               f"llvm.vector.reduce.and.v{LANES}i1")
+        return builder.call(every, [finite])
     return codegen
 
 
@@ -124,59 +131,67 @@ def _cells8_typer(kind):
     def typer(typingctx, out, v, s, param, grad, j, lr, beta1, beta2, epsilon):
         if not (_all_float64(out, v, s, param, grad) and isinstance(j, types.Integer)):
             return None
-        return types.none(out, v, s, param, grad, j, types.float64, types.float64, types.float64,
-                          types.float64), _cells8_codegen(kind)
+        return types.boolean(out, v, s, param, grad, j, types.float64, types.float64, types.float64,
+                             types.float64), _cells8_codegen(kind)
     return typer
 
 
 # Cells j .. j + 7 of the step (optimizer_step's arguments as 1-D float64
-# arrays; v unused by RMSprop): v, s updated, out = param - the quotient.
+# arrays; v unused by RMSprop): v, s updated, out = param - the quotient;
+# returns whether the eight new cells of out are finite.
 _adam_cells8 = intrinsic(_cells8_typer(ADAM))
 _rmsprop_cells8 = intrinsic(_cells8_typer(RMSPROP))
 
 
+# vector_step's answer where it does not apply (else 1 or 0: the new cells finite or not)
+SKIPPED = -1
+
+
 def vector_step(out, v, s, param, grad, lr, kind, beta1, beta2, epsilon):
     """Adam's or RMSprop's step (kernels.loops.update.optimizer_step; lr and
-    epsilon bias-corrected) on 1-D float64 arrays, eight cells a vector;
-    returns True, or False where it does not apply (another kind or dtype, a
-    target without AVX-512, interpreted): the caller's scalar loop then runs."""
-    return False
+    epsilon bias-corrected) on 1-D float64 arrays, eight cells a vector.
+    Returns 1 where every new cell of out is finite, 0 where one is not
+    (the training loops' divergence test), or SKIPPED where it does not
+    apply (another kind or dtype, a target without AVX-512, interpreted):
+    the caller's scalar loop then runs."""
+    return SKIPPED
 
 
 @overload(vector_step, jit_options=APPROX_OPTIONS)
 def _vector_step_impl(out, v, s, param, grad, lr, kind, beta1, beta2, epsilon):
     if not (VECTOR_STEP and _all_float64(out, v, s, param, grad)):
-        return lambda out, v, s, param, grad, lr, kind, beta1, beta2, epsilon: False
+        return lambda out, v, s, param, grad, lr, kind, beta1, beta2, epsilon: SKIPPED
 
     def impl(out, v, s, param, grad, lr, kind, beta1, beta2, epsilon):
         if kind != ADAM and kind != RMSPROP:
-            return False
-        _step_cells(out, v if kind == ADAM else s, s, param, grad, lr, kind == ADAM, beta1, beta2, epsilon)
-        return True
+            return SKIPPED
+        return 1 if _step_cells(out, v if kind == ADAM else s, s, param, grad, lr, kind == ADAM, beta1, beta2,
+                                epsilon) else 0
     return impl
 
 
 @register_jitable(**APPROX_OPTIONS)
 def _cells8(out, v, s, param, grad, j, lr, adam, beta1, beta2, epsilon):
-    """Cells j .. j + 7: Adam's or RMSprop's."""
+    """Cells j .. j + 7: Adam's or RMSprop's. Returns whether they are finite."""
     if adam:
-        _adam_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
-    else:
-        _rmsprop_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
+        return _adam_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
+    return _rmsprop_cells8(out, v, s, param, grad, j, lr, beta1, beta2, epsilon)
 
 
 @register_jitable(**APPROX_OPTIONS)
 def _step_cells(out, v, s, param, grad, lr, adam, beta1, beta2, epsilon):
     """vector_step's loop (RMSprop passes s for v, unused): a function of
     its own, with zmm vectors wherever it is inlined from (kernels.wide).
-    Compiled only (its cells are intrinsics)."""
+    Compiled only (its cells are intrinsics). Returns whether every new
+    cell of out is finite."""
     prefer_wide_vectors()
     keep_out_of_line()
     n = out.shape[0]
     full = n - n % LANES
     lr, beta1, beta2, epsilon = np.float64(lr), np.float64(beta1), np.float64(beta2), np.float64(epsilon)
+    ok = True
     for j in range(0, full, LANES):
-        _cells8(out, v, s, param, grad, j, lr, adam, beta1, beta2, epsilon)
+        ok &= _cells8(out, v, s, param, grad, j, lr, adam, beta1, beta2, epsilon)
     if full < n:  # the last n mod 8 cells: through eight of scratch (zeros past them: d = epsilon)
         tail = np.zeros((5, LANES), dtype=np.float64)
         left = n - full
@@ -185,9 +200,10 @@ def _step_cells(out, v, s, param, grad, lr, adam, beta1, beta2, epsilon):
             tail[2, c] = s[full + c]
             tail[3, c] = param[full + c]
             tail[4, c] = grad[full + c]
-        _cells8(tail[0], tail[1], tail[2], tail[3], tail[4], 0, lr, adam, beta1, beta2, epsilon)
+        ok &= _cells8(tail[0], tail[1], tail[2], tail[3], tail[4], 0, lr, adam, beta1, beta2, epsilon)
         for c in range(left):
             if adam:
                 v[full + c] = tail[1, c]
             s[full + c] = tail[2, c]
             out[full + c] = tail[0, c]
+    return ok

@@ -140,7 +140,8 @@ def all_finite(x, zeros):
 
 
 def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, epsilon, t):
-    """The course's update rules (kernels.loops.update.optimizer_step), vectorized."""
+    """The course's update rules (kernels.loops.update.optimizer_step), vectorized.
+    Returns whether every cell of out is finite."""
     dt = param.dtype.type
     lr, b1, b2, eps = dt(learning_rate), dt(beta1), dt(beta2), dt(epsilon)
     one = dt(1.0)
@@ -161,6 +162,7 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
         np.subtract(param, lr * (v / c1) / (np.sqrt(s / c2) + eps), out=out)
     else:
         np.subtract(param, lr * grad, out=out)
+    return bool(np.isfinite(out).all())
 
 
 def gather_columns(out, X, index):

@@ -176,14 +176,14 @@ class FitLoop:
         key = ("epochs", self.backend, p, X.shape, size, copy, id(state), options.early_stopping, parts)
         kept = self._fit_buffers
         if validation is None and copy and kept is not None and kept[0] == key and kept[1] is state:
-            full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, memo, Xs = kept[2]
+            full, tail, Yb, Ybl, W_next, b_next, dW, db, moments, codes, W_best, b_best, shared, memo, Xs = kept[2]
         else:
             self._fit_buffers = None
             full = self._batch_buffers(X, size, copy)
             tail = self._batch_buffers(X, last, copy) if last else full
             Yb = ops.empty((Y.shape[0], size), dt) if copy else Y  # Y (1, m), or (C, m) one-hot
             Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
-            spare_W, spare_b, zeros = self._spare_parameters()
+            spare_W, spare_b, _ = self._spare_parameters()  # no zeros: optimizer_step tests its new cells
             W_next, b_next = p.list(spare_W), p.list(spare_b)
             # a team has each part's rows of dW instead (team_run.part_rows)
             dW = None if parts else p.list([ops.empty(w.shape, dt) for w in self._W])
@@ -196,11 +196,10 @@ class FitLoop:
             gather = self._gathers(X, options.batch_size)
             Xs = ops.empty_lines(X.shape if gather else (0, 0), dt)  # the epoch's gather of X, or unused
             memo = {}  # what is made from the kept buffers, kept with them (team_run.team_lists)
-            kept = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, moments, codes, W_best, b_best, shared, memo,
-                    Xs)
+            kept = (full, tail, Yb, Ybl, W_next, b_next, dW, db, moments, codes, W_best, b_best, shared, memo, Xs)
             # what counts: not the moments (the optimizer state's, kept with it
             # anyway), nor the epoch buffer (its own limit), nor X (the caller's)
-            own_arrays = (full, tail, Yb, Ybl, W_next, b_next, zeros, dW, db, codes, W_best, b_best, shared)
+            own_arrays = (full, tail, Yb, Ybl, W_next, b_next, dW, db, codes, W_best, b_best, shared)
             own = {id(a): a.nbytes for a in _arrays(own_arrays) if a is not X}
             nbytes = sum(own.values())  # each array once: W_best is W_next without early stopping
             if (validation is None and copy and nbytes <= KEEP_FIT_BUFFERS_BYTES
@@ -237,13 +236,13 @@ class FitLoop:
                         dZ=full[2], dA=full[3], Al=tail[1], dZl=tail[2], dAl=tail[3], db=db, Zv=Zv, Av=Av,
                         W_best=W_best, b_best=b_best, Z=Z_parts, Zl=Z_parts_last, dAp=dAp, dApl=dApl, dW=dW_parts))
                     done, status, steps, traded = p.fit_epochs_team(
-                        sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, zeros, X, Y, perm,
+                        sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, X, Y, perm,
                         Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, options.shuffle,
                         options.seed, Yv, val_costs, track, validation is not None, options.early_stopping,
                         options.n_iter_no_change, options.tol, members)
                 else:
                     done, status, steps = p.fit_epochs(
-                        costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, zeros, X, Y, Yb, Ybl, perm,
+                        costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, X, Y, Yb, Ybl, perm,
                         Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, copy,
                         options.shuffle and copy, options.seed, *ending, keep, dropping)
                 state["steps"] = steps

@@ -58,7 +58,7 @@ Shape key as in model.training, for L layers (L >= 2: a hidden layer to share):
 
 import math
 
-from kernels.loops import (activation_backward_from_output, all_finite, batch_of, cross_entropy, gather_batches,
+from kernels.loops import (activation_backward_from_output, batch_of, cross_entropy, gather_batches,
                            gather_columns, gradient_step, input_gradient, linear_activation_forward, optimizer_step,
                            permutation, softmax, weight_gradients)
 from kernels.loops.team import finish, halt, item_to_try, join, meet, take, wait
@@ -89,19 +89,20 @@ def moment_rows(M, r0, r1):
     return M[r0:r1] if M.shape[0] > 0 else M
 
 
-def team_step(Ws, bs, Wc, bc, g, db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, mb, l2, lr, kind, beta1, beta2,
+def team_step(Ws, bs, Wc, bc, g, db, V_W, V_b, S_W, S_b, l, r0, r1, mb, l2, lr, kind, beta1, beta2,
               epsilon, t):
     """Rows r0:r1 of layer l, their gradient g (r1 - r0, n[l]): g += (l2 /
     mb) W, then the optimizer's step t into Ws, bs (fit_epochs' arithmetic,
-    cell for cell). Returns whether the new cells are finite."""
+    cell for cell). Returns whether the new cells are finite (optimizer_step's
+    own test, as it writes them)."""
     if l2 > 0.0:
         gradient_step(g, g, Wc[l][r0:r1], -l2 / mb)
     out, out_b = Ws[l][r0:r1], bs[l][r0:r1]
-    optimizer_step(out, moment_rows(V_W[l], r0, r1), moment_rows(S_W[l], r0, r1), Wc[l][r0:r1], g, lr, kind,
-                   beta1, beta2, epsilon, t)
-    optimizer_step(out_b, moment_rows(V_b[l], r0, r1), moment_rows(S_b[l], r0, r1), bc[l][r0:r1], db[l][r0:r1],
-                   lr, kind, beta1, beta2, epsilon, t)
-    return all_finite(out, zeros) and all_finite(out_b, zeros)
+    ok_W = optimizer_step(out, moment_rows(V_W[l], r0, r1), moment_rows(S_W[l], r0, r1), Wc[l][r0:r1], g, lr, kind,
+                          beta1, beta2, epsilon, t)
+    ok_b = optimizer_step(out_b, moment_rows(V_b[l], r0, r1), moment_rows(S_b[l], r0, r1), bc[l][r0:r1],
+                          db[l][r0:r1], lr, kind, beta1, beta2, epsilon, t)
+    return ok_W and ok_b
 
 
 def team_forward(Zx, Ax, Wc, bc, splits, acts, l, q):
@@ -129,7 +130,7 @@ def team_output(Zx, Ax, dZx, Yx, Wc, bc, acts, eps, exact):
     return J * mb
 
 
-def team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, l2, lr, kind, beta1, beta2,
+def team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, l2, lr, kind, beta1, beta2,
                      epsilon, t):
     """The output layer's dW, db and the optimizer's step t (into the spare
     parameters), one item of the first backward phase: nothing in backward
@@ -138,7 +139,7 @@ def team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros,
     L = len(Wc)
     l = L - 1
     weight_gradients(dW[l], db[l], dZx[l], Ax[l])
-    return team_step(Ws, bs, Wc, bc, dW[l], db, V_W, V_b, S_W, S_b, zeros, l, 0, Wc[l].shape[0], dZx[l].shape[1],
+    return team_step(Ws, bs, Wc, bc, dW[l], db, V_W, V_b, S_W, S_b, l, 0, Wc[l].shape[0], dZx[l].shape[1],
                      l2, lr, kind, beta1, beta2, epsilon, t)
 
 
@@ -159,7 +160,7 @@ def output_rows(dA, dZ, W, r0):
                 da[j] += w * dz[j]
 
 
-def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, splits, acts, l, q,
+def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, splits, acts, l, q,
                   l2, lr, kind, beta1, beta2, epsilon, t):
     """Part q's rows of hidden layer l in backward: dA[l] (from the output
     layer's dZ for the last hidden layer, output_rows; below it, its share
@@ -185,11 +186,11 @@ def team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, 
     weight_gradients(dW[q][l], db[l][r0:r1], dZ, Ax[l])
     if l > 0:  # dA of the input layer is never needed
         input_gradient(dAx[l - 1] if q == 0 else dAq[q - 1][l - 1], dZ, Wc[l][r0:r1])
-    return team_step(Ws, bs, Wc, bc, dW[q][l], db, V_W, V_b, S_W, S_b, zeros, l, r0, r1, dZ.shape[1], l2, lr, kind,
+    return team_step(Ws, bs, Wc, bc, dW[q][l], db, V_W, V_b, S_W, S_b, l, r0, r1, dZ.shape[1], l2, lr, kind,
                      beta1, beta2, epsilon, t)
 
 
-def team_member(sync, costs, lists, nested, Yb, Ybl, splits, jlog, zeros, X, Y, perm, Xs, acts, start, count,
+def team_member(sync, costs, lists, nested, Yb, Ybl, splits, jlog, X, Y, perm, Xs, acts, start, count,
                 cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2,
                 epsilon, l2, eps, exact, shuffle, seed, Yv, val_costs, track, validate, early, patience, tol):
     """One member's run through the chunk's phases (see the module
@@ -211,7 +212,7 @@ def team_member(sync, costs, lists, nested, Yb, Ybl, splits, jlog, zeros, X, Y, 
     Z, Zl, dAp = borrowed_lists(nested[0]), borrowed_lists(nested[1]), borrowed_lists(nested[2])
     dApl, dW = borrowed_lists(nested[3]), borrowed_lists(nested[4])
     X, Y, Xs, perm = borrowed(X), borrowed(Y), borrowed(Xs), borrowed(perm)
-    splits, jlog, acts, zeros = borrowed(splits), borrowed(jlog), borrowed(acts), borrowed(zeros)
+    splits, jlog, acts = borrowed(splits), borrowed(jlog), borrowed(acts)
     m = X.shape[1]
     L = len(W)
     P = splits.shape[1] - 1
@@ -291,11 +292,11 @@ def team_member(sync, costs, lists, nested, Yb, Ybl, splits, jlog, zeros, X, Y, 
                     q = item_to_try(me, j, items)
                     if take(sync, q, end):
                         if q == P:
-                            ok = team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b, zeros, l2,
+                            ok = team_output_step(Ax, dZx, Ws, bs, Wc, bc, dW[0], db, V_W, V_b, S_W, S_b, l2,
                                                   lr, kind, beta1, beta2, epsilon, t + 1)
                         else:
                             ok = team_backward(Zx, Ax, dZx, dAx, dAq, Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b,
-                                               zeros, splits, acts, l, q, l2, lr, kind, beta1, beta2, epsilon, t + 1)
+                                               splits, acts, l, q, l2, lr, kind, beta1, beta2, epsilon, t + 1)
                         if not ok:
                             halt(sync, end, DIVERGED, k, t + 1, traded)
                         finish(sync)

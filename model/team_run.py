@@ -29,7 +29,7 @@ MIN_ROWS = 16
 PAD_PARTS = 2
 
 
-def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, zeros, X, Y,
+def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, X, Y,
                     perm, Xs, acts, start, count, cost_every, first_epoch, first_step, learning_rate, decay_rate,
                     decay_every, kind, beta1, beta2, epsilon, l2, eps, exact, shuffle, seed, Yv, val_costs, track,
                     validate, early, patience, tol, members):
@@ -52,7 +52,7 @@ def fit_epochs_team(member, sync, costs, lists, nested, W, b, W_next, b_next, Yb
     members makes Numba optimize team_member's whole call tree twice more
     (in the loop's body and in the function around it), 2/3 of the team's
     cold compile; the members need nothing of a threading layer."""
-    args = (sync, costs, lists, nested, Yb, Ybl, splits, jlog, zeros, X, Y, perm, Xs, acts, start, count,
+    args = (sync, costs, lists, nested, Yb, Ybl, splits, jlog, X, Y, perm, Xs, acts, start, count,
             cost_every, first_epoch, first_step, learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon,
             l2, eps, exact, shuffle, seed, Yv, val_costs, track, validate, early, patience, tol)
     reset(sync)

@@ -241,23 +241,24 @@ def backward_dropout(dW, db, dZ, dA, W, Z, A, Y, acts, keep, seed, stream):
                 activation_backward_from_output(dZ[l - 1], dA[l - 1], Z[l - 1], A[l], acts[l - 1])
 
 
-def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, zeros, learning_rate,
+def optimizer_update(W_next, b_next, W, b, dW, db, V_W, V_b, S_W, S_b, learning_rate,
                      kind, beta1, beta2, epsilon, t):
     """update() with the optimizer ``kind`` (kernels.options: GD, MOMENTUM,
     RMSPROP, ADAM): its moments V, S (lists like W, b; empty arrays where the
     optimizer needs none) are updated in place, the step goes into the spare
-    arrays. Returns whether every new value is finite."""
+    arrays. Returns whether every new value is finite (optimizer_step's own
+    test, as it writes them)."""
     ok = True
     for l in range(len(W)):
-        optimizer_step(W_next[l], V_W[l], S_W[l], W[l], dW[l], learning_rate, kind, beta1, beta2, epsilon, t)
-        optimizer_step(b_next[l], V_b[l], S_b[l], b[l], db[l], learning_rate, kind, beta1, beta2, epsilon, t)
-        if not (all_finite(W_next[l], zeros) and all_finite(b_next[l], zeros)):
+        ok_W = optimizer_step(W_next[l], V_W[l], S_W[l], W[l], dW[l], learning_rate, kind, beta1, beta2, epsilon, t)
+        ok_b = optimizer_step(b_next[l], V_b[l], S_b[l], b[l], db[l], learning_rate, kind, beta1, beta2, epsilon, t)
+        if not (ok_W and ok_b):
             ok = False
     return ok
 
 
 def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl, Al, dZl, dAl, dW, db,
-               zeros, X, Y, Yb, Ybl, perm, Xs, acts, start, count, cost_every, first_epoch, first_step,
+               X, Y, Yb, Ybl, perm, Xs, acts, start, count, cost_every, first_epoch, first_step,
                learning_rate, decay_rate, decay_every, kind, beta1, beta2, epsilon, l2, eps, exact,
                copy_batches, shuffle, seed, Zv, Av, Yv, val_costs, W_best, b_best, track, validate, early,
                patience, tol, keep, dropping):
@@ -350,7 +351,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
                 for l in range(L):  # dW += (l2 / mb) W
                     gradient_step(dW[l], dW[l], Wc[l], -l2 / mb)
             t += 1
-            if not optimizer_update(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, zeros, lr,
+            if not optimizer_update(Ws, bs, Wc, bc, dW, db, V_W, V_b, S_W, S_b, lr,
                                     kind, beta1, beta2, epsilon, t):
                 done, status = k, DIVERGED
                 break

@@ -55,6 +55,37 @@ def test_optimizer_step_agrees_with_numpy(backend, dtype, kind, shape):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("backend", ALL_CPU)
+@pytest.mark.parametrize("kind", [GD, MOMENTUM, RMSPROP, ADAM])
+@pytest.mark.parametrize("shape", [(3, 29), (130, 131)], ids=["one-block", "past-PARALLEL_ELEMENTS"])
+def test_optimizer_step_says_whether_its_new_cells_are_finite(backend, dtype, kind, shape):
+    """optimizer_step returns whether every cell it wrote is finite (the
+    training loops' divergence test, tested as the cells are written): true
+    for finite steps, false for one NaN or infinite gradient anywhere (the
+    first cell, a block's edges, a vector's tail, the last cell), in the
+    serial loop, under prange and in the AVX-512 vector step (float64
+    Adam and RMSprop there: kernels.vector_step); and what it says is
+    all_finite's of what it wrote."""
+    K = kernels.get_backend(backend).kernels
+    rng = np.random.default_rng(kind)
+    n = shape[0] * shape[1]
+    param = rng.standard_normal(shape).astype(dtype)
+    grad = rng.standard_normal(shape).astype(dtype)
+    zeros = np.zeros(n, dtype)
+    for where in sorted({0, 7, 8, BLOCK - 1, BLOCK, n - 9, n - 1} & set(range(n))):
+        for bad in (None, np.nan, np.inf, -np.inf):
+            g = grad.copy()
+            if bad is not None:
+                g.flat[where] = bad
+            out = np.empty_like(param)
+            v, s = np.zeros(shape, dtype), np.zeros(shape, dtype)
+            finite = K.optimizer_step(out, v, s, param, g, 0.01, kind, 0.9, 0.999, 1e-8, 3)
+            assert bool(finite) == (bad is None) == K.all_finite(out, zeros), (where, bad)
+            if bad is None:
+                break  # the finite case once
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", ALL_CPU)
 def test_all_finite_finds_every_non_finite_value(backend, dtype):
     K = kernels.get_backend(backend).kernels
     for size in (1, BLOCK - 1, BLOCK, BLOCK + 1, 32 * BLOCK + 3):

@@ -478,6 +478,9 @@ def test_the_members_lists_are_packed_once_while_the_buffers_are_kept(two_parts)
     kwargs = dict(batch_size=48, optimizer="adam", seed=2)
     new = net("parallel", seed=3).parameters
 
+    def memo(n):  # the dict kept with the buffers (_epoch_runner's kept tuple holds one)
+        return next(x for x in n._fit_buffers[2] if isinstance(x, dict))
+
     def fits(forget):
         n = net("parallel")
         packed = []
@@ -485,9 +488,9 @@ def test_the_members_lists_are_packed_once_while_the_buffers_are_kept(two_parts)
             if i == 2:
                 n.set_parameters(new)
             if forget and n._fit_buffers is not None:
-                n._fit_buffers[2][14].clear()
+                memo(n).clear()
             n.fit(X, Y, 2, 0.01, **kwargs)
-            packed.append(n._fit_buffers[2][14]["team_lists"][1])
+            packed.append(memo(n)["team_lists"][1])
         return n, packed
 
     n, packed = fits(False)

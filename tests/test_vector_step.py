@@ -127,10 +127,10 @@ def test_where_it_applies(kind, dtype, expected):
     n = 20
     out, v, s, p, g = (np.ones(n, dtype) for _ in range(5))
     took = _compiled_vector_step(out, v, s, p, g, 0.01, kind, 0.9, 0.999, 1e-8)
-    assert took is (expected and vmod.VECTOR_STEP)
-    if not took:
+    assert took == (1 if expected and vmod.VECTOR_STEP else vmod.SKIPPED)  # 1: taken, every new cell finite
+    if took == vmod.SKIPPED:
         np.testing.assert_array_equal(out, np.ones(n, dtype))  # nothing written
-    assert vmod.vector_step(out, v, s, p, g, 0.01, kind, 0.9, 0.999, 1e-8) is False
+    assert vmod.vector_step(out, v, s, p, g, 0.01, kind, 0.9, 0.999, 1e-8) == vmod.SKIPPED
 
 
 def test_vector_step_follows_the_target():
@@ -175,3 +175,22 @@ def test_the_step_divides_where_the_divider_is_quick(monkeypatch):
                         ("haswell", False), ("skylake", False), ("skylake-avx512", False), ("generic", False)]:
         monkeypatch.setattr(target, "cpu_name", lambda name=name: name)
         assert target.fast_divider() is quick, name
+
+
+@avx512
+@pytest.mark.parametrize("kind", [ADAM, RMSPROP])
+@pytest.mark.parametrize("n", [8, 13, 64])
+def test_vector_step_says_whether_its_cells_are_finite(kind, n):
+    """1 where every new cell is finite, 0 where one is not: a NaN or an
+    infinite gradient in any lane of a whole vector or of the tail (the
+    scratch's lanes past the tail are zeros, which step to 0: finite)."""
+    p, g0, v0, s0 = _cells(n, n)
+    for where in range(n):
+        for bad in (np.nan, np.inf):
+            g = g0.copy()
+            g[where] = bad
+            out, v, s = np.empty(n), v0.copy(), s0.copy()
+            assert _compiled_vector_step(out, v, s, p, g, 0.01, kind, 0.9, 0.999, 1e-8) == 0, (where, bad)
+            assert not np.isfinite(out).all()
+    out = np.empty(n)
+    assert _compiled_vector_step(out, v0.copy(), s0.copy(), p, g0, 0.01, kind, 0.9, 0.999, 1e-8) == 1

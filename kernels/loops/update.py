@@ -11,7 +11,7 @@ from numba.extending import register_jitable
 
 from ..options import ADAM, BLOCK, DIVIDE_STEP, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
-from ..vector_step import vector_step
+from ..vector_step import SKIPPED, vector_step
 from .memory import store_fence, stream_cells
 from .views import borrowed, flat
 
@@ -94,7 +94,10 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
     RMSprop's and Adam's float64 quotient without division, by the vector
     step on AVX-512 (kernels.vector_step) or kernels.quotient's Newton
     steps (the same value: see optimizer_step), else by division. A tile
-    (kernels.loops.TILE_KERNELS).
+    (kernels.loops.TILE_KERNELS). Returns whether every new cell of o is
+    finite: the training loops' divergence test, and-ed cell by cell as the
+    cells are written (a pass of its own over the parameters cost about a
+    tenth of the step's time).
 
     Each cell's inputs are read before any of its outputs is written: the
     arrays often lie at one offset in their 4 KiB pages, and a read after a
@@ -102,26 +105,36 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
     CPU compares the addresses' low 12 bits): up to 2.5 times the loop's
     time (README, "Adam reads before it writes")."""
     one = o.dtype.type(1.0)
-    if fma_quotient and vector_step(o, v, s, p, g, lr, kind, beta1, beta2, epsilon):
-        return  # Adam's or RMSprop's float64 step on AVX-512 (kernels.vector_step)
+    big = o.dtype.type(math.inf)
+    if fma_quotient:  # Adam's or RMSprop's float64 step on AVX-512 (kernels.vector_step), where it applies
+        finite = vector_step(o, v, s, p, g, lr, kind, beta1, beta2, epsilon)
+        if finite != SKIPPED:
+            return finite == 1
+    ok = True  # |cell| < inf and-ed over the cells, as all_finite does (a reduction LLVM vectorizes)
     if kind == MOMENTUM:
         for j in range(o.shape[0]):
             vj, gj, pj = v[j], g[j], p[j]
             vj = beta1 * vj + (one - beta1) * gj
             v[j] = vj
-            o[j] = pj - lr * vj
+            oj = pj - lr * vj
+            o[j] = oj
+            ok &= abs(oj) < big
     elif kind == RMSPROP and fma_quotient:
         for j in range(o.shape[0]):
             sj, gj, pj = s[j], g[j], p[j]
             sj = beta2 * sj + (one - beta2) * gj * gj
             s[j] = sj
-            o[j] = pj - quotient(lr * gj, math.sqrt(sj) + epsilon)
+            oj = pj - quotient(lr * gj, math.sqrt(sj) + epsilon)
+            o[j] = oj
+            ok &= abs(oj) < big
     elif kind == RMSPROP:
         for j in range(o.shape[0]):
             sj, gj, pj = s[j], g[j], p[j]
             sj = beta2 * sj + (one - beta2) * gj * gj
             s[j] = sj
-            o[j] = pj - lr * gj / (math.sqrt(sj) + epsilon)
+            oj = pj - lr * gj / (math.sqrt(sj) + epsilon)
+            o[j] = oj
+            ok &= abs(oj) < big
     elif kind == ADAM and fma_quotient:  # lr, epsilon: the bias-corrected ones (see optimizer_step)
         for j in range(o.shape[0]):
             vj, sj, gj, pj = v[j], s[j], g[j], p[j]
@@ -129,7 +142,9 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
             sj = beta2 * sj + (one - beta2) * gj * gj
             v[j] = vj
             s[j] = sj
-            o[j] = pj - quotient(lr * vj, math.sqrt(sj) + epsilon)
+            oj = pj - quotient(lr * vj, math.sqrt(sj) + epsilon)
+            o[j] = oj
+            ok &= abs(oj) < big
     elif kind == ADAM:
         for j in range(o.shape[0]):
             vj, sj, gj, pj = v[j], s[j], g[j], p[j]
@@ -137,10 +152,15 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
             sj = beta2 * sj + (one - beta2) * gj * gj
             v[j] = vj
             s[j] = sj
-            o[j] = pj - lr * vj / (math.sqrt(sj) + epsilon)
+            oj = pj - lr * vj / (math.sqrt(sj) + epsilon)
+            o[j] = oj
+            ok &= abs(oj) < big
     else:  # GD
         for j in range(o.shape[0]):
-            o[j] = p[j] - lr * g[j]
+            oj = p[j] - lr * g[j]
+            o[j] = oj
+            ok &= abs(oj) < big
+    return ok
 
 
 def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, epsilon, t):
@@ -167,7 +187,10 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     divisor) from QUOTIENT_MIN64 to 1e300 (sqrt(s) is at most 1.4e154).
 
     v and s (the moments) are updated in place; t >= 1 counts Adam's steps.
-    out, v, s, param, grad of one shape (v, s unused by the kinds that need none)."""
+    out, v, s, param, grad of one shape (v, s unused by the kinds that need none).
+    Returns whether every cell of out is finite (tested as it is written:
+    the training loops' divergence test, all_finite's, without a pass of
+    its own)."""
     o, vv, ss, p, g = flat(out), flat(v), flat(s), flat(param), flat(grad)
     dt = o.dtype.type
     lr, b1, b2, e64 = dt(learning_rate), dt(beta1), dt(beta2), float(epsilon)
@@ -180,14 +203,17 @@ def optimizer_step(out, v, s, param, grad, learning_rate, kind, beta1, beta2, ep
     # kernels.quotient), so that no float32 value is widened
     fma_quotient = QUOTIENT_MIN64 <= e64 <= EPSILON_MAX64 and not DIVIDE_STEP
     if o.shape[0] < PARALLEL_ELEMENTS or not THREADED:
-        _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
-        return
+        return _optimizer_block(o, vv, ss, p, g, lr, kind, b1, b2, e, fma_quotient)
     nblocks = (o.shape[0] + BLOCK - 1) // BLOCK
     o, vv, ss, p, g = borrowed(o), borrowed(vv), borrowed(ss), borrowed(p), borrowed(g)  # views count no references
+    bad = 0  # blocks with a cell not finite: a sum, prange's reduction
     for t_ in prange(nblocks):
         j0 = t_ * BLOCK
         j1 = min(j0 + BLOCK, o.shape[0])
-        _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e, fma_quotient)
+        if not _optimizer_block(o[j0:j1], vv[j0:j1], ss[j0:j1], p[j0:j1], g[j0:j1], lr, kind, b1, b2, e,
+                                fma_quotient):
+            bad += 1
+    return bad == 0
 
 
 @register_jitable(**HELPER_OPTIONS)
