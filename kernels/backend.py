@@ -97,7 +97,9 @@ class Ops:
         (``compiled``) run their all_finite loop on a C-contiguous float32 or
         float64 matrix: no temporary the size of x, which NumPy's
         isfinite(x).all() allocates, writes and reads again."""
-        if self.compiled and x.ndim == 2 and x.dtype in _ZEROS and x.flags.c_contiguous:
+        flags = x.flags  # a read-only or unaligned array would compile another signature: NumPy's test there
+        if self.compiled and x.ndim == 2 and x.dtype in _ZEROS and flags.c_contiguous and flags.writeable \
+                and flags.aligned:
             return bool(self.kernels.all_finite(x, _ZEROS[x.dtype]))
         return bool(np.isfinite(x).all())
 

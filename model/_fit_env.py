@@ -7,8 +7,9 @@
   so the two do not compete for the cores.
 
 Context managers written as classes, not with contextlib's generators:
-every fit enters and leaves them, and a generator's machinery is a part of
-a short fit's own time worth saving (README, "A fit call's own time").
+every fit enters and leaves them, and a class's are fewer steps of the
+interpreter (README, "The step tests its own cells": what a fit call's
+own time is made of).
 """
 
 import contextlib

@@ -100,8 +100,8 @@ class Guard:
 
 
 # The decorators call the guard's methods themselves, not a context manager:
-# every fit and predict passes here, and a generator's machinery is a part
-# of a short call's own time (README, "A fit call's own time").
+# every fit and predict passes here, and a contextlib generator is more of
+# the interpreter to go through on each call.
 def exclusive(method):
     """Decorate a method that changes the network's parameters or buffers."""
     name = method.__name__

@@ -246,6 +246,10 @@ def test_host_all_finite_finds_every_bad_cell(backend, dtype):
         y[3, 100] = bad  # in the view below (every other column), and in no block of x's own
         assert not ops.host_all_finite(y[:, ::2]), bad
     assert ops.host_all_finite(np.zeros((3, 0), dtype))  # no cells: nothing to find
+    frozen = x.copy()
+    frozen[2, 5] = np.nan
+    frozen.flags.writeable = False  # np.load(mmap_mode="r"): NumPy's test, no second compiled signature
+    assert not ops.host_all_finite(frozen)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
