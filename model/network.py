@@ -391,7 +391,8 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
                 self._optimizer_state["epochs"] - done)
         self.costs_ = self._appended("costs_", costs[:recorded])
         self.val_costs_ = self._appended("val_costs_", val_costs[:recorded])
-        self.cost_iterations_ = self._appended("cost_iterations_", np.arange(self.n_iter_, self.n_iter_ + done, cost_every))
+        self.cost_iterations_ = self._appended("cost_iterations_",
+                                               np.arange(self.n_iter_, self.n_iter_ + done, cost_every))
         self.n_iter_ += done
         if status == DIVERGED:
             unit = "iteration" if options.plain else "epoch"  # the first course's word, or the second's
