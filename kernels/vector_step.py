@@ -20,8 +20,8 @@ quotient correctly rounded either way. The domain is kernels.quotient's
 (callers check epsilon); float32 divides (kernels.quotient), as before.
 
 Only where the target has AVX-512 (``VECTOR_STEP``); elsewhere
-``vector_step`` returns False and the scalar loop runs (dividing where the
-CPU's divider is quick: options.DIVIDE_STEP). Interpreted: False.
+``vector_step`` returns SKIPPED and the scalar loop runs (dividing where the
+CPU's divider is quick: options.DIVIDE_STEP). Interpreted: SKIPPED.
 """
 
 import math

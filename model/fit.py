@@ -183,7 +183,7 @@ class FitLoop:
             tail = self._batch_buffers(X, last, copy) if last else full
             Yb = ops.empty((Y.shape[0], size), dt) if copy else Y  # Y (1, m), or (C, m) one-hot
             Ybl = ops.empty((Y.shape[0], last), dt) if last else Yb
-            spare_W, spare_b, _ = self._spare_parameters()  # no zeros: optimizer_step tests its new cells
+            spare_W, spare_b = self._spare_parameters()
             W_next, b_next = p.list(spare_W), p.list(spare_b)
             # a team has each part's rows of dW instead (team_run.part_rows)
             dW = None if parts else p.list([ops.empty(w.shape, dt) for w in self._W])
@@ -301,12 +301,16 @@ class FitLoop:
 
     def _spare_parameters(self):
         """Arrays like W and b for the step to be written into (the guard
-        keeps the current ones until the step is finite), and zeros as long
-        as the largest parameter (the finiteness test's)."""
+        keeps the current ones until the step is finite)."""
         dt, ops = self.dtype, self._ops
+        return [ops.empty(w.shape, dt) for w in self._W], [ops.empty(v.shape, dt) for v in self._b]
+
+    def _finiteness_zeros(self):
+        """Zeros as long as the largest parameter: the full-batch loop's
+        finiteness test takes them (all_finite; kernels.cuda tests with a
+        dot against them). The mini-batch step tests its cells itself."""
         biggest = max(w.size for w in list(self._W) + list(self._b))
-        return ([ops.empty(w.shape, dt) for w in self._W], [ops.empty(v.shape, dt) for v in self._b],
-                ops.asarray(np.zeros(biggest, dtype=dt)))
+        return self._ops.asarray(np.zeros(biggest, dtype=self.dtype))
 
     def _fit_scratch(self, X):
         """fit's buffers for X (n_x, m) as program lists: (buf, W_next, b_next,
@@ -323,7 +327,7 @@ class FitLoop:
             self._fit_buffers = None
             raw = self._buffers(X, backward=True)
             raw["A"] = [self._ops.empty((0, 0), self.dtype)] + list(raw["A"][1:])
-            spare_W, spare_b, zeros = self._spare_parameters()
+            (spare_W, spare_b), zeros = self._spare_parameters(), self._finiteness_zeros()
             buf = {k: p.list(v) for k, v in raw.items()}
             rest = [p.list(spare_W), p.list(spare_b), zeros, p.codes(self._codes())]
             kept = [spare_W, spare_b, [zeros]] + list(raw.values())

@@ -106,9 +106,12 @@ class Persistence:
         net = target._from_architecture(dims, acts, backend, dtype)
         if "init" in data:  # files saved before stop 48 have no record of it (their init reads "zeros")
             try:
-                scale, seed = float(data["init_scale"]), int(data["seed"])
+                seed = data["seed"]
+                if seed.shape != () or seed.dtype.kind not in "iu":
+                    raise ValueError(f"its seed must be one integer, got {seed!r}")
+                scale, seed = float(data["init_scale"]), int(seed)
                 net._made_as(str(data["init"]), None if np.isnan(scale) else scale, None if seed == -1 else seed)
-            except (KeyError, ValueError, TypeError) as exc:
+            except (KeyError, ValueError, TypeError, OverflowError) as exc:
                 raise ValueError(f"{path!r} has a corrupt record of its initialization: {exc}") from None
         params = {k[len("param_"):]: v for k, v in data.items() if k.startswith("param_")}
         try:

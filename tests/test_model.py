@@ -499,6 +499,11 @@ def test_a_loaded_or_copied_network_says_how_it_was_made(tmp_path, planar, made)
                                       "seed": np.array(-1)})
     with pytest.raises(ValueError, match="corrupt record of its initialization.*unknown init 'uniform'"):
         NeuralNetwork.load(tmp_path / "bad.npz")
+    for seed in (np.inf, 3.9, "7", True, np.array([1, 2])):  # a seed is one integer, or the record is corrupt
+        np.savez(tmp_path / "bad.npz", **{**arrays, "init": np.array("he"), "init_scale": np.array(np.nan),
+                                          "seed": np.array(seed)})
+        with pytest.raises(ValueError, match="corrupt record of its initialization"):
+            NeuralNetwork.load(tmp_path / "bad.npz")
 
 
 def test_load_logistic_regression(tmp_path, planar):
