@@ -40,7 +40,7 @@ def float_array(x, name, ndim, shape_text):
     if not isinstance(x, np.ndarray):
         try:
             x = np.asarray(x)
-        except Exception as exc:  # ragged lists and the like
+        except (ValueError, TypeError) as exc:  # ragged lists and the like (not a signal handler's exception)
             raise TypeError(f"{name} must be an array of shape {shape_text}, got {type(x).__name__}: {exc}") from None
     if x.ndim != ndim:
         if ndim == 2 and x.ndim == 1:

@@ -79,7 +79,7 @@ def _numeric(x, name, shape_text):
     """``x`` as a NumPy array of a bool/int/float dtype, or a TypeError."""
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # ragged nested lists and the like
+    except (ValueError, TypeError) as exc:  # ragged nested lists and the like (not a signal handler's exception)
         raise TypeError(f"{name} must be an array of shape {shape_text}, got {type(x).__name__}: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(

@@ -137,11 +137,11 @@ class Persistence:
     _NOT_PICKLED = ("_guard", "_ops", "_program", "_fit_buffers", "_chunk_hint", "_optimizer_state", "_W", "_b",
                     "_parameter_lists_kept", "_history_buffers")
 
+    @_guard.shared
     def __getstate__(self):
-        with self._guard.shared():
-            state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
-            state["W_host"] = [np.array(self._ops.to_host(w), copy=True) for w in self._W]
-            state["b_host"] = [np.array(self._ops.to_host(v), copy=True) for v in self._b]
+        state = {k: v for k, v in self.__dict__.items() if k not in self._NOT_PICKLED}
+        state["W_host"] = [np.array(self._ops.to_host(w), copy=True) for w in self._W]
+        state["b_host"] = [np.array(self._ops.to_host(v), copy=True) for v in self._b]
         return state
 
     def __setstate__(self, state):

@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pytest
 
-from model import NeuralNetwork, _fit_env, team_run
+from model import NeuralNetwork, _fit_env, _guard, team_run
 
 needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer") or
                                  threading.current_thread() is not threading.main_thread(),
@@ -43,11 +43,11 @@ def test_an_exception_while_fit_waits_for_readers_leaves_the_network_free(alarm_
     net = NeuralNetwork([2, 3, 1], seed=0)
     reading, release = threading.Event(), threading.Event()
 
-    def reader():
-        with net._guard.shared():
-            reading.set()
-            release.wait(10)
-    t = threading.Thread(target=reader)
+    @_guard.shared
+    def reader(net):
+        reading.set()
+        release.wait(10)
+    t = threading.Thread(target=reader, args=(net,))
     t.start()
     reading.wait(10)
     alarm_in(0.05)
@@ -62,6 +62,114 @@ def test_an_exception_while_fit_waits_for_readers_leaves_the_network_free(alarm_
     other.join(10)
     assert done == [(1, 20)]
     assert net.fit(X, Y, 1, 0.1).n_iter_ == 1
+
+
+def _in_thread(call, seconds=10):
+    """call() in another thread; its result, or the thread still running after seconds."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "the call in another thread still waits: a left-behind mark holds the network"
+    return out[0]
+
+
+def test_a_read_mark_left_behind_does_not_hold_the_network():
+    # a signal handler's exception between begin_read and the wrapper's try leaves the mark set;
+    # fit in another thread then waited for that reader for ever
+    X = np.random.RandomState(0).randn(2, 20)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([2, 3, 1], seed=0).fit(X, Y, 1, 0.1)
+    net._guard.begin_read()  # the mark, as an interrupted predict leaves it
+    net._guard.begin_read()  # twice: a nested read's mark too
+    assert _in_thread(lambda: net.fit(X, Y, 2, 0.1).n_iter_) == 3
+    assert net._guard._reads == {}
+    assert net.predict(X).shape == (1, 20)
+    # this thread's own stale depth must not let it read while another thread writes
+    net._guard.begin_read()
+    writing, release = threading.Event(), threading.Event()
+
+    @_guard.exclusive
+    def writer(net):
+        writing.set()
+        release.wait(10)
+    t = threading.Thread(target=writer, args=(net,))
+    t.start()
+    writing.wait(10)
+    threading.Timer(3 * _guard.RECHECK_S, release.set).start()
+    before = time.monotonic()
+    net.predict(X)
+    assert release.is_set() and time.monotonic() - before >= 2 * _guard.RECHECK_S
+    t.join(10)
+    assert net._guard._writer is None and net._guard._reads == {}
+
+
+def test_a_write_mark_left_behind_does_not_hold_the_network():
+    X = np.random.RandomState(0).randn(2, 20)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([2, 3, 1], seed=0).fit(X, Y, 1, 0.1)
+    want = net.predict_proba(X)
+    net._guard.begin_write("fit", "NeuralNetwork")  # the mark, as an interrupted fit leaves it
+    np.testing.assert_array_equal(_in_thread(lambda: net.predict_proba(X)), want)
+    assert net._guard._writer is None
+    net._guard.begin_write("fit", "NeuralNetwork")
+    assert _in_thread(lambda: net.fit(X, Y, 2, 0.1).n_iter_) == 3
+    net._guard.begin_write("fit", "NeuralNetwork")  # this thread's own: its next fit is not a nested one
+    assert net.fit(X, Y, 1, 0.1).n_iter_ == 4
+    assert net._guard._writer is None
+
+
+def test_a_waiting_writer_still_waits_for_a_reader_that_runs():
+    # the recheck drops only marks whose thread runs no guarded call
+    X = np.random.RandomState(0).randn(2, 20)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([2, 3, 1], seed=0).fit(X, Y, 1, 0.1)
+    reading, release = threading.Event(), threading.Event()
+
+    @_guard.shared
+    def reader(net):
+        reading.set()
+        release.wait(10)
+    t = threading.Thread(target=reader, args=(net,))
+    t.start()
+    reading.wait(10)
+    threading.Timer(5 * _guard.RECHECK_S, release.set).start()
+    net.fit(X, Y, 1, 0.1)
+    assert release.is_set()
+    t.join(10)
+
+
+@needs_alarm
+def test_alarms_during_predict_calls_never_leave_the_network_held():
+    # SIGALRM every 20 us raising in the main thread, wherever it is in predict's calls
+    X = np.random.RandomState(0).randn(2, 8)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([2, 3, 1], seed=0).fit(X, Y, 1, 0.1)
+    armed = [False]
+
+    def handler(signum, frame):
+        if armed[0]:
+            armed[0] = False
+            raise Alarm()
+    previous = signal.signal(signal.SIGALRM, handler)
+    interrupted = 0
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 2e-5, 2e-5)
+        deadline = time.monotonic() + 0.5
+        while time.monotonic() < deadline:
+            try:
+                armed[0] = True
+                for _ in range(1000):
+                    net.predict(X)
+            except Alarm:
+                interrupted += 1
+            armed[0] = False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert interrupted > 0
+    assert _in_thread(lambda: net.fit(X, Y, 1, 0.1).n_iter_) == 2
+    assert net.predict(X).shape == (1, 8)
 
 
 @needs_alarm
