@@ -105,7 +105,7 @@ KC = 1024
 # has at least MICRO_MIN_ROWS rows, four of the target's row blocks (packing
 # costs about as much as 2-3 row blocks' work, so fewer rows do not repay
 # it: 32 rows on AVX-512, 12 on AVX2, where the blocked forms' float64
-# transposes go cell by cell; the README's "Packed from four row blocks")
+# transposes go cell by cell; docs/performance-log.md, "Packed from four row blocks")
 # and the reduction is at least MICRO_MIN_K long. From MICRO_LONG_K on, MICRO_LONG_K_ROWS rows are enough:
 # such a product is bound by reading its right-hand operand from memory
 # (the deep network's first layer: X 12288 x 209), which the packing reads
@@ -127,14 +127,14 @@ MICRO_KC = 256
 # nonzero (dW), SPARSE_DENSITY_TRANSPOSED (Z, and dA_prev but where
 # SPARSE_DENSITY_INPUT says otherwise; these transpose their sparse factor
 # first and their result after): about where that stops
-# being faster than the packed product (README, "Zeros left out"; dW's is
+# being faster than the packed product (docs/performance-log.md, "Zeros left out"; dW's is
 # 0.9 on vectors narrower than 512 bits, whose packed micro-kernel is the
 # 3 x 16 one: "AVX2's float64 transposes and dW's zeros").
 SPARSE_BYTES = 8 * target.vector_bits() // 8
 SPARSE_DENSITY = 0.8 if target.vector_bits() >= 512 else 0.9
 SPARSE_DENSITY_TRANSPOSED = 0.5
 # dA_prev's own (float64, float32): AVX2's float64 to 0.85, where its packed
-# product was slower than the sparse tiles with their transposes (README,
+# product was slower than the sparse tiles with their transposes (docs/performance-log.md,
 # "AVX2's float64 transposes and dW's zeros").
 SPARSE_DENSITY_INPUT = (0.85 if target.vector_bits() < 512 else SPARSE_DENSITY_TRANSPOSED, SPARSE_DENSITY_TRANSPOSED)
 MICRO_MIN_ROWS = 4 * MICRO_ROWS

@@ -125,7 +125,7 @@ def micro_shape():
 # CPUs whose float64 divider is pipelined and quick (AMD Zen 2 onwards: a
 # 256-bit division or square root every few cycles). There the optimizers'
 # step divides (options.DIVIDE_STEP) where it has no AVX-512 estimate: on
-# AVX2 code that beat kernels.quotient's Newton steps by 1.7x (README,
+# AVX2 code that beat kernels.quotient's Newton steps by 1.7x (docs/performance-log.md,
 # "Dividing where the divider is quick"). Intel's and Zen 1's dividers take
 # two to five times as long a vector by the published instruction tables
 # (not measured here): they keep the Newton steps.

@@ -7,7 +7,7 @@ root; its seed, from the divisor's bits, is within 1/8, so it takes four
 Newton steps, and the FMA units end up as busy as the divider. AVX-512
 has a reciprocal estimate, vrcp14pd, within 2^-14: two Newton steps
 (2^-56) and the same correction give the same, correctly rounded
-quotient (README, "Adam's quotient from the CPU's estimate"). LLVM's loop
+quotient (docs/performance-log.md, "Adam's quotient from the CPU's estimate"). LLVM's loop
 vectorizer cannot use a target's intrinsic inside a scalar loop, so the
 cells' whole update is written here as vector IR: ``_adam_cells8`` and
 ``_rmsprop_cells8`` update cells j .. j + 7.

@@ -8,7 +8,7 @@
 
 Context managers written as classes, not with contextlib's generators:
 every fit enters and leaves them, and a class's are fewer steps of the
-interpreter (README, "The step tests its own cells": what a fit call's
+interpreter (docs/performance-log.md, "The step tests its own cells": what a fit call's
 own time is made of).
 """
 
@@ -79,7 +79,7 @@ class BlasLimit:
     controller of NumPy's BLAS (or of every BLAS where none is in NumPy's
     folder: a NumPy built against the system's), not its ``limit``
     context, which reads every library's settings on the way in and out (a
-    large part of a short fit's call: README, stop 42). Counted across
+    large part of a short fit's call: docs/performance-log.md, stop 42). Counted across
     threads (the first fit in limits, the last one out restores), and
     threadpoolctl's claim on OpenBLAS for this thread (3.8 lets one thread
     at a time set it) is given up after each change, so that the next fit,

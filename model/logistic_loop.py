@@ -27,7 +27,7 @@ from .training import DIVERGED, FINISHED
 THREADED = True  # prange on threads (the "parallel" variant; kernels.cpu sets it per variant)
 # examples_as_rows' part on threads, in columns of X: a part writes as many
 # rows of XT at once as it has columns, and fewer streams of writes go faster
-# (the README's "Logistic regression and one unit")
+# (docs/performance-log.md, "Logistic regression and one unit")
 STRIPE = 32
 
 

@@ -89,7 +89,7 @@ def run_members(member, args, members, threads):
     """member(*args) ``members`` times on ``threads`` threads: this one and
     threads - 1 of the team's threads (TEAM_THREADS, kept from one fit to
     the next: starting and joining threads of its own cost a short fit
-    more than its Python; README, "A fit call's own time"), or,
+    more than its Python; docs/performance-log.md, "A fit call's own time"), or,
     while another Python thread's fit has those, threads started and joined
     here. Every member has returned when it does, whatever happens (a
     member's error in another thread is raised here after the others
@@ -336,7 +336,7 @@ def row_splits(dims, parts):
     MICRO_MIN_ROWS rows and an even split would not: then the even split,
     whose parts' products keep the packed plans (they need MICRO_MIN_ROWS
     rows; a part that took the blocked plans was a third slower than the
-    other: README, "Packed from four row blocks")."""
+    other: docs/performance-log.md, "Packed from four row blocks")."""
     def first_row(n, q, block):
         return min(n, -(-(q * n // parts) // block) * block)
 
@@ -358,7 +358,7 @@ def part_rows(net, splits, parts, widths):
     nothing writes (address space only: no page of it is ever touched).
     Not rows of one array: the cores' hardware prefetchers follow the
     micro-kernel's stores down a part's rows and run on into the rows after
-    them, taking the next part's lines from the core writing them (README,
+    them, taking the next part's lines from the core writing them (docs/performance-log.md,
     "Parts apart in memory")."""
     p, ops, dt = net.program, net._ops, net.dtype
     dims = net.layer_dims

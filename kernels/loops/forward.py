@@ -29,7 +29,7 @@ PLANS, FORWARD_ROWS, FORWARD_DOT, FORWARD_PACKED = ALL_PLANS, True, True, True
 THREADED = True
 # One unit's forward on threads: parts of the reduction a thread of the pool
 # (more parts than threads: a part that waits on memory longer is made up by
-# the others; 2, 8 and 16 parts a forward measured on 2 threads: the README's
+# the others; 2, 8 and 16 parts a forward measured on 2 threads: docs/performance-log.md,
 # "Logistic regression and one unit")
 ONE_UNIT_PARTS = 4
 

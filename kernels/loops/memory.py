@@ -1,7 +1,7 @@
 """Hints to the memory system: prefetches and streaming stores.
 
 Two places where a mini-batch epoch waits on memory, not on arithmetic
-(README, "Waiting on memory"):
+(docs/performance-log.md, "Waiting on memory"):
 
 - **Prefetching the next block.** ``packed_tile`` packs each block of
   the reduction (MICRO_KC rows of B) only when the last one is done; where

@@ -103,7 +103,7 @@ def _optimizer_block(o, v, s, p, g, lr, kind, beta1, beta2, epsilon, fma_quotien
     arrays often lie at one offset in their 4 KiB pages, and a read after a
     write to another array at the same page offset waits for the write (the
     CPU compares the addresses' low 12 bits): up to 2.5 times the loop's
-    time (README, "Adam reads before it writes")."""
+    time (docs/performance-log.md, "Adam reads before it writes")."""
     one = o.dtype.type(1.0)
     big = o.dtype.type(math.inf)
     if fma_quotient:  # Adam's or RMSprop's float64 step on AVX-512 (kernels.vector_step), where it applies
@@ -240,7 +240,7 @@ def _gather_batches_row(cells, x, index, size, n, i, line):
     goes first: its pass along the row streams it into the caches (the
     prefetchers follow a pass in order), so the gather's reads in the
     epoch's order find their lines there instead of waiting on memory one
-    line at a time where X exceeds the last cache (README). Each batch's
+    line at a time where X exceeds the last cache (docs/performance-log.md). Each batch's
     cells are taken into ``line`` (size,) and written from there with
     streaming stores (kernels.loops.memory: the batches are read long
     after), fenced before the row returns. Borrowed views (views.borrowed):
