@@ -58,7 +58,7 @@ def planar(m=400, seed=1):
     (``load_planar_dataset``: the same legacy RandomState draws, in the same order).
 
     Returns X (2, m) float64 and Y (1, m) int64; the first half of the
-    examples are class 0, the second half class 1 (m odd: class 1 gets one fewer).
+    examples are class 0, the second half class 1 (m odd: class 1 gets one more).
     """
     m = _check_m(m)
     rng = np.random.RandomState(_check_seed(seed))

@@ -219,6 +219,7 @@ class FitLoop:
         track = np.array([np.inf, 0.0, -1.0])
         keep = np.array(list(options.keep_prob) + [1.0])  # per layer; the output keeps every unit
         self._early_stopping_track = track
+        self._early_stopping_best = (W_best, b_best)
 
         def chunk(start, count):
             traded = True  # whether W, b may hold other arrays than _W, _b now

@@ -52,14 +52,18 @@ class LogisticRegression(NeuralNetwork):
     def set_parameters(self, parameters):
         """Replace w (n_x, 1) and b (a scalar); keys, shape, dtype and finiteness checked."""
         n_x = self.layer_dims[0]
-        if hasattr(parameters, "keys") and "b" in parameters and np.ndim(parameters["b"]) == 0:
-            b = parameters["b"]
-            if isinstance(b, (bool, np.bool_)) or not isinstance(b, (numbers.Real, np.floating, np.ndarray)):
-                raise TypeError(f"parameter b must be a number, got {type(b).__name__}")
-            parameters = dict(parameters, b=np.full((1, 1), b, dtype=self.dtype))
-        else:
+        if not (hasattr(parameters, "keys") and "b" in parameters):
             raise ValueError(f"parameters must be a dict {{'w': array ({n_x}, 1), 'b': number}}, "
                              f"got {parameters!r:.80}")
+        b = parameters["b"]
+        if isinstance(b, np.ndarray) and b.size == 1 and b.ndim <= 2:  # scikit-learn's intercept_ is (1,)
+            b = b.reshape(())
+        if isinstance(b, (bool, np.bool_)) or not isinstance(b, (numbers.Real, np.floating, np.ndarray)):
+            raise TypeError(f"parameter b must be a number, got {type(b).__name__}")
+        if np.ndim(b) != 0:
+            raise ValueError(f"parameter b must be a number (or an array of one element), got an array of "
+                             f"shape {np.shape(b)}")
+        parameters = dict(parameters, b=np.full((1, 1), b, dtype=self.dtype))
         checked = check_parameters(parameters, {"w": (n_x, 1), "b": (1, 1)}, self.dtype)
         return super().set_parameters({"W1": checked["w"].T.copy(), "b1": checked["b"]})
 

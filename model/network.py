@@ -30,7 +30,7 @@ from .fit import FitLoop
 from .inference import Inference
 from .persistence import Persistence
 from .program import get_program
-from .training import DIVERGED, X_NOT_FINITE
+from .training import DIVERGED, FINISHED, X_NOT_FINITE
 
 
 @functools.lru_cache(maxsize=256)
@@ -259,12 +259,15 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
     def set_parameters(self, parameters):
         """Replace every parameter. ``parameters`` must have exactly the keys W1,
         b1, ..., WL, bL, each an array of its layer's shape and of the network's
-        dtype, all finite. Clears ``costs_`` and ``n_iter_``. Returns self."""
+        dtype, all finite. Clears ``costs_`` and ``n_iter_``, and the optimizer's
+        state (as a loaded network has none: the next fit starts it afresh).
+        Returns self."""
         checked = check_parameters(parameters, self._parameter_shapes(), self.dtype)
         L = self.n_layers
         self._W = [self._ops.asarray(checked[f"W{l + 1}"]) for l in range(L)]
         self._b = [self._ops.asarray(checked[f"b{l + 1}"]) for l in range(L)]
         self._clear_history()
+        self._optimizer_state = None  # moments of other parameters: the next fit starts its optimizer afresh
         return self
 
     # --------------------------------------------------------- data and buffers
@@ -344,8 +347,9 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
           validation cost after the epochs ``costs_`` is recorded at (NaN for
           fits without). ``early_stopping=True`` checks it after every epoch
           and stops when it has not improved by more than ``tol`` for
-          ``n_iter_no_change`` epochs in a row, restoring the parameters of
-          the best epoch (``best_epoch_``, counted over all fits).
+          ``n_iter_no_change`` epochs in a row; then, or when the epochs run
+          out first, the network takes the parameters of the best epoch
+          (``best_epoch_``, counted over all fits), as scikit-learn's MLP does.
 
         ``costs_`` records, at epochs 0, cost_every, 2 cost_every, ... of this
         fit, the cost of the epoch's forward passes (before their updates; the
@@ -362,14 +366,14 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
             raise TypeError("fit() needs a learning_rate (a finite number > 0), e.g. fit(X, Y, 100, 0.1)")
         learning_rate = check_learning_rate(learning_rate)
         cost_every = check_int(cost_every, "cost_every", 1)
+        if not isinstance(progress, (bool, np.bool_)):
+            raise TypeError(f"progress must be True or False, got {progress!r}")
         options = check_training_options(batch_size, shuffle, seed, optimizer, decay_rate, decay_every, l2,
                                          validation_data is not None, early_stopping, n_iter_no_change, tol,
                                          check_keep_prob(keep_prob, self.n_layers - 1))
         Xd, Yd = self._data(X, Y, finite=not (epochs and self._fit_tests_X(X, options)))
         validation = self._validation_data(validation_data)
-        n_costs = -(-epochs // cost_every)
-        costs = np.full(n_costs, np.nan)
-        val_costs = np.full(n_costs, np.nan)
+        costs, val_costs = self._cost_records(epochs, cost_every, validation is not None)
         if options.plain:  # the course's batch gradient descent: its own, leaner loop
             self._optimizer_state = None
             chunk = self._chunk_runner(Xd, Yd, costs, cost_every, learning_rate)
@@ -389,8 +393,13 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         if options.early_stopping and self._early_stopping_track[2] >= 0:
             self.best_epoch_ = self.n_iter_ + int(self._early_stopping_track[2]) - (
                 self._optimizer_state["epochs"] - done)
+        best = self.__dict__.pop("_early_stopping_best", None)  # (W_best, b_best): not kept past the fit
+        track = self._early_stopping_track if options.early_stopping else None
+        if track is not None and status == FINISHED and track[2] >= 0 and track[1] > 0:
+            self._restore_best(*best)  # the epochs ran out before the patience: the best epoch's, too
         self.costs_ = self._appended("costs_", costs[:recorded])
-        self.val_costs_ = self._appended("val_costs_", val_costs[:recorded])
+        self.val_costs_ = self._appended("val_costs_", val_costs[:recorded] if validation is not None
+                                         else np.full(recorded, np.nan))
         self.cost_iterations_ = self._appended("cost_iterations_",
                                                np.arange(self.n_iter_, self.n_iter_ + done, cost_every))
         self.n_iter_ += done
@@ -408,6 +417,27 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         if isinstance(status, BaseException):  # a Ctrl-C, or a signal handler's exception: after the history
             raise status
         return self
+
+    @staticmethod
+    def _cost_records(epochs, cost_every, validating):
+        """fit's arrays for the costs (and validation costs) it records,
+        ceil(epochs / cost_every) each: not filled, since only the cells of
+        the epochs done are read, so an epochs cap far above what early
+        stopping runs takes only the pages it writes."""
+        n = -(-epochs // cost_every)
+        try:
+            return np.empty(n), (np.empty(n) if validating else None)
+        except MemoryError:
+            raise MemoryError(
+                f"fit(epochs={epochs}, cost_every={cost_every}) records {n} costs ({n * 8 / 2**30:.3g} GiB), "
+                f"more than this machine can hold; record fewer (a larger cost_every) or fit in several calls "
+                f"(each continues where the last stopped)") from None
+
+    def _restore_best(self, W_best, b_best):
+        """The parameters of the best epoch (early stopping's copy) made current."""
+        for l in range(self.n_layers):
+            self._ops.copy(self._W[l], W_best[l])
+            self._ops.copy(self._b[l], b_best[l])
 
     def _validation_data(self, validation_data):
         """(Xv, Yv) as backend arrays, or None."""

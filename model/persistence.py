@@ -12,7 +12,7 @@ starts its optimizer afresh.
 
 import contextlib
 import os
-import tempfile
+import secrets
 import zipfile
 
 import numpy as np
@@ -24,18 +24,39 @@ FILE_FORMAT = "jitloops-model-1"
 
 def check_save_path(path):
     """``path`` (as a str) where save can write a file, or an OSError that
-    says why not: a folder, a folder that does not exist, or one not
-    writable (``jitloops train --save`` asks before it trains)."""
+    says why not: empty, a folder, something that is not a regular file, a
+    folder that does not exist, or one not writable (``jitloops train
+    --save`` asks before it trains). An existing file is replaced, as
+    np.save and torch.save replace one."""
     path = os.fspath(path)
+    if not path:
+        raise FileNotFoundError("save(''): the path is empty; give a file name, e.g. 'net.npz'")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"save({path!r}): that is a folder; give a file name, e.g. "
                                 f"{os.path.join(path, 'net.npz')!r}")
+    if os.path.exists(path) and not os.path.isfile(path):  # a device (/dev/null), a pipe, a socket
+        raise FileExistsError(f"save({path!r}): that exists and is not a regular file (a device, a pipe or "
+                              f"a socket), which save would replace with a file; give another file name")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"save({path!r}): the folder {folder!r} does not exist; create it first")
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"save({path!r}): the folder {folder!r} is not writable")
     return path
+
+
+def _temporary_file(folder):
+    """(fd, path) of a new file in ``folder`` for save to write and rename:
+    created with mode 0666 less the umask, as open() creates a file
+    (tempfile.mkstemp's are the owner's alone, 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = os.path.join(folder, f".jitloops-{secrets.token_hex(8)}.npz.tmp")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:  # another save's name: draw again
+            continue
+    raise FileExistsError(f"save: no free temporary file name in {folder!r}")
 
 
 class Persistence:
@@ -62,8 +83,10 @@ class Persistence:
         arrays = dict(self._architecture())
         params = self.parameters
         arrays.update({f"param_{k}": v for k, v in params.items()})
-        fd, tmp = tempfile.mkstemp(prefix=".jitloops-", suffix=".npz.tmp", dir=folder)
+        fd, tmp = _temporary_file(folder)
         try:
+            with contextlib.suppress(FileNotFoundError):  # the file it replaces keeps its permissions
+                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, **arrays)
                 f.flush()
@@ -83,7 +106,15 @@ class Persistence:
         if not os.path.exists(path):
             raise FileNotFoundError(f"no saved network at {path!r}")
         try:
-            with np.load(path, allow_pickle=False) as f:
+            loaded = np.load(path, allow_pickle=False)
+        except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"{path!r} is not a readable jitloops network file (corrupt or not an .npz "
+                             f"written by save): {exc}") from None
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # an .npy file: one array
+            raise ValueError(f"{path!r} holds one NumPy array (an .npy file), not a jitloops network (an "
+                             f".npz written by save)")
+        try:
+            with loaded as f:
                 data = {k: f[k] for k in f.files}
         except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
             raise ValueError(f"{path!r} is not a readable jitloops network file (corrupt or not an .npz "
@@ -93,11 +124,14 @@ class Persistence:
                              f"(was it written by NeuralNetwork.save?)")
         try:
             kind = str(data["kind"])
-            dims = [int(n) for n in data["layer_dims"]]
-            acts = [str(a) for a in data["activations"]]
+            dims, acts = data["layer_dims"], data["activations"]
             dtype = str(data["dtype"])
         except KeyError as exc:
             raise ValueError(f"{path!r} is missing the architecture entry {exc.args[0]!r}") from None
+        if dims.ndim != 1 or dims.dtype.kind not in "iu" or acts.ndim != 1:
+            raise ValueError(f"{path!r} has a corrupt architecture: layer_dims must be a list of integers and "
+                             f"activations a list of names, got {dims!r} and {acts!r}")
+        dims, acts = [int(n) for n in dims], [str(a) for a in acts]
         from .logistic import LogisticRegression
         from .network import NeuralNetwork
         target = {c.__name__: c for c in (NeuralNetwork, LogisticRegression)}.get(kind)

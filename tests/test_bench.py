@@ -181,7 +181,9 @@ def test_the_handoff_measurement_finishes_on_one_cpu_and_says_none_there():
 def test_the_handoff_between_two_cpus_is_a_positive_time():
     if bench.usable_cpus() < 2:
         pytest.skip("one CPU here: handoff_ns answers None (the test above)")
-    ns = bench.handoff_ns(round_trips=500, repeats=1)
+    # the least of 3 runs: a run whose other thread waited for a core (the suite's own workers on a
+    # 2-core machine) takes a scheduler slice a round trip, 1.5 ms once
+    ns = bench.handoff_ns(round_trips=500, repeats=3)
     assert ns is not None and 0 < ns < 1e6  # tens to hundreds of ns between real cores; a loaded host more
 
 

@@ -311,6 +311,15 @@ def test_validation_costs_and_early_stopping(backend):
         for k, v in ref.parameters.items():
             np.testing.assert_allclose(stop.parameters[k], v, rtol=1e-7, atol=1e-10)
 
+    # the epochs run out 3 epochs after the best, before the patience: the best epoch's parameters too
+    # (scikit-learn's MLP); val_costs_[best] is the cost those parameters give
+    short = NeuralNetwork([2, 16, 16, 1], activations="relu", init="he", seed=1, backend=backend)
+    short.fit(X, Y, best + 4, validation_data=(Xv, Yv), early_stopping=True, n_iter_no_change=5, tol=1e-3,
+              cost_every=1, **kwargs)
+    assert short.best_epoch_ == best and short.n_iter_ == best + 4
+    assert short.cost(Xv, Yv) == pytest.approx(short.val_costs_[best], rel=1e-12)
+    assert short.cost(Xv, Yv) != pytest.approx(short.val_costs_[-1], rel=1e-9)
+
 
 def test_bad_validation_options():
     X, Y = moons_like(m=20)

@@ -4,8 +4,10 @@ fits their int64, seeds use all the bits they are given or say they cannot,
 and a forward pass that overflowed says so instead of answering NaN."""
 
 import copy
+import os
 import pickle
 import re
+import stat
 
 import numpy as np
 import pytest
@@ -267,3 +269,105 @@ def test_x_with_one_bad_cell_is_refused_by_every_call(data, backend, bad):
     big[0, 0] = 1e300  # finite in float64, infinite in float32: the test after the conversion
     with pytest.raises(ValueError, match="too large for float32"):
         NeuralNetwork([2, 5, 1], backend=backend, dtype="float32", seed=1).fit(big, Y, 1, 0.1)
+
+
+# ------------------------------------------------------ files and fit's own state
+
+
+def test_save_refuses_what_is_not_a_regular_file(tmp_path):
+    # save replaced /dev/null (as root), a named pipe, ... with a zip file
+    net = NeuralNetwork([2, 3, 1])
+    with pytest.raises(FileNotFoundError, match="the path is empty"):
+        net.save("")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe")
+        with pytest.raises(FileExistsError, match="not a regular file"):
+            net.save(tmp_path / "pipe")
+        assert stat.S_ISFIFO(os.stat(tmp_path / "pipe").st_mode)
+    if os.path.exists(os.devnull) and not os.path.isfile(os.devnull):
+        with pytest.raises(FileExistsError, match="not a regular file"):
+            net.save(os.devnull)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permission bits")
+def test_save_gives_a_file_the_permissions_open_would(tmp_path):
+    # every saved file was the owner's alone (mkstemp's 0600), one it replaced included
+    net = NeuralNetwork([2, 3, 1])
+    umask = os.umask(0o022)
+    try:
+        net.save(tmp_path / "new.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "new.npz").st_mode) == 0o644
+        (tmp_path / "old.npz").write_bytes(b"")
+        os.chmod(tmp_path / "old.npz", 0o640)
+        net.save(tmp_path / "old.npz")
+        assert stat.S_IMODE(os.stat(tmp_path / "old.npz").st_mode) == 0o640
+    finally:
+        os.umask(umask)
+    assert NeuralNetwork.load(tmp_path / "old.npz").layer_dims == (2, 3, 1)
+
+
+def test_load_explains_an_npy_file_and_a_corrupt_architecture(tmp_path):
+    np.save(tmp_path / "w.npy", np.ones(3))
+    with pytest.raises(ValueError, match=r"holds one NumPy array \(an \.npy file\), not a jitloops network"):
+        NeuralNetwork.load(tmp_path / "w.npy")
+    net = NeuralNetwork([2, 3, 1], seed=0)
+    for dims in (np.array([2.0, 3.7, 1.0]), np.array(4)):  # silently 3 once; a bare TypeError once
+        arrays = {**net._architecture(), **{f"param_{k}": v for k, v in net.parameters.items()}}
+        arrays["layer_dims"] = dims
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(ValueError, match="corrupt architecture: layer_dims must be a list of integers"):
+            NeuralNetwork.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("backend", COMPILED)
+def test_set_parameters_starts_the_optimizer_afresh(data, backend):
+    # Adam's moments and step count of the replaced parameters carried on into the next fit
+    X, Y = data
+    kwargs = dict(learning_rate=0.01, batch_size=16, optimizer="adam", decay_rate=0.5)
+    start = NeuralNetwork([2, 5, 1], seed=1, backend=backend).parameters
+    used = NeuralNetwork([2, 5, 1], seed=2, backend=backend).fit(X, Y, 4, **kwargs)
+    used.set_parameters(start).fit(X, Y, 3, **kwargs)
+    fresh = NeuralNetwork([2, 5, 1], seed=1, backend=backend).fit(X, Y, 3, **kwargs)
+    assert used.n_iter_ == fresh.n_iter_ == 3
+    for k, v in fresh.parameters.items():
+        np.testing.assert_array_equal(used.parameters[k], v)
+
+
+def test_an_epochs_cap_far_past_what_runs_is_not_allocated_up_front(data):
+    # the cost history was filled for every epoch asked for: an early-stopping cap of 10**8
+    # epochs took 1.6 GB before the first step, 10**11 a bare "Unable to allocate 745 GiB"
+    X, Y = data
+    net = NeuralNetwork([2, 3, 1], seed=0)
+    with pytest.raises(MemoryError, match=r"records 10{15} costs .*a larger cost_every"):
+        net.fit(X, Y, 10**15, 0.1, cost_every=1)
+    assert net.n_iter_ == 0
+    net.fit(X, Y, 10**7, 0.01, batch_size=20, validation_data=data, early_stopping=True, n_iter_no_change=2,
+            tol=1.0, cost_every=1)
+    assert net.n_iter_ == 3 and net.costs_.shape == net.val_costs_.shape == (3,)
+    assert np.isfinite(net.costs_).all() and np.isfinite(net.val_costs_).all()
+
+
+def test_progress_must_be_true_or_false(data):
+    # a callable was never called and "no" showed a bar, while shuffle=1 was refused
+    X, Y = data
+    net = NeuralNetwork([2, 3, 1])
+    for bad in ("no", print, 1):
+        with pytest.raises(TypeError, match="progress must be True or False"):
+            net.fit(X, Y, 1, 0.1, progress=bad)
+    assert net.fit(X, Y, 1, 0.1, progress=np.bool_(False)).n_iter_ == 1
+
+
+def test_logistic_regressions_b_may_be_one_element_and_is_explained_when_not():
+    w = np.array([[0.3], [-0.2]])
+    for b in (0.5, np.float32(0.5), np.array(0.5), np.array([0.5]), np.array([[0.5]])):
+        assert LogisticRegression(2).set_parameters({"w": w, "b": b}).parameters["b"] == 0.5
+    with pytest.raises(ValueError, match=r"b must be a number \(or an array of one element\), got an array of "
+                                         r"shape \(2,\)"):
+        LogisticRegression(2).set_parameters({"w": w, "b": np.array([0.5, 0.1])})
+    with pytest.raises(ValueError, match="parameters must be a dict"):
+        LogisticRegression(2).set_parameters({"w": w})
+
+
+def test_planars_odd_example_goes_to_class_1():
+    X, Y = datasets.planar(m=5)
+    assert X.shape == (2, 5) and Y.tolist() == [[0, 0, 1, 1, 1]]

@@ -160,6 +160,11 @@ def test_early_stopping_and_validation_costs_match_numpy(two_parts):
     np.testing.assert_allclose(got.val_costs_, ref.val_costs_, rtol=1e-7)
     for k, v in ref.parameters.items():
         np.testing.assert_allclose(got.parameters[k], v, rtol=1e-7, atol=1e-10)
+    # the epochs run out before the patience: the team's network takes the best epoch's parameters too
+    short = net("parallel").fit(X, Y, ref.best_epoch_ + 2, 0.05, **kwargs)
+    assert short.best_epoch_ == ref.best_epoch_ and short.n_iter_ == ref.best_epoch_ + 2
+    for k, v in ref.parameters.items():
+        np.testing.assert_allclose(short.parameters[k], v, rtol=1e-7, atol=1e-10)
 
 
 def test_one_epoch_n_times_equals_n_epochs_and_a_large_x(two_parts, monkeypatch):
