@@ -49,6 +49,18 @@ EPOCH_GATHER_BYTES = 4 << 20
 KEEP_EPOCH_BUFFER_BYTES = 64 << 20
 
 
+def call_recorded(results, fn, *args):
+    """fn(*args), its result appended to ``results`` as fn returns. The
+    append is list.extend's, in C: the interpreter runs a signal handler
+    written in Python (a timeout's alarm, a SIGINT handler of the program's
+    own) between two of its bytecodes, and where fn is compiled code there is
+    none between fn's return and the append. So an exception such a handler
+    raises as the chunk's compiled call returns finds that call's epochs in
+    ``results``, and fit records them before raising it (``_drive``)."""
+    results.extend(map(fn, *((a,) for a in args)))
+    return results[-1]
+
+
 def _arrays(items):
     """The arrays in ``items`` (arrays, lists and tuples of them, nested)."""
     for item in items:
@@ -65,8 +77,9 @@ class FitLoop:
         """Run ``chunk(start, count) -> (done, status)`` until ``iterations`` are
         done, in chunks of about CHUNK_SECONDS. Returns (done, status), status
         DIVERGED, 0, or an exception to raise once the history is saved: a
-        KeyboardInterrupt, or what a signal handler raised while a team ran
-        (team_run.run_members)."""
+        KeyboardInterrupt, what a signal handler raised while a team ran
+        (team_run.run_members), or any exception raised in here, with the
+        epochs of the chunks ``chunk.results`` recorded (call_recorded)."""
         bar = Progress(iterations, desc=f"fit [{self.backend}]", enabled=progress)
         # The first chunk is one iteration (and any compilation), unless the
         # last fit of the same kind (``key``: backend, m, ...) measured the chunk size.
@@ -93,6 +106,11 @@ class FitLoop:
                     per_iteration = elapsed / max(done, 1)
                     count = max(1, min(int(CHUNK_SECONDS / per_iteration) if per_iteration > 0 else 10**6, 10**6))
                     self._chunk_hint = (key, count)
+        except BaseException as exc:  # a signal handler's, wherever it landed: what the chunks did is recorded
+            results = getattr(chunk, "results", None)
+            if results is None:
+                raise
+            start, status = sum(result[0] for result in results), exc
         finally:
             bar.close()
         return start, status
@@ -112,6 +130,8 @@ class FitLoop:
             W_start = [ops.empty(w.shape, dt) for w in self._W]
             b_start = [ops.empty(v.shape, dt) for v in self._b]
 
+        results = []  # (done, status) of each chunk run (call_recorded)
+
         def run(fit_chunk, start, count):
             return fit_chunk(costs, lists, X, zeros, Y, codes, start, count, cost_every, learning_rate, eps,
                              ops.exact_math)
@@ -125,7 +145,8 @@ class FitLoop:
             traded = True  # whether W, b may hold other arrays than _W, _b now
             try:
                 if not optimistic:
-                    done, status = run(p.fit_chunk, start, count)
+                    done, status = call_recorded(results, p.fit_chunk, costs, lists, X, zeros, Y, codes, start,
+                                                 count, cost_every, learning_rate, eps, ops.exact_math)
                     traded = done % 2 == 1  # fit_chunk trades the lists' arrays once per step
                     return done, status
                 # A device backend: run the chunk without the per-iteration test
@@ -139,16 +160,18 @@ class FitLoop:
                 try:
                     done, status = run(p.fit_chunk_unguarded, start, count)
                     if status != DIVERGED and p.parameters_finite(W, b, zeros):
+                        results.append((done, status))
                         return done, status
-                except BaseException:  # leave the parameters of a finite iteration
+                except BaseException:  # leave the parameters of a finite iteration: the chunk's first
                     with contextlib.suppress(Exception):
                         restore()
                     raise
                 restore()
-                return run(p.fit_chunk, start, count)
+                return call_recorded(results, run, p.fit_chunk, start, count)
             finally:  # the lists may have traded arrays: W, b hold the current parameters
                 self._keep_parameter_lists(p, W, b, traded)
 
+        chunk.results = results
         return chunk
 
     def _epoch_runner(self, X, Y, costs, cost_every, learning_rate, options, validation=None, val_costs=None):
@@ -221,8 +244,11 @@ class FitLoop:
         self._early_stopping_track = track
         self._early_stopping_best = (W_best, b_best)
 
+        results = []  # (done, status, steps[, traded]) of each chunk run (call_recorded)
+
         def chunk(start, count):
             traded = True  # whether W, b may hold other arrays than _W, _b now
+            ran = len(results)
             try:
                 steps_so_far = state["steps"]
                 settings = (learning_rate, options.decay_rate, options.decay_every, opt.code, beta1, beta2,
@@ -236,21 +262,25 @@ class FitLoop:
                         W=W, b=b, W_next=W_next, b_next=b_next, V_W=V_W, V_b=V_b, S_W=S_W, S_b=S_b, A=full[1],
                         dZ=full[2], dA=full[3], Al=tail[1], dZl=tail[2], dAl=tail[3], db=db, Zv=Zv, Av=Av,
                         W_best=W_best, b_best=b_best, Z=Z_parts, Zl=Z_parts_last, dAp=dAp, dApl=dApl, dW=dW_parts))
-                    done, status, steps, traded = p.fit_epochs_team(
+                    done, status, steps, traded = call_recorded(
+                        results, p.fit_epochs_team,
                         sync, costs, lists, nested, W, b, W_next, b_next, Yb, Ybl, splits, jlog, X, Y, perm,
                         Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, options.shuffle,
                         options.seed, Yv, val_costs, track, validation is not None, options.early_stopping,
                         options.n_iter_no_change, options.tol, members)
                 else:
-                    done, status, steps = p.fit_epochs(
+                    done, status, steps = call_recorded(
+                        results, p.fit_epochs,
                         costs, W, b, W_next, b_next, *moments, *full, *tail, dW, db, X, Y, Yb, Ybl, perm,
                         Xs, codes, start, count, cost_every, first_epoch, steps_so_far, *settings, copy,
                         options.shuffle and copy, options.seed, *ending, keep, dropping)
-                state["steps"] = steps
                 return done, status
             finally:  # the lists may have traded arrays: W, b hold the current parameters
+                if len(results) > ran:  # the steps the chunk made, whatever was raised after it returned
+                    state["steps"] = results[-1][2]
                 self._keep_parameter_lists(p, W, b, traded)
 
+        chunk.results = results
         return chunk
 
     def _fit_tests_X(self, X, options):

@@ -11,6 +11,7 @@ from kernels.loops.plans import ALL_PLANS
 
 from . import _guard
 from .checks import check_parameters
+from .fit import call_recorded
 from .training import DIVERGED, X_NOT_FINITE
 from .network import NeuralNetwork
 
@@ -126,13 +127,16 @@ class LogisticRegression(NeuralNetwork):
         eps = self._eps()
         XT = self._examples_as_rows(X)  # once per fit
 
+        results = []  # (done, status) of each chunk run (fit.call_recorded)
+
         def chunk(start, count):
-            done, status = p.logistic_fit_chunk(costs, w, b, w_next, b_next, dw, db, dw_parts, parts, XT, Y,
-                                                start, count, cost_every, learning_rate, eps)
+            done, status = call_recorded(results, p.logistic_fit_chunk, costs, w, b, w_next, b_next, dw, db,
+                                         dw_parts, parts, XT, Y, start, count, cost_every, learning_rate, eps)
             if start == done == 0 and status == DIVERGED and not np.isfinite(X).all():
                 return 0, X_NOT_FINITE  # see _fit_tests_X
             return done, status
 
+        chunk.results = results
         return chunk
 
     def _fit_tests_X(self, X, options):

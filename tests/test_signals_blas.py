@@ -13,7 +13,7 @@ import numba
 import numpy as np
 import pytest
 
-from model import NeuralNetwork, _fit_env, _guard, team_run
+from model import LogisticRegression, NeuralNetwork, _fit_env, _guard, team_run
 
 needs_alarm = pytest.mark.skipif(not hasattr(signal, "setitimer") or
                                  threading.current_thread() is not threading.main_thread(),
@@ -226,6 +226,38 @@ def test_a_handlers_exception_during_a_team_fit_is_raised_after_the_epochs_are_r
     again = make().fit(X, Y, net.n_iter_, 0.01, **kwargs)
     for k, v in again.parameters.items():
         np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
+
+
+@needs_alarm
+@pytest.mark.parametrize("backend", ["numba", "parallel"])
+@pytest.mark.parametrize("kind", ["full batch", "adam", "logistic"])
+def test_a_handlers_exception_after_a_compiled_chunk_is_raised_after_its_epochs_are_recorded(alarm_in, backend,
+                                                                                             kind):
+    # it landed as the chunk's compiled call returned, and left fit unrecorded: the parameters had
+    # moved on, n_iter_, costs_ and the optimizer's step count had not
+    X = np.random.RandomState(1).randn(4, 300)
+    Y = (X[:1] > 0).astype(float)
+    kwargs = dict(batch_size=32, optimizer="adam", seed=2) if kind == "adam" else {}
+    if kind == "logistic":
+        make = lambda: LogisticRegression(4, backend=backend)
+    else:
+        make = lambda: NeuralNetwork([4, 8, 1], seed=1, backend=backend)
+    make().fit(X, Y, 1, 0.01, **kwargs)  # compiled before the alarm
+    for delay in (0.05, 0.17, 0.29):  # several chunks of about 0.1 s, the alarm inside one
+        net = make()
+        alarm_in(delay)
+        with pytest.raises(Alarm):
+            net.fit(X, Y, 10**9, 0.01, cost_every=1, **kwargs)
+        assert 0 < net.n_iter_ == len(net.costs_) < 10**9
+        again = make().fit(X, Y, net.n_iter_, 0.01, cost_every=1, **kwargs)
+        np.testing.assert_array_equal(net.costs_, again.costs_)
+        for k, v in again.parameters.items():
+            np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
+        # the optimizer's state too: both go on alike
+        net.fit(X, Y, 3, 0.01, **kwargs)
+        again.fit(X, Y, 3, 0.01, **kwargs)
+        for k, v in again.parameters.items():
+            np.testing.assert_array_equal(net.parameters[k], v, err_msg=k)
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="signals need the main thread")
