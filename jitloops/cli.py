@@ -6,6 +6,7 @@ Subcommands live in their own modules, each with ``add_arguments(parser)`` and
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help)
@@ -66,12 +67,20 @@ def build_parser():
 
 
 def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "_run", None) is None:
-        parser.print_help()
-        return 0
-    return args._run(args) or 0
+    command = "jitloops"
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "_run", None) is None:
+            parser.print_help()
+            return 0
+        command = f"jitloops {args.command}"
+        status = args._run(args) or 0
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at exit
+        return status
+    except KeyboardInterrupt:  # Ctrl-C: a user's choice, not a crash (130 = 128 + SIGINT, the shells' code)
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

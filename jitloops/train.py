@@ -77,6 +77,8 @@ def run(args):
                 seed=max(args.seed, 0), optimizer=args.optimizer, decay_rate=args.decay_rate,
                 decay_every=args.decay_every, l2=args.l2, keep_prob=args.keep_prob)
         status = 0
+    except KeyboardInterrupt:  # fit stopped between two epochs and recorded them: keep what was learned
+        return _interrupted(net, args)
     except DivergenceError as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         status = 1
@@ -103,3 +105,19 @@ def run(args):
             return 1
         print(f"saved to {args.save}")
     return status
+
+
+def _interrupted(net, args):
+    """A Ctrl-C during fit: how far it got and, with --save, the network as it stands. Exit 130."""
+    unit = "iterations" if args.batch_size is None else "epochs"
+    done = f"jitloops train: interrupted after {net.n_iter_} {unit}"
+    if args.save is None:
+        print(f"{done}; nothing saved (no --save)", file=sys.stderr)
+        return 130
+    try:
+        net.save(args.save)
+    except OSError as exc:
+        print(f"{done}; could not save to {args.save!r}: {exc}", file=sys.stderr)
+        return 130
+    print(f"{done}; saved the network as it stands to {args.save}", file=sys.stderr)
+    return 130

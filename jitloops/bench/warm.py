@@ -77,6 +77,27 @@ def warm_up(cases, themes, sweep, dtypes, backends):
         if backends:
             cmd += ["--backends", ",".join(backends)]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        return _warm_beside(proc, compiled, helper)
+    except BaseException:  # a Ctrl-C or a failure here: the helper must not compile on, orphaned
+        if proc is not None:
+            _stop(proc)
+        raise
+
+
+def _stop(proc, grace_s=5.0):
+    """Terminate the helper and wait for it (killed if it ignores that for ``grace_s``)."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.communicate(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    proc.communicate()
+
+
+def _warm_beside(proc, compiled, helper):
+    """warm_up's work once the helper (``proc``, or None) runs: this process's share, then the wait."""
     t0 = time.perf_counter()
     theirs = {id(c) for c in helper}
     make_all([c for c in compiled if id(c) not in theirs])

@@ -1,0 +1,82 @@
+"""The ``jitloops`` command's answers to Ctrl-C, closed pipes and bad options:
+one line on stderr and an exit status, never a traceback, a silent wrong run
+or a lost file."""
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from jitloops.cli import SUBCOMMANDS, main
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra):
+    """The environment of a ``python -m jitloops`` child: this checkout first on the path."""
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return dict(os.environ, PYTHONPATH=path, **extra)
+
+
+def _jitloops(*args, **kw):
+    return [sys.executable, "-m", "jitloops", *args]
+
+
+# ---------------------------------------------------------------- Ctrl-C
+
+
+@pytest.mark.parametrize("name", list(SUBCOMMANDS))
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys, name):
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(importlib.import_module(SUBCOMMANDS[name][0]), "run", interrupted)
+    argv = [name, "symmetry"] if name == "lesson" else [name]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == f"jitloops {name}: interrupted\n"
+
+
+def test_ctrl_c_stops_train_and_saves_the_network_as_it_stands(tmp_path):
+    from model import NeuralNetwork
+    path = tmp_path / "net.npz"
+    proc = subprocess.Popen(_jitloops("train", "--backend", "numpy", "--iterations", "100000000", "--cost-every",
+                                      "10000000", "--no-progress", "--save", str(path)),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(PYTHONUNBUFFERED="1"))
+    try:
+        assert proc.stdout.readline().startswith("NeuralNetwork(")  # printed just before fit starts
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert err.startswith("jitloops train: interrupted after ") and f"saved the network as it stands to {path}" in err
+    done = int(err.split("interrupted after ")[1].split()[0])
+    assert done > 0 and tuple(NeuralNetwork.load(path).layer_dims) == (2, 4, 1)
+
+
+def test_an_interrupted_bench_stops_its_compile_helper(monkeypatch):
+    from jitloops import bench
+    from jitloops.bench import warm
+    started = []
+    real_popen = subprocess.Popen
+
+    def popen(cmd, **kw):  # a helper that would compile for a minute
+        started.append(real_popen([sys.executable, "-c", "import time; time.sleep(60)"], **kw))
+        return started[-1]
+
+    def make_all(cases):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(warm, "make_all", make_all)
+    monkeypatch.setattr(warm, "_cpu_count", lambda: 2)
+    cases = bench.dot_cases("smoke", with_torch=False)
+    with pytest.raises(KeyboardInterrupt):
+        warm.warm_up(cases, ["dot"], "smoke", None, None)
+    assert started and started[0].poll() is not None  # stopped and waited for, not left running
