@@ -81,6 +81,21 @@ def main(argv=None):
     except KeyboardInterrupt:  # Ctrl-C: a user's choice, not a crash (130 = 128 + SIGINT, the shells' code)
         print(f"{command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`jitloops compare | head -1`): stop quietly
+        _stdout_to_devnull()
+        return 141  # 128 + SIGPIPE: what a shell reports for a writer its pipe stopped
+
+
+def _stdout_to_devnull():
+    """The Python docs' "Note on SIGPIPE": point stdout at devnull, so that
+    the interpreter's last flush of what is still buffered fails no more."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # not a real file (captured, replaced): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -265,9 +265,10 @@ def add_arguments(parser):
 
 def run(args):
     rep = report(min_time=args.min_time, zmm=not args.no_zmm)
-    print(format_report(rep))
-    if args.json:
+    if args.json:  # before the printing: a reader that stops early (`| head`) must not cost the file
         with open(args.json, "w") as f:
             json.dump(rep, f, indent=2, default=str)
+    print(format_report(rep))
+    if args.json:
         print(f"\nwrote {args.json}")
     return 0

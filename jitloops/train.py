@@ -86,24 +86,26 @@ def run(args):
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
     seconds = time.perf_counter() - t0
-    for i, c in zip(net.cost_iterations_, net.costs_):
-        print(f"cost after {'iteration' if args.batch_size is None else 'epoch'} {i}: {c:.6f}")
-    done = f"{net.n_iter_} {'iterations' if args.batch_size is None else 'epochs'} in {seconds:.2f} s " \
-           f"(compilation included)"
+    unit = "iteration" if args.batch_size is None else "epoch"
+    lines = [f"cost after {unit} {i}: {c:.6f}" for i, c in zip(net.cost_iterations_, net.costs_)]
+    done = f"{net.n_iter_} {unit}s in {seconds:.2f} s (compilation included)"
     try:
         with np.errstate(over="ignore", invalid="ignore"):  # a diverged network's huge weights overflow
             cost, accuracy = net.cost(X, Y), net.accuracy(X, Y)
-        print(f"{done}; final cost {cost:.6f}, training accuracy {100 * accuracy:.2f}%")
+        lines.append(f"{done}; final cost {cost:.6f}, training accuracy {100 * accuracy:.2f}%")
     except ValueError as exc:  # the forward pass overflowed: no cost to report
-        print(f"{done}; no final cost: {exc}")
+        lines.append(f"{done}; no final cost: {exc}")
         status = status or 1
-    if args.save:
+    # saved before anything is printed: a reader that stops early (`| head`) must not cost the file
+    if args.save is not None:
         try:
             net.save(args.save)
         except OSError as exc:  # the folder went away or filled up during training
+            print("\n".join(lines))
             print(f"jitloops train: could not save to {args.save!r}: {exc}", file=sys.stderr)
             return 1
-        print(f"saved to {args.save}")
+        lines.append(f"saved to {args.save}")
+    print("\n".join(lines))
     return status
 
 

@@ -80,3 +80,75 @@ def test_an_interrupted_bench_stops_its_compile_helper(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         warm.warm_up(cases, ["dot"], "smoke", None, None)
     assert started and started[0].poll() is not None  # stopped and waited for, not left running
+
+
+# ---------------------------------------------------------------- a reader that goes away
+
+
+def _closed_pipe():
+    """A pipe's write end whose reader has already gone: every write to it fails (EPIPE)."""
+    r, w = os.pipe()
+    os.close(r)
+    return w
+
+
+def _head_1(cmd, timeout=300):
+    """``cmd | head -1``: its first line is read, then the pipe is closed. Returns (rc, stderr)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        err = proc.stderr.read()
+        proc.wait(timeout=timeout)
+    finally:
+        proc.kill()
+    return proc.returncode, first, err
+
+
+def test_train_saves_before_a_reader_that_stopped_early(tmp_path):
+    path = tmp_path / "net.npz"
+    # 3000 cost lines: more than a pipe holds, so the write meets the closed pipe
+    rc, first, err = _head_1(_jitloops("train", "--backend", "numpy", "--iterations", "3000", "--cost-every", "1",
+                                       "--no-progress", "--save", str(path)))
+    assert first.startswith("NeuralNetwork(")
+    assert (rc, err) == (141, "")
+    assert path.exists()
+
+
+def test_compare_into_a_closed_pipe_stops_quietly():
+    w = _closed_pipe()
+    try:
+        done = subprocess.run(_jitloops("compare", "--backends", "numpy", "--iterations", "10", "--no-progress"),
+                              stdout=w, stderr=subprocess.PIPE, text=True, env=_env(), timeout=120)
+    finally:
+        os.close(w)
+    assert (done.returncode, done.stderr) == (141, "")
+
+
+def test_bench_writes_its_json_before_a_reader_that_stopped_early(tmp_path):
+    path = tmp_path / "b.json"
+    rc, first, err = _head_1(_jitloops("bench", "--sweep", "smoke", "--themes", "dot", "--no-startup", "--no-check",
+                                       "--min-time", "0.001", "--json", str(path)))
+    assert first.startswith("CPU:")
+    assert rc == 141 and "Traceback" not in err, err
+    assert path.exists()
+
+
+class _GoneReader:
+    """sys.stdout as a pipe whose reader has gone."""
+
+    def write(self, text):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    def flush(self):
+        pass
+
+
+def test_simd_writes_its_json_before_the_printing(monkeypatch, tmp_path):
+    from jitloops import simd
+    path = tmp_path / "simd.json"
+    monkeypatch.setattr(simd, "report", lambda **kw: {"findings": {}})
+    monkeypatch.setattr(simd, "format_report", lambda rep: "the report")
+    monkeypatch.setattr(sys, "stdout", _GoneReader())
+    assert main(["simd", "--json", str(path)]) == 141
+    assert path.read_text().strip().startswith("{")

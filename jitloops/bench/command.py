@@ -122,6 +122,11 @@ def run(args):
                   elapsed_s=time.perf_counter() - t_start,
                   warm_up=dict(seconds=warm_s, this_process_s=warm_mine_s, helper=helper_rc is not None))
     text = format_report(report)
+    # the files before the printing: a reader that stops early (`| head`) must not cost them
+    if args.json:
+        write_json(report, args.json)
+    if args.plot:
+        plot(report, args.plot)
     print("\n".join(text.splitlines()[len(head):]))
     print(f"\n(ran in {report['elapsed_s']:.0f} s; 1-minute load average {load_start:.2f} at the start, "
           f"{report['load_average']['end']:.2f} at the end: other work on the cores skews the "
@@ -130,9 +135,7 @@ def run(args):
           f"took {warm_s:.0f} s of it, before the timing"
           f"{f', {warm_mine_s:.0f} s in this process beside a helper for the parallel cases' if helper_rc is not None else ''})")
     if args.json:
-        write_json(report, args.json)
         print(f"wrote {args.json}")
     if args.plot:
-        plot(report, args.plot)
         print(f"wrote {args.plot}")
     return 0
