@@ -21,7 +21,9 @@ import numpy as np
 import kernels
 from model import NeuralNetwork, datasets
 from model._progress import Progress
+from model.checks import SEED_MAX
 
+from . import options
 from .bench.machine import cpu_model
 
 # Agreement. The backends sum in different orders (BLAS vs loops, threads'
@@ -174,14 +176,17 @@ def table(rows, iterations):
 
 
 def run(args):
-    names = [b.strip() for b in args.backends.split(",") if b.strip()]
-    unknown = [b for b in names if b not in kernels.BACKENDS]
-    if unknown:
-        print(f"jitloops compare: unknown backend(s) {', '.join(unknown)}; valid: {', '.join(kernels.BACKENDS)}",
-              file=sys.stderr)
-        return 2
-    if args.iterations < 1 or args.python_iterations < 1:
-        print("jitloops compare: --iterations and --python-iterations must be >= 1", file=sys.stderr)
+    try:  # every option checked before the header: a mistake is one line, not a traceback mid-run
+        names = options.names(args.backends, "--backends", kernels.BACKENDS, "backend")
+        options.at_least(args.iterations, "--iterations")
+        options.at_least(args.python_iterations, "--python-iterations")
+        options.at_least(args.hidden, "--hidden")
+        options.at_least(args.m, "--m", 2)  # the planar dataset's smallest
+        options.finite(args.learning_rate, "--learning-rate", positive=True)
+        if not 0 <= args.seed <= SEED_MAX:  # NumPy's RandomState seeds, as the network's
+            raise ValueError(f"--seed must be in [0, 2**32 - 1], got {args.seed}")
+    except ValueError as exc:
+        print(f"jitloops compare: {exc}", file=sys.stderr)
         return 2
     progress = not args.no_progress
     log = (lambda text: print(text, file=sys.stderr, flush=True)) if progress else None

@@ -24,3 +24,20 @@ def _in_notebook():
         return False
     shell = get_ipython()
     return shell is not None and "ZMQ" in type(shell).__name__
+
+
+def picture_path(path):
+    """The file matplotlib's savefig writes when given ``path``: ``path``
+    itself where its extension names a format matplotlib writes, with
+    savefig's default format added where it has none (savefig adds it: "pic"
+    becomes "pic.png"); a ValueError for an extension it cannot write."""
+    import matplotlib
+    from matplotlib.backend_bases import FigureCanvasBase
+    stem, ext = os.path.splitext(os.fspath(path))
+    if ext in ("", "."):  # savefig's own rule: the default format, after the name's trailing dots
+        return f"{os.fspath(path).rstrip('.')}.{matplotlib.rcParams['savefig.format']}"
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if ext[1:].lower() not in formats:
+        raise ValueError(f"matplotlib cannot write a {ext!r} picture ({os.fspath(path)!r}); name the file with "
+                         f"one of {', '.join('.' + f for f in sorted(formats))}, e.g. {stem}.png")
+    return os.fspath(path)

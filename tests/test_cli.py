@@ -152,3 +152,26 @@ def test_simd_writes_its_json_before_the_printing(monkeypatch, tmp_path):
     monkeypatch.setattr(sys, "stdout", _GoneReader())
     assert main(["simd", "--json", str(path)]) == 141
     assert path.read_text().strip().startswith("{")
+
+
+# ---------------------------------------------------------------- options checked before anything runs
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--hidden", "0"], "--hidden must be >= 1, got 0"),
+    (["--m", "0"], "--m must be >= 2, got 0"),
+    (["--m", "1"], "--m must be >= 2, got 1"),
+    (["--learning-rate", "nan"], "--learning-rate must be a finite number > 0, got nan"),
+    (["--learning-rate", "-1"], "--learning-rate must be a finite number > 0, got -1.0"),
+    (["--learning-rate", "0"], "--learning-rate must be a finite number > 0, got 0.0"),
+    (["--seed", "-1"], "--seed must be in [0, 2**32 - 1], got -1"),
+    (["--seed", str(2 ** 32)], "--seed must be in [0, 2**32 - 1]"),
+    (["--iterations", "0"], "--iterations must be >= 1, got 0"),
+    (["--backends", ""], "--backends names no backend"),
+    (["--backends", ","], "--backends names no backend"),
+    (["--backends", "numpy,"], "--backends has an empty name in 'numpy,'"),
+])
+def test_compare_refuses_bad_options_before_it_starts(capsys, args, message):
+    assert main(["compare", "--no-progress", *args]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and len(captured.err.splitlines()) == 1
