@@ -8,7 +8,7 @@ import sys
 
 import kernels
 
-from . import lessons
+from . import lessons, options
 from .lessons import common
 from .plotting import pyplot
 
@@ -31,13 +31,17 @@ def run(args):
         return 0
     try:
         module = lessons.module(args.name)
-        if args.plot:
-            pyplot()  # before the lesson runs: a missing matplotlib says so at once
+        picture = None
+        if args.plot is not None:  # before the lesson runs: a missing matplotlib or a bad path says so at once
+            pyplot()
+            picture = options.output_path(args.plot, "--plot", picture=True)
         result = module.run(backend=args.backend)
     except (ValueError, RuntimeError, kernels.BackendUnavailableError) as exc:
         print(f"jitloops lesson: {exc}", file=sys.stderr)
         return 2
+    if picture is not None:  # drawn before the printing: a reader that stops early must not cost it
+        result.plot(picture)
     print(result.report())
-    if args.plot:
-        print(f"\npicture: {result.plot(args.plot)}")
+    if picture is not None:
+        print(f"\npicture: {picture}")
     return 0

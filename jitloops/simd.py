@@ -30,6 +30,7 @@ import numpy as np
 
 from kernels import loops, simd, target
 
+from . import options
 from .bench.dot import DOT_N
 from .bench.machine import cpu_info
 from .bench.report import format_table
@@ -264,6 +265,12 @@ def add_arguments(parser):
 
 
 def run(args):
+    try:  # before the lesson's minute of compiling and timing, not after it
+        if args.json is not None:
+            options.output_path(args.json, "--json")
+    except ValueError as exc:
+        print(f"jitloops simd: {exc}", file=sys.stderr)
+        return 2
     rep = report(min_time=args.min_time, zmm=not args.no_zmm)
     if args.json:  # before the printing: a reader that stops early (`| head`) must not cost the file
         with open(args.json, "w") as f:

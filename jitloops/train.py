@@ -7,7 +7,8 @@ import numpy as np
 
 import kernels
 from model import INITIALIZATIONS, DivergenceError, NeuralNetwork, datasets
-from model.persistence import check_save_path
+
+from . import options
 
 DATASETS = {"planar": datasets.planar, "circles": datasets.circles, "moons": datasets.moons}
 
@@ -58,11 +59,8 @@ def add_arguments(parser):
 def run(args):
     try:
         hidden = _hidden(args.hidden)
-        if args.save is not None:
-            try:
-                check_save_path(args.save)
-            except OSError as exc:  # before training, not after it
-                raise ValueError(f"--save: {exc}") from None
+        if args.save is not None:  # before training, not after it
+            options.output_path(args.save, "--save")
         X, Y = DATASETS[args.dataset](m=args.m)
         net = NeuralNetwork([X.shape[0], *hidden, 1], activations=args.activation, backend=args.backend,
                             init=args.init, seed=args.seed, dtype=args.dtype, init_scale=args.init_scale)

@@ -175,3 +175,60 @@ def test_compare_refuses_bad_options_before_it_starts(capsys, args, message):
     assert main(["compare", "--no-progress", *args]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err and len(captured.err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------- output files checked before the run
+
+
+def _nothing_runs(monkeypatch):
+    """Make every subcommand's real work fail the test: a refusal must come first."""
+    from jitloops import lessons, simd
+    from jitloops.bench import command
+
+    def ran(*a, **kw):
+        raise AssertionError("the run started before the option was checked")
+    monkeypatch.setattr(command, "machine_info", ran)
+    monkeypatch.setattr(simd, "report", ran)
+    monkeypatch.setattr(lessons, "module", lambda name: type("M", (), {"run": staticmethod(ran)}))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--json", "{tmp}/missing/x.json"], "--json: the folder '{tmp}/missing' does not exist"),
+    (["bench", "--json", "{tmp}"], "--json: that is a folder"),
+    (["bench", "--json", "{tmp}/new/"], "--json '{tmp}/new/' names a folder"),
+    (["bench", "--json", ""], "--json needs a file name"),
+    (["bench", "--plot", "{tmp}/missing/x.png"], "--plot: the folder '{tmp}/missing' does not exist"),
+    (["bench", "--plot", "{tmp}/x.txt"], "--plot: matplotlib cannot write a '.txt' picture"),
+    (["bench", "--json", "{tmp}/same.png", "--plot", "{tmp}/same.png"], "--json and --plot both name"),
+    (["bench", "--json", "{tmp}/same.png", "--plot", "{tmp}/same"], "--json and --plot both name"),
+    (["simd", "--json", "{tmp}/missing/x.json"], "--json: the folder '{tmp}/missing' does not exist"),
+    (["lesson", "symmetry", "--plot", "{tmp}/missing/x.png"], "--plot: the folder '{tmp}/missing' does not exist"),
+    (["lesson", "symmetry", "--plot", "{tmp}/pic.txt"], "--plot: matplotlib cannot write a '.txt' picture"),
+    (["lesson", "symmetry", "--plot", ""], "--plot needs a file name"),
+    (["train", "--save", ""], "--save needs a file name"),
+])
+def test_output_paths_are_checked_before_the_run(monkeypatch, capsys, tmp_path, args, message):
+    pytest.importorskip("matplotlib")
+    _nothing_runs(monkeypatch)
+    args = [a.format(tmp=tmp_path) for a in args]
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert message.format(tmp=tmp_path) in captured.err and len(captured.err.splitlines()) == 1
+    assert "iterations in" not in captured.out
+
+
+def _tiny_lesson():
+    from jitloops.lessons.common import Lesson
+    return Lesson("tiny", "A tiny lesson", ["a"], [[1]], "It shows one.",
+                  draw=lambda plt: plt.subplots(figsize=(1, 1))[0])
+
+
+def test_a_picture_without_extension_is_reported_by_the_name_written(monkeypatch, capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    from jitloops import lessons
+    monkeypatch.setattr(lessons, "module", lambda name: type("M", (), {"run": staticmethod(
+        lambda backend=None: _tiny_lesson())}))
+    assert main(["lesson", "symmetry", "--plot", str(tmp_path / "mypic")]) == 0
+    assert f"picture: {tmp_path / 'mypic.png'}\n" in capsys.readouterr().out
+    assert (tmp_path / "mypic.png").exists() and not (tmp_path / "mypic").exists()
+    assert _tiny_lesson().plot(tmp_path / "other") == str(tmp_path / "other.png")

@@ -4,6 +4,7 @@ import sys
 import time
 
 import kernels
+from jitloops import options
 from jitloops.plotting import pyplot
 
 from .cases import SWEEPS, THEMES
@@ -58,13 +59,28 @@ def add_arguments(parser):
                              "pip install 'jitloops[plot]')")
 
 
-def run(args):
-    if args.plot:
+def _outputs(args):
+    """(--json's file, --plot's file) checked before the run, or a ValueError;
+    --plot's is the name savefig writes (``pic`` -> ``pic.png``)."""
+    if args.plot is not None:
         try:
             pyplot()
         except RuntimeError as exc:
-            print(f"jitloops bench: {exc}, or leave out --plot", file=sys.stderr)
-            return 2
+            raise ValueError(f"{exc}, or leave out --plot") from None
+    json_path = None if args.json is None else options.output_path(args.json, "--json")
+    plot_path = None if args.plot is None else options.output_path(args.plot, "--plot", picture=True)
+    if json_path and plot_path and options.same_file(json_path, plot_path):
+        raise ValueError(f"--json and --plot both name {plot_path!r}: the picture would overwrite the JSON; "
+                         f"give them different names")
+    return json_path, plot_path
+
+
+def run(args):
+    try:
+        json_path, plot_path = _outputs(args)
+    except ValueError as exc:
+        print(f"jitloops bench: {exc}", file=sys.stderr)
+        return 2
     sweep = args.sweep or ("quick" if args.quick else "default")
     min_time = args.min_time if args.min_time is not None else (0.03 if sweep in ("quick", "smoke") else 0.2)
     themes = [t.strip() for t in args.themes.split(",") if t.strip()]
@@ -123,10 +139,10 @@ def run(args):
                   warm_up=dict(seconds=warm_s, this_process_s=warm_mine_s, helper=helper_rc is not None))
     text = format_report(report)
     # the files before the printing: a reader that stops early (`| head`) must not cost them
-    if args.json:
-        write_json(report, args.json)
-    if args.plot:
-        plot(report, args.plot)
+    if json_path:
+        write_json(report, json_path)
+    if plot_path:
+        plot(report, plot_path)
     print("\n".join(text.splitlines()[len(head):]))
     print(f"\n(ran in {report['elapsed_s']:.0f} s; 1-minute load average {load_start:.2f} at the start, "
           f"{report['load_average']['end']:.2f} at the end: other work on the cores skews the "
@@ -134,8 +150,6 @@ def run(args):
           f"{' --threads ' + str(args.threads) if args.threads else ''}; compiling or loading every case "
           f"took {warm_s:.0f} s of it, before the timing"
           f"{f', {warm_mine_s:.0f} s in this process beside a helper for the parallel cases' if helper_rc is not None else ''})")
-    if args.json:
-        print(f"wrote {args.json}")
-    if args.plot:
-        print(f"wrote {args.plot}")
+    for path in filter(None, (json_path, plot_path)):
+        print(f"wrote {path}")
     return 0

@@ -10,7 +10,7 @@ import numpy as np
 
 import kernels
 
-from ..plotting import pyplot
+from ..plotting import picture_path, pyplot
 
 # The fastest backend for the course's small networks: the serial compiled
 # loops (threads cost more than they save below the parallel thresholds).
@@ -68,10 +68,12 @@ class Lesson:
         return f"{self.title}\n\n{self.table()}\n\n{self.text}"
 
     def plot(self, path):
-        """Write the lesson's picture to ``path`` (a PNG); returns the path."""
+        """Write the lesson's picture to ``path`` (a PNG where the name has no
+        extension: "pic" writes "pic.png"); returns the file's name."""
         if self.draw is None:
             raise ValueError(f"lesson {self.name!r} has no picture")
         plt = pyplot()
+        path = picture_path(path)  # the name savefig writes, where it adds a ".png"
         fig = self.draw(plt)
         fig.tight_layout()
         fig.savefig(path, dpi=110, bbox_inches="tight")
