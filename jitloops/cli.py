@@ -86,6 +86,15 @@ def main(argv=None):
         return 141  # 128 + SIGPIPE: what a shell reports for a writer its pipe stopped
 
 
+def say_first(text):
+    """Print ``text`` (the lines before a long run) in one write: a reader
+    that takes a line and goes (`| head -1`) then has it all before it goes,
+    and the run's files get written before the next print meets the closed
+    pipe (print's text and newline are two writes where stdout is unbuffered)."""
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
 def _stdout_to_devnull():
     """The Python docs' "Note on SIGPIPE": point stdout at devnull, so that
     the interpreter's last flush of what is still buffered fails no more."""

@@ -266,6 +266,7 @@ def add_arguments(parser):
 
 def run(args):
     try:  # before the lesson's minute of compiling and timing, not after it
+        options.finite(args.min_time, "--min-time")
         if args.json is not None:
             options.output_path(args.json, "--json")
     except ValueError as exc:

@@ -9,6 +9,7 @@ import kernels
 from model import INITIALIZATIONS, DivergenceError, NeuralNetwork, datasets
 
 from . import options
+from .cli import say_first
 
 DATASETS = {"planar": datasets.planar, "circles": datasets.circles, "moons": datasets.moons}
 
@@ -67,7 +68,7 @@ def run(args):
     except (ValueError, TypeError, kernels.BackendUnavailableError) as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
-    print(f"{net} on {args.dataset} (m = {X.shape[1]})")
+    say_first(f"{net} on {args.dataset} (m = {X.shape[1]})")
     t0 = time.perf_counter()
     try:
         net.fit(X, Y, args.iterations, args.learning_rate, cost_every=args.cost_every,

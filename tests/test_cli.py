@@ -232,3 +232,57 @@ def test_a_picture_without_extension_is_reported_by_the_name_written(monkeypatch
     assert f"picture: {tmp_path / 'mypic.png'}\n" in capsys.readouterr().out
     assert (tmp_path / "mypic.png").exists() and not (tmp_path / "mypic").exists()
     assert _tiny_lesson().plot(tmp_path / "other") == str(tmp_path / "other.png")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--dtypes", "float16"], "unknown dtype(s) float16 in --dtypes; valid: float64, float32"),
+    (["bench", "--dtypes", "int64,float64"], "unknown dtype(s) int64 in --dtypes"),
+    (["bench", "--dtypes", ""], "--dtypes names no dtype"),
+    (["bench", "--themes", ""], "--themes names no theme"),
+    (["bench", "--themes", ","], "--themes names no theme"),
+    (["bench", "--backends", ""], "--backends names no backend"),
+    (["bench", "--backends", "numba,"], "--backends has an empty name in 'numba,'"),
+    (["bench", "--threads", "0"], "--threads must be >= 1, got 0"),
+    (["bench", "--threads", "-2"], "--threads must be >= 1, got -2"),
+    (["bench", "--min-time", "-5"], "--min-time must be a finite number >= 0, got -5.0"),
+    (["bench", "--min-time", "nan"], "--min-time must be a finite number >= 0, got nan"),
+    (["bench", "--quick", "--sweep", "default"], "--quick means --sweep quick"),
+    (["simd", "--min-time", "-5"], "--min-time must be a finite number >= 0, got -5.0"),
+    (["simd", "--min-time", "nan"], "--min-time must be a finite number >= 0, got nan"),
+])
+def test_bench_and_simd_refuse_bad_options_before_they_start(monkeypatch, capsys, args, message):
+    _nothing_runs(monkeypatch)
+    assert main(args) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and message in captured.err and len(captured.err.splitlines()) == 1
+
+
+def test_bench_leaves_out_a_backend_that_cannot_run_here(monkeypatch, capsys):
+    import kernels
+    _nothing_runs(monkeypatch)
+    reasons = {"cuda": "backend 'cuda' found no GPU here"}
+    monkeypatch.setattr(kernels, "unavailable_reason", lambda name: reasons.get(name))
+    assert main(["bench", "--themes", "ops", "--backends", "cuda"]) == 2
+    assert capsys.readouterr().err == "jitloops bench: no backend of --backends cuda can run here: " \
+                                      "backend 'cuda' found no GPU here\n"
+    with pytest.raises(AssertionError, match="the run started"):  # numpy can: the run goes on without cuda
+        main(["bench", "--themes", "ops", "--backends", "numpy,cuda"])
+    assert "note: --backends cuda left out: backend 'cuda' found no GPU here" in capsys.readouterr().err
+
+
+def test_the_dot_theme_runs_the_contenders_of_the_backends_asked_for():
+    from jitloops import bench
+    names = [c.contender for c in bench.all_cases(["dot"], "smoke", backends=["numpy"])]
+    assert set(names) - {"torch"} == {"np.dot 1 thread", "np.dot all threads"}
+    names = [c.contender for c in bench.dot_cases("smoke", with_torch=False, backends=["numba", "parallel"])]
+    assert names == ["njit", "njit fastmath", "parallel"]
+
+
+def test_bench_reproduce_line_and_picture_name(capsys, tmp_path):
+    pytest.importorskip("matplotlib")
+    assert main(["bench", "--sweep", "smoke", "--themes", "dot", "--backends", "numpy", "--dtypes", "float64",
+                 "--min-time", "0.001", "--no-startup", "--plot", str(tmp_path / "pic")]) == 0
+    out = capsys.readouterr().out
+    assert ("reproduce: jitloops bench --sweep smoke --themes dot --backends numpy --dtypes float64 "
+            "--min-time 0.001 --no-startup;") in out
+    assert f"wrote {tmp_path / 'pic.png'}\n" in out and (tmp_path / "pic.png").exists()

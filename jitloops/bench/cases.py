@@ -17,6 +17,7 @@ import kernels
 
 THEMES = ("ops", "training", "dot")
 SWEEPS = ("smoke", "quick", "default", "full")
+DTYPES = ("float64", "float32")  # the dtypes every backend computes in
 
 PY_SECONDS_PER_ITER = 5e-7  # interpreted inner-loop iteration (measured 250-550 ns)
 PY_MAX_ROUND_S = 1.0   # the pure-Python backend only where a call is under this

@@ -5,9 +5,10 @@ import time
 
 import kernels
 from jitloops import options
+from jitloops.cli import say_first
 from jitloops.plotting import pyplot
 
-from .cases import SWEEPS, THEMES
+from .cases import DTYPES, SWEEPS, THEMES
 from .dot import dot_cases
 from .machine import load_average, machine_info, measure_bandwidth, set_threads
 from .ops import ops_cases
@@ -21,7 +22,8 @@ from .warm import warm_up
 def all_cases(themes=THEMES, sweep="default", **kw):
     """The cases of ``themes`` in ``sweep``, theme by theme; ``backends=`` and
     ``dtypes=`` narrow them (quick: float64 only, each dtype being a compile
-    of its own; dot: float64 only in the smoke and quick sweeps)."""
+    of its own; dot: float64 only in the smoke and quick sweeps, its
+    contenders narrowed by the backend each runs on: dot.DOT_BACKENDS)."""
     cases = []
     default = ("float64",) if sweep == "quick" else ("float64", "float32")
     if "ops" in themes:
@@ -29,7 +31,7 @@ def all_cases(themes=THEMES, sweep="default", **kw):
     if "training" in themes:
         cases += training_cases(sweep, backends=kw.get("backends"), dtypes=kw.get("dtypes") or default)
     if "dot" in themes:
-        cases += dot_cases(sweep, dtypes=kw.get("dtypes"))
+        cases += dot_cases(sweep, dtypes=kw.get("dtypes"), backends=kw.get("backends"))
     return cases
 
 
@@ -44,8 +46,10 @@ def add_arguments(parser):
     parser.add_argument("--themes", default=",".join(THEMES),
                         help=f"comma-separated subset of {','.join(THEMES)}")
     parser.add_argument("--backends", default=None,
-                        help="comma-separated backends (default: every available one)")
-    parser.add_argument("--dtypes", default=None, help="comma-separated, default float64,float32")
+                        help="comma-separated backends (default: every available one; one that cannot run "
+                             "here is left out with a note). The dot theme's contenders go by theirs: numpy = "
+                             "np.dot, numba = njit and njit fastmath; torch runs wherever it is installed")
+    parser.add_argument("--dtypes", default=None, help=f"comma-separated, of {','.join(DTYPES)} (the default)")
     parser.add_argument("--threads", type=int, default=None,
                         help="threads for Numba's parallel loops and for NumPy's BLAS (and torch)")
     parser.add_argument("--min-time", type=float, default=None,
@@ -75,29 +79,65 @@ def _outputs(args):
     return json_path, plot_path
 
 
+def _available(backends):
+    """``backends`` less those that cannot run here, each left out with a
+    note (as ``jitloops compare`` does); a ValueError where none is left."""
+    reasons = {b: kernels.unavailable_reason(b) for b in backends}
+    left = [b for b in backends if reasons[b] is None]
+    if not left:
+        raise ValueError(f"no backend of --backends {','.join(backends)} can run here: "
+                         + "; ".join(reasons.values()))
+    for b in backends:
+        if reasons[b] is not None:
+            print(f"note: --backends {b} left out: {reasons[b]}", file=sys.stderr)
+    return left
+
+
+def _settings(args):
+    """The run's sweep, themes, backends, dtypes and min_time from the
+    options, each checked before anything runs (a ValueError: one line)."""
+    if args.quick and args.sweep not in (None, "quick"):
+        raise ValueError(f"--quick means --sweep quick; give one of them, not --quick with --sweep {args.sweep}")
+    sweep = args.sweep or ("quick" if args.quick else "default")
+    themes = options.names(args.themes, "--themes", THEMES, "theme")
+    backends = None if args.backends is None else options.names(args.backends, "--backends", kernels.BACKENDS,
+                                                                 "backend")
+    dtypes = None if args.dtypes is None else tuple(options.names(args.dtypes, "--dtypes", DTYPES, "dtype"))
+    if args.threads is not None:
+        options.at_least(args.threads, "--threads")
+    if args.min_time is not None:
+        options.finite(args.min_time, "--min-time")
+    min_time = args.min_time if args.min_time is not None else (0.03 if sweep in ("quick", "smoke") else 0.2)
+    return sweep, themes, backends, dtypes, min_time
+
+
+def _reproduce(args, sweep, themes, backends, dtypes):
+    """The command line that runs these cases again (the options that choose or time them)."""
+    parts = ["jitloops bench", f"--sweep {sweep}"]
+    if tuple(themes) != THEMES:
+        parts.append(f"--themes {','.join(themes)}")
+    if backends:
+        parts.append(f"--backends {','.join(backends)}")
+    if dtypes:
+        parts.append(f"--dtypes {','.join(dtypes)}")
+    if args.threads is not None:
+        parts.append(f"--threads {args.threads}")
+    if args.min_time is not None:
+        parts.append(f"--min-time {args.min_time!r}")
+    parts += [flag for flag, on in (("--no-startup", args.no_startup), ("--no-check", args.no_check)) if on]
+    return " ".join(parts)
+
+
 def run(args):
     try:
+        sweep, themes, backends, dtypes, min_time = _settings(args)
         json_path, plot_path = _outputs(args)
+        if backends:
+            backends = _available(backends)
     except ValueError as exc:
         print(f"jitloops bench: {exc}", file=sys.stderr)
         return 2
-    sweep = args.sweep or ("quick" if args.quick else "default")
-    min_time = args.min_time if args.min_time is not None else (0.03 if sweep in ("quick", "smoke") else 0.2)
-    themes = [t.strip() for t in args.themes.split(",") if t.strip()]
-    unknown = set(themes) - set(THEMES)
-    if unknown:
-        print(f"jitloops bench: unknown theme(s) {sorted(unknown)}; choose from {', '.join(THEMES)}",
-              file=sys.stderr)
-        return 2
-    backends = args.backends.split(",") if args.backends else None
-    if backends:
-        bad = [b for b in backends if b not in kernels.BACKENDS]
-        if bad:
-            print(f"jitloops bench: unknown backend(s) {bad}; valid: {', '.join(kernels.BACKENDS)}",
-                  file=sys.stderr)
-            return 2
-    dtypes = tuple(args.dtypes.split(",")) if args.dtypes else None
-    if args.threads:
+    if args.threads is not None:
         got = set_threads(args.threads)
         if got != args.threads:
             print(f"note: {got} threads (Numba's maximum here; set NUMBA_NUM_THREADS before "
@@ -108,7 +148,7 @@ def run(args):
     bandwidth_mb = 64 if sweep in ("quick", "smoke") else 256
     bandwidth = measure_bandwidth(bandwidth_mb * 1024 ** 2)
     head = header_lines(info, bandwidth, bandwidth_mb)
-    print("\n".join(head), flush=True)
+    say_first("\n".join(head))
     cases = all_cases(themes, sweep, backends=backends, dtypes=dtypes)
 
     def progress(i, n, case):
@@ -146,8 +186,7 @@ def run(args):
     print("\n".join(text.splitlines()[len(head):]))
     print(f"\n(ran in {report['elapsed_s']:.0f} s; 1-minute load average {load_start:.2f} at the start, "
           f"{report['load_average']['end']:.2f} at the end: other work on the cores skews the "
-          f"multi-threaded rows most; reproduce: jitloops bench --sweep {sweep}"
-          f"{' --threads ' + str(args.threads) if args.threads else ''}; compiling or loading every case "
+          f"multi-threaded rows most; reproduce: {_reproduce(args, sweep, themes, backends, dtypes)}; compiling or loading every case "
           f"took {warm_s:.0f} s of it, before the timing"
           f"{f', {warm_mine_s:.0f} s in this process beside a helper for the parallel cases' if helper_rc is not None else ''})")
     for path in filter(None, (json_path, plot_path)):

@@ -63,10 +63,15 @@ def _dot_make(contender, n, dtype, seed=0):
 
 DOT_CONTENDERS = ("python", "np.dot 1 thread", "np.dot all threads", "njit", "njit fastmath",
                   "parallel", "torch")
+# the backend each contender runs on, for --backends; torch is no backend and
+# runs wherever it is installed, as in the training theme
+DOT_BACKENDS = {"python": "python", "np.dot 1 thread": "numpy", "np.dot all threads": "numpy",
+                "njit": "numba", "njit fastmath": "numba", "parallel": "parallel", "torch": None}
 
 
-def dot_cases(sweep="default", dtypes=None, with_torch=None):
-    """The dot theme: the course's 1M-element demo, contender by contender."""
+def dot_cases(sweep="default", dtypes=None, with_torch=None, backends=None):
+    """The dot theme: the course's 1M-element demo, contender by contender
+    (``backends``: only the contenders on those, and torch; None: all)."""
     if dtypes is None:
         dtypes = ("float64",) if sweep in ("smoke", "quick") else ("float64", "float32")
     if with_torch is None:
@@ -77,6 +82,8 @@ def dot_cases(sweep="default", dtypes=None, with_torch=None):
         it = np.dtype(dtype).itemsize
         for c in DOT_CONTENDERS:
             if c == "torch" and not with_torch:
+                continue
+            if backends is not None and DOT_BACKENDS[c] not in (None, *backends):
                 continue
             if c == "python" and dtype != "float64":
                 continue  # one slow Python loop is lesson enough
