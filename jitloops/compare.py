@@ -195,8 +195,13 @@ def run(args):
     print(f"Machine: {_machine()}")
     from kernels import target, threads
     print(f"Numba {numba_version()}: compiles for {target.describe()}; threading layer {threads.describe()}")
-    rows, skipped = race(args.iterations, args.python_iterations, args.learning_rate, args.hidden, args.m,
-                         args.dtype, args.seed, names, progress, log)
+    try:
+        rows, skipped = race(args.iterations, args.python_iterations, args.learning_rate, args.hidden, args.m,
+                             args.dtype, args.seed, names, progress, log)
+    except MemoryError:  # the data, the network or its activations: sizes the options asked for
+        print(f"jitloops compare: not enough memory for {args.m:,} examples (--m) through {args.hidden:,} hidden "
+              f"units (--hidden) in {args.dtype}; use a smaller --m or --hidden", file=sys.stderr)
+        return 2
     print()
     if rows:
         for line in table(rows, args.iterations):

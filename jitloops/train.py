@@ -62,12 +62,17 @@ def run(args):
         hidden = _hidden(args.hidden)
         if args.save is not None:  # before training, not after it
             options.output_path(args.save, "--save")
+        if args.init == "zeros" and args.init_scale is not None:
+            raise ValueError(f"--init-scale {args.init_scale:g} means nothing for --init zeros (every weight "
+                             f"starts at 0); leave out one of them")
         X, Y = DATASETS[args.dataset](m=args.m)
         net = NeuralNetwork([X.shape[0], *hidden, 1], activations=args.activation, backend=args.backend,
                             init=args.init, seed=args.seed, dtype=args.dtype, init_scale=args.init_scale)
     except (ValueError, TypeError, kernels.BackendUnavailableError) as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:
+        return _too_big(args)
     say_first(f"{net} on {args.dataset} (m = {X.shape[1]})")
     t0 = time.perf_counter()
     try:
@@ -84,6 +89,8 @@ def run(args):
     except (ValueError, TypeError) as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
+    except MemoryError:  # the activations of all m examples at once
+        return _too_big(args)
     seconds = time.perf_counter() - t0
     unit = "iteration" if args.batch_size is None else "epoch"
     lines = [f"cost after {unit} {i}: {c:.6f}" for i, c in zip(net.cost_iterations_, net.costs_)]
@@ -106,6 +113,12 @@ def run(args):
         lines.append(f"saved to {args.save}")
     print("\n".join(lines))
     return status
+
+
+def _too_big(args):
+    print(f"jitloops train: not enough memory for {args.m:,} examples (--m) through hidden layers of "
+          f"{args.hidden} units (--hidden) in {args.dtype}; use a smaller --m or --hidden", file=sys.stderr)
+    return 2
 
 
 def _interrupted(net, args):

@@ -286,3 +286,24 @@ def test_bench_reproduce_line_and_picture_name(capsys, tmp_path):
     assert ("reproduce: jitloops bench --sweep smoke --themes dot --backends numpy --dtypes float64 "
             "--min-time 0.001 --no-startup;") in out
     assert f"wrote {tmp_path / 'pic.png'}\n" in out and (tmp_path / "pic.png").exists()
+
+
+def test_train_refuses_an_init_scale_for_zeros(capsys):
+    assert main(["train", "--no-progress", "--iterations", "2", "--init", "zeros", "--init-scale", "5"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "--init-scale 5 means nothing for --init zeros" in captured.err
+
+
+@pytest.mark.parametrize("command, args", [
+    ("train", ["--m", str(10 ** 15)]),
+    ("train", ["--hidden", str(10 ** 14)]),
+    ("compare", ["--m", str(10 ** 15)]),
+    ("compare", ["--hidden", str(10 ** 14)]),
+])
+def test_sizes_past_the_memory_are_one_line_not_a_memory_error(capsys, command, args):
+    # 10**15 examples, or 10**14 units, are petabytes: no machine makes them
+    assert main([command, "--backend" if command == "train" else "--backends", "numpy", "--iterations", "2",
+                 "--no-progress", *args]) == 2
+    err = capsys.readouterr().err
+    assert f"jitloops {command}: not enough memory for " in err and "use a smaller --m or --hidden" in err
+    assert len(err.splitlines()) == 1
