@@ -23,6 +23,7 @@ Usage::
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -55,14 +56,15 @@ def _dot_variants(rng, min_time):
         for fastmath in (False, True):
             d = simd.compile_variant(loops.dot, fastmath, "_" + np.dtype(dtype).name)
             got = float(d(a, b))  # compiles
-            counts = simd.count_instructions(simd.kernel_asm(d))
+            asm = simd.kernel_asm(d)
+            counts = simd.count_instructions(asm)
             t = best_time(lambda: d(a, b), min_time)
             t1 = best_time(lambda: d(as_, bs_), min_time)
             rows.append(dict(
                 kernel="dot", variant="fastmath" if fastmath else "plain", dtype=np.dtype(dtype).name,
                 order="contiguous", counts=counts, time_s=t, n=DOT_N,
                 gflops=2 * DOT_N / t / 1e9, time_small_s=t1, n_small=DOT_SMALL_N,
-                gflops_small=2 * DOT_SMALL_N / t1 / 1e9,
+                gflops_small=2 * DOT_SMALL_N / t1 / 1e9, accumulators=accumulators(asm, counts["widest"]),
                 rel_error=abs(got - ref) / max(abs(ref), 1e-30)))
     return rows
 
@@ -125,40 +127,93 @@ def _zmm_variant(min_time):
     return result
 
 
-LESSONS = {
-    "reduction": (
+REGISTER_BITS = {"xmm": 128, "ymm": 256, "zmm": 512}
+# a packed FMA or add (SSE or VEX/EVEX) and its operands; AT&T syntax: the destination is the last one
+_PACKED_SUM_RE = re.compile(r"^\s+v?(fmadd\d{3}|add)p[sd]\s+(.*?%([xyz]mm\d+))\s*$")
+
+
+def accumulators(asm, width):
+    """How many distinct ``width`` registers (e.g. "zmm") the packed FMAs of
+    ``asm`` write, or its packed adds where it has no FMA: a reduction's
+    vector partial sums, the registers it keeps its running sums in."""
+    found = {"fmadd": set(), "add": set()}
+    for line in asm.splitlines():
+        m = _PACKED_SUM_RE.match(line)
+        if m and width and m.group(3).startswith(width):
+            found["fmadd" if m.group(1).startswith("fmadd") else "add"].add(m.group(3))
+    return len(found["fmadd"] or found["add"])
+
+
+def _lane_words(width):
+    """ "a 512-bit zmm register holds 8 doubles or 16 floats" for a register kind."""
+    bits = REGISTER_BITS[width]
+    return f"a {bits}-bit {width} register holds {bits // 64} doubles or {bits // 32} floats"
+
+
+def lessons(findings, llvm_cpu="this CPU", zmm=None):
+    """The explanations, worded from what this run measured (``findings``:
+    report()'s; ``zmm``: the 512-bit variant's row or None): the register
+    kind and count the fastmath dot's code uses, the lanes the strided
+    forward packs, the CPU's widest registers."""
+    f = findings
+    width, acc, widest = f["fastmath_dot_width"], f["fastmath_dot_accumulators"], f["target_widest"]
+    lanes = REGISTER_BITS[width] // 64 if width else 1
+    out = {"reduction": (
         "The plain dot is scalar: `s += a[i] * b[i]` is a chain of additions into one "
         "variable, and IEEE arithmetic is not associative, so the compiler may not reorder "
         "it into several partial sums (one per SIMD lane) without changing the rounding. "
         "Without permission it keeps the exact order: one scalar add after another, each "
-        "waiting for the previous one's result (the add's latency, 2 to 4 cycles by core)."),
-    "fastmath": (
-        "fastmath ('reassoc' + 'contract') grants that permission: LLVM keeps several "
-        "vector accumulators (4 ymm registers of 4 doubles each = 16 partial sums), fuses "
-        "each multiply-add into one FMA instruction, and adds the partial sums at the "
-        "end. Same math, different rounding (it is usually *more* accurate: pairwise-like "
-        "summation)."),
-    "float32": (
-        "float32 doubles the lanes: a 256-bit ymm register holds 4 doubles or 8 floats, "
-        "so the same instruction count does twice the work and half the bytes are read."),
-    "strided": (
-        "The strided order is slow: its innermost loop walks down a column of A_prev, m "
-        "elements apart, so each element sits on its own cache line and no vector can be "
-        "loaded in one go. Without fastmath it is a scalar reduction as well. With fastmath "
-        "LLVM does vectorize it -- packed FMAs over 4 values of p, W's row loaded as a "
-        "vector -- but each vector of A_prev is assembled from 4 scalar loads from 4 cache "
-        "lines, so the packed arithmetic buys nothing. The contiguous order walks a row "
-        "with unit stride (an axpy `z[j] += w * a[j]`, no reduction), which vectorizes even "
-        "without fastmath (then with a multiply and an add instead of one FMA)."),
-    "width": (
-        "256-bit ymm registers even on a CPU with 512-bit zmm ones: LLVM's tuning for "
-        "Intel server cores (Skylake-X and later) sets 'prefer-256-bit' "
-        "(prefer-vector-width=256), because heavy 512-bit instructions lower the core "
-        "clock (AVX-512 frequency licences) and that can slow the whole program, while "
-        "memory often cannot feed 512-bit loads anyway. Turning the tuning off "
-        "(NUMBA_CPU_FEATURES=<host features>,-prefer-256-bit) gives zmm code; the '512-bit' "
-        "row measures it (a loop limited by the cache's bandwidth gains nothing)."),
-}
+        "waiting for the previous one's result (the add's latency, 2 to 4 cycles by core).")}
+    if width:
+        fused = ("fuses each multiply-add into one FMA instruction" if f["fastmath_dot_uses_fma"]
+                 else "multiplies and adds with packed instructions (no FMA in this code)")
+        out["fastmath"] = (
+            f"fastmath ('reassoc' + 'contract') grants that permission: LLVM keeps several vector "
+            f"accumulators (here {acc} {width} registers of {lanes} doubles each = {acc * lanes} partial sums), "
+            f"{fused}, and adds the partial sums at the end. Same math, different rounding (it is usually "
+            f"*more* accurate: pairwise-like summation).")
+        out["float32"] = (f"float32 doubles the lanes: {_lane_words(width)}, so the same instruction count "
+                          f"does twice the work and half the bytes are read.")
+    else:
+        out["fastmath"] = ("fastmath ('reassoc' + 'contract') grants the permission to keep several partial "
+                           "sums, but this machine's code for the dot has no packed arithmetic at all.")
+        out["float32"] = "float32 has twice the lanes of float64 in a vector register, where the code is packed."
+    s_width = f["strided_fastmath_width"]
+    s_lanes = REGISTER_BITS[s_width] // 64 if s_width else 0
+    out["strided"] = (
+        "The strided order is slow: its innermost loop walks down a column of A_prev, m elements apart, so "
+        "each element sits on its own cache line and no vector can be loaded in one go. "
+        + ("Without fastmath it is a scalar reduction as well. " if f["strided_plain_is_scalar"] else "")
+        + (f"With fastmath LLVM does vectorize it -- packed FMAs over {s_lanes} values of p ({s_width}), W's row "
+           f"loaded as a vector -- but each vector of A_prev is assembled from {s_lanes} scalar loads from "
+           f"{s_lanes} cache lines, so the packed arithmetic buys nothing. " if s_width else
+           "Even with fastmath this machine's code for it has no packed arithmetic. ")
+        + "The contiguous order walks a row with unit stride (an axpy `z[j] += w * a[j]`, no reduction)"
+        + (", which vectorizes even without fastmath (then with a multiply and an add instead of one FMA)."
+           if f["contiguous_plain_is_packed"] else "."))
+    tuning = ("LLVM's tuning for Intel server cores (Skylake-X and later) sets 'prefer-256-bit' "
+              "(prefer-vector-width=256), because heavy 512-bit instructions lower the core clock (AVX-512 "
+              "frequency licences) and that can slow the whole program, while memory often cannot feed 512-bit "
+              "loads anyway")
+    if widest is None:
+        out["width"] = ("The register names above are x86's; this CPU is not x86, so its vector code is not "
+                        "counted in them.")
+    elif width == "zmm":
+        out["width"] = (f"512-bit zmm registers: LLVM's tuning for this CPU ({llvm_cpu}) lets the vectorizer "
+                        f"use the full AVX-512 width. Not every AVX-512 CPU gets them: {tuning}, and there the "
+                        f"same loop gets ymm registers.")
+    elif widest == "zmm":
+        out["width"] = (f"{width} registers even on a CPU with 512-bit zmm ones: {tuning}. This CPU's tuning "
+                        f"({llvm_cpu}) does the same. Turning it off (NUMBA_CPU_FEATURES=<host "
+                        f"features>,-prefer-256-bit) gives zmm code.")
+    else:
+        out["width"] = (f"{width or 'No vector'} registers; this CPU's widest are {widest} (no AVX-512: on "
+                        f"CPUs with it, LLVM's 'prefer-256-bit' tuning decides between ymm and zmm).")
+    if zmm and "counts" in zmm and f.get("zmm_speedup_small"):
+        out["width"] += (f" The '512-bit' row, compiled with 'prefer-256-bit' off, uses "
+                         f"{zmm['counts']['widest'] or 'no vector'} registers: {f['zmm_speedup_small']:.2f}x "
+                         f"the speed of the default code in L2.")
+    return out
 
 
 def report(min_time=0.05, zmm=True, seed=0):
@@ -191,10 +246,20 @@ def report(min_time=0.05, zmm=True, seed=0):
         fastmath_speedup_1m=plain["time_s"] / fast["time_s"],
         float32_speedup_small=fast["time_small_s"] / fast32["time_small_s"],
         strided_slowdown=strided["time_s"] / contig["time_s"],
+        fastmath_dot_accumulators=fast["accumulators"],
+        strided_fastmath_width=strided["counts"]["widest"],
+        strided_plain_is_scalar=pick(forwards, variant="plain", dtype="float64", order="strided")["counts"][
+            "packed"] == 0,
+        contiguous_plain_is_packed=pick(forwards, variant="plain", dtype="float64", order="contiguous")["counts"][
+            "packed"] > 0,
+        target_widest=target.widest_register(),
     )
-    return dict(cpu=cpu_info(), dot=dots, linear_forward=forwards,
-                zmm=_zmm_variant(min_time) if zmm else None,
-                findings=findings, lessons=dict(LESSONS))
+    wide = _zmm_variant(min_time) if zmm else None
+    if wide and "counts" in wide:
+        findings["zmm_speedup_small"] = fast["time_small_s"] / wide["time_small_s"]
+    cpu = cpu_info()
+    return dict(cpu=cpu, dot=dots, linear_forward=forwards, zmm=wide, findings=findings,
+                lessons=lessons(findings, cpu.get("llvm_cpu") or "this CPU", wide))
 
 
 def _counts_cells(c):

@@ -69,3 +69,47 @@ def test_report_structure():
         assert f["plain_dot_is_scalar"] and f["fastmath_dot_is_packed"]
     text = lesson.format_report(rep)
     assert "fastmath" in text and "prefer-256-bit" in text
+    # the explanations name what the table found, not one machine's registers
+    fast = next(r for r in rep["dot"] if r["variant"] == "fastmath" and r["dtype"] == "float64")
+    width = fast["counts"]["widest"]
+    if width:
+        lanes = lesson.REGISTER_BITS[width] // 64
+        assert f"here {fast['accumulators']} {width} registers of {lanes} doubles each" in rep["lessons"]["fastmath"]
+        assert f"{lesson.REGISTER_BITS[width]}-bit {width} register holds {lanes} doubles" in rep["lessons"]["float32"]
+        assert rep["lessons"]["width"].startswith("512-bit zmm" if width == "zmm" else width)
+        assert f["fastmath_dot_accumulators"] >= 1
+
+
+def _findings(**kw):
+    f = dict(fastmath_dot_width="ymm", fastmath_dot_accumulators=4, fastmath_dot_uses_fma=True, target_widest="zmm",
+             strided_fastmath_width="ymm", strided_plain_is_scalar=True, contiguous_plain_is_packed=True)
+    f.update(kw)
+    return f
+
+
+def test_the_explanations_follow_the_registers_the_code_uses():
+    intel = lesson.lessons(_findings(), "skylake-avx512")
+    assert "4 ymm registers of 4 doubles each = 16 partial sums" in intel["fastmath"]
+    assert "a 256-bit ymm register holds 4 doubles or 8 floats" in intel["float32"]
+    assert intel["width"].startswith("ymm registers even on a CPU with 512-bit zmm ones")
+    assert "packed FMAs over 4 values of p" in intel["strided"]
+    zen4 = lesson.lessons(_findings(fastmath_dot_width="zmm", strided_fastmath_width="zmm"), "znver4")
+    assert "4 zmm registers of 8 doubles each = 32 partial sums" in zen4["fastmath"]
+    assert "a 512-bit zmm register holds 8 doubles or 16 floats" in zen4["float32"]
+    assert zen4["width"].startswith("512-bit zmm registers: LLVM's tuning for this CPU (znver4)")
+    assert "ymm registers of" not in " ".join(zen4.values())
+    avx2 = lesson.lessons(_findings(target_widest="ymm"), "haswell")
+    assert avx2["width"].startswith("ymm registers; this CPU's widest are ymm")
+
+
+def test_accumulators_are_the_packed_fmas_destinations():
+    asm = "\n".join([
+        "\tvfmadd231pd\t(%rax,%r9,8), %zmm4, %zmm1",
+        "\tvfmadd231pd\t64(%rax,%r9,8), %zmm5, %zmm0",
+        "\tvfmadd231pd\t(%rax,%r9,8), %zmm4, %zmm1",    # the loop's second copy: the same sums
+        "\tvaddpd\t%zmm1, %zmm0, %zmm0",
+        "\tvfmadd231pd\t(%rax,%r8,8), %ymm1, %ymm0",    # the remainder: narrower
+    ])
+    assert lesson.accumulators(asm, "zmm") == 2 and lesson.accumulators(asm, "ymm") == 1
+    assert lesson.accumulators("\taddpd\t%xmm1, %xmm0\n\taddpd\t%xmm3, %xmm2", "xmm") == 2  # SSE2, no FMA
+    assert lesson.accumulators(asm, None) == 0
