@@ -307,3 +307,18 @@ def test_sizes_past_the_memory_are_one_line_not_a_memory_error(capsys, command, 
     err = capsys.readouterr().err
     assert f"jitloops {command}: not enough memory for " in err and "use a smaller --m or --hidden" in err
     assert len(err.splitlines()) == 1
+
+
+def test_a_failed_memory_measurement_stops_the_other_process(monkeypatch):
+    from jitloops.bench import startup
+    started = []
+    real_popen = subprocess.Popen
+    scripts = iter(["print('not json')", "import time; time.sleep(60)"])
+
+    def popen(cmd, **kw):
+        started.append(real_popen([sys.executable, "-c", next(scripts)], **kw))
+        return started[-1]
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    with pytest.raises(ValueError):
+        startup.fit_memory("numpy")
+    assert len(started) == 2 and started[1].poll() is not None

@@ -148,15 +148,22 @@ def fit_memory(backend="numba", counts=(100, 10_000)):
     procs = [subprocess.Popen([sys.executable, "-c", MEMORY_SCRIPT, backend, str(n)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in counts]
     rows = []
-    for n, proc in zip(counts, procs):
-        try:
-            out, err = proc.communicate(timeout=600)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out, err = proc.communicate()
-            err = f"timed out after 600 s. {err}"
-        if proc.returncode != 0:
-            rows.append(dict(backend=backend, iterations=n, error=err.strip()[-500:]))
-            continue
-        rows.append(dict(backend=backend, **json.loads(out.strip().splitlines()[-1])))
+    try:
+        for n, proc in zip(counts, procs):
+            try:
+                out, err = proc.communicate(timeout=600)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+                err = f"timed out after 600 s. {err}"
+            if proc.returncode != 0:
+                rows.append(dict(backend=backend, iterations=n, error=err.strip()[-500:]))
+                continue
+            rows.append(dict(backend=backend, **json.loads(out.strip().splitlines()[-1])))
+    except BaseException:  # a Ctrl-C or a failure: no measuring process left running on its own
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+        raise
     return rows
