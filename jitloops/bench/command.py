@@ -186,8 +186,8 @@ def run(args):
     print("\n".join(text.splitlines()[len(head):]))
     print(f"\n(ran in {report['elapsed_s']:.0f} s; 1-minute load average {load_start:.2f} at the start, "
           f"{report['load_average']['end']:.2f} at the end: other work on the cores skews the "
-          f"multi-threaded rows most; reproduce: {_reproduce(args, sweep, themes, backends, dtypes)}; compiling or loading every case "
-          f"took {warm_s:.0f} s of it, before the timing"
+          f"multi-threaded rows most; reproduce: {_reproduce(args, sweep, themes, backends, dtypes)}; "
+          f"compiling or loading every case took {warm_s:.0f} s of it, before the timing"
           f"{f', {warm_mine_s:.0f} s in this process beside a helper for the parallel cases' if helper_rc is not None else ''})")
     for path in filter(None, (json_path, plot_path)):
         print(f"wrote {path}")
