@@ -2,6 +2,7 @@
 for importing it, its backend, and the error when it is missing."""
 
 import os
+import pathlib
 
 
 def pyplot():
@@ -30,14 +31,17 @@ def picture_path(path):
     """The file matplotlib's savefig writes when given ``path``: ``path``
     itself where its extension names a format matplotlib writes, with
     savefig's default format added where it has none (savefig adds it: "pic"
-    becomes "pic.png"); a ValueError for an extension it cannot write."""
+    becomes "pic.png"), as a str or, given a pathlib path, as one; a
+    ValueError for an extension it cannot write."""
     import matplotlib
     from matplotlib.backend_bases import FigureCanvasBase
-    stem, ext = os.path.splitext(os.fspath(path))
+    name = os.fspath(path)
+    stem, ext = os.path.splitext(name)
     if ext in ("", "."):  # savefig's own rule: the default format, after the name's trailing dots
-        return f"{os.fspath(path).rstrip('.')}.{matplotlib.rcParams['savefig.format']}"
-    formats = FigureCanvasBase.get_supported_filetypes()
-    if ext[1:].lower() not in formats:
-        raise ValueError(f"matplotlib cannot write a {ext!r} picture ({os.fspath(path)!r}); name the file with "
-                         f"one of {', '.join('.' + f for f in sorted(formats))}, e.g. {stem}.png")
-    return os.fspath(path)
+        name = f"{name.rstrip('.')}.{matplotlib.rcParams['savefig.format']}"
+    else:
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if ext[1:].lower() not in formats:
+            raise ValueError(f"matplotlib cannot write a {ext!r} picture ({name!r}); name the file with one of "
+                             f"{', '.join('.' + f for f in sorted(formats))}, e.g. {stem}.png")
+    return type(path)(name) if isinstance(path, pathlib.PurePath) else name

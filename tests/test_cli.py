@@ -231,7 +231,8 @@ def test_a_picture_without_extension_is_reported_by_the_name_written(monkeypatch
     assert main(["lesson", "symmetry", "--plot", str(tmp_path / "mypic")]) == 0
     assert f"picture: {tmp_path / 'mypic.png'}\n" in capsys.readouterr().out
     assert (tmp_path / "mypic.png").exists() and not (tmp_path / "mypic").exists()
-    assert _tiny_lesson().plot(tmp_path / "other") == str(tmp_path / "other.png")
+    assert _tiny_lesson().plot(tmp_path / "other") == tmp_path / "other.png"
+    assert _tiny_lesson().plot(str(tmp_path / "third.")) == str(tmp_path / "third.png")
 
 
 @pytest.mark.parametrize("args, message", [
