@@ -89,8 +89,8 @@ def run(args):
     except (ValueError, TypeError) as exc:
         print(f"jitloops train: {exc}", file=sys.stderr)
         return 2
-    except MemoryError:  # the activations of all m examples at once
-        return _too_big(args)
+    except MemoryError as exc:  # the activations of all m examples at once, or the cost records
+        return _too_big(args, exc)
     seconds = time.perf_counter() - t0
     unit = "iteration" if args.batch_size is None else "epoch"
     lines = [f"cost after {unit} {i}: {c:.6f}" for i, c in zip(net.cost_iterations_, net.costs_)]
@@ -115,7 +115,11 @@ def run(args):
     return status
 
 
-def _too_big(args):
+def _too_big(args, exc=None):
+    if type(exc) is MemoryError and exc.args:  # fit's own (its cost records, not NumPy's arrays)
+        print(f"jitloops train: --iterations {args.iterations} with --cost-every {args.cost_every} records "
+              f"more costs than memory holds; use a larger --cost-every or fewer --iterations", file=sys.stderr)
+        return 2
     print(f"jitloops train: not enough memory for {args.m:,} examples (--m) through hidden layers of "
           f"{args.hidden} units (--hidden) in {args.dtype}; use a smaller --m or --hidden", file=sys.stderr)
     return 2

@@ -310,6 +310,14 @@ def test_sizes_past_the_memory_are_one_line_not_a_memory_error(capsys, command, 
     assert len(err.splitlines()) == 1
 
 
+def test_cost_records_past_the_memory_name_the_options_that_make_them(capsys):
+    assert main(["train", "--backend", "numpy", "--iterations", str(10**15), "--cost-every", "1",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--iterations 1000000000000000 with --cost-every 1 records more costs than memory holds" in err
+    assert len(err.splitlines()) == 1
+
+
 def test_a_failed_memory_measurement_stops_the_other_process(monkeypatch):
     from jitloops.bench import startup
     started = []
