@@ -35,21 +35,38 @@ def alarm_in():
     signal.signal(signal.SIGALRM, previous)
 
 
+def _held(net, kind):
+    """A thread running a call of ``kind`` (_guard.shared: a reader; _guard.exclusive:
+    a writer) on ``net`` until the event returned with it is set."""
+    holding, release = threading.Event(), threading.Event()
+
+    @kind
+    def hold(net):
+        holding.set()
+        release.wait(10)
+    t = threading.Thread(target=hold, args=(net,))
+    t.start()
+    holding.wait(10)
+    return t, release
+
+
+def _in_thread(call, seconds=10):
+    """call() in another thread; its result, or the thread still running after seconds."""
+    out = []
+    t = threading.Thread(target=lambda: out.append(call()), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert not t.is_alive(), "the call in another thread still waits: a left-behind mark holds the network"
+    return out[0]
+
+
 @needs_alarm
 def test_an_exception_while_fit_waits_for_readers_leaves_the_network_free(alarm_in):
     # the writer's mark stayed set: every later predict in another thread blocked for good
     X = np.random.RandomState(0).randn(2, 20)
     Y = (X[:1] > 0).astype(float)
     net = NeuralNetwork([2, 3, 1], seed=0)
-    reading, release = threading.Event(), threading.Event()
-
-    @_guard.shared
-    def reader(net):
-        reading.set()
-        release.wait(10)
-    t = threading.Thread(target=reader, args=(net,))
-    t.start()
-    reading.wait(10)
+    t, release = _held(net, _guard.shared)
     alarm_in(0.05)
     with pytest.raises(Alarm):
         net.fit(X, Y, 1, 0.1)  # waits for the reader until the alarm
@@ -62,16 +79,6 @@ def test_an_exception_while_fit_waits_for_readers_leaves_the_network_free(alarm_
     other.join(10)
     assert done == [(1, 20)]
     assert net.fit(X, Y, 1, 0.1).n_iter_ == 1
-
-
-def _in_thread(call, seconds=10):
-    """call() in another thread; its result, or the thread still running after seconds."""
-    out = []
-    t = threading.Thread(target=lambda: out.append(call()), daemon=True)
-    t.start()
-    t.join(seconds)
-    assert not t.is_alive(), "the call in another thread still waits: a left-behind mark holds the network"
-    return out[0]
 
 
 def test_a_read_mark_left_behind_does_not_hold_the_network():
@@ -87,15 +94,7 @@ def test_a_read_mark_left_behind_does_not_hold_the_network():
     assert net.predict(X).shape == (1, 20)
     # this thread's own stale depth must not let it read while another thread writes
     net._guard.begin_read()
-    writing, release = threading.Event(), threading.Event()
-
-    @_guard.exclusive
-    def writer(net):
-        writing.set()
-        release.wait(10)
-    t = threading.Thread(target=writer, args=(net,))
-    t.start()
-    writing.wait(10)
+    t, release = _held(net, _guard.exclusive)
     threading.Timer(3 * _guard.RECHECK_S, release.set).start()
     before = time.monotonic()
     net.predict(X)
@@ -124,15 +123,7 @@ def test_a_waiting_writer_still_waits_for_a_reader_that_runs():
     X = np.random.RandomState(0).randn(2, 20)
     Y = (X[:1] > 0).astype(float)
     net = NeuralNetwork([2, 3, 1], seed=0).fit(X, Y, 1, 0.1)
-    reading, release = threading.Event(), threading.Event()
-
-    @_guard.shared
-    def reader(net):
-        reading.set()
-        release.wait(10)
-    t = threading.Thread(target=reader, args=(net,))
-    t.start()
-    reading.wait(10)
+    t, release = _held(net, _guard.shared)
     threading.Timer(5 * _guard.RECHECK_S, release.set).start()
     net.fit(X, Y, 1, 0.1)
     assert release.is_set()
