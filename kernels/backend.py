@@ -173,7 +173,20 @@ class Ops:
             f"A_prev has shape {A_prev.shape} but W has shape {W.shape} and {dZ_name} {dZ.shape}; "
             f"A_prev must be {_A_PREV} = ({k}, {dZ.shape[1]})",
         )
+        checks.shape_rule(dZ.shape[1] >= 1, f"{op} needs at least one example: {dZ_name} has shape {dZ.shape}, "
+                                            f"and dW = (1/m) dZ A_prev^T, db = (1/m) sum(dZ) divide by m")
         return A_prev, W, dtype
+
+    def _product_kernels(self, *factors):
+        """The raw kernels for a product: this backend's, or NumPy's where one
+        of ``factors`` (those the loops' sparse tiles multiply by the other
+        factor's zeros: W, and A_prev in dW) holds a NaN or an infinity. The
+        tiles leave a multiply by zero out (products/sparse.py), where NumPy
+        forms 0 x inf = NaN: the reference's answer for such inputs."""
+        if self.loops and not all(self.host_all_finite(x) for x in factors):
+            from . import vectorized
+            return _NumPyKernels(vectorized)
+        return self.kernels
 
     def _cost_inputs(self, op, AL, Y):
         AL = self._array(AL, "AL", 2, _AL)
@@ -194,7 +207,7 @@ class Ops:
         """Z = W A_prev + b. A_prev (n[l-1], m), W (n[l], n[l-1]), b (n[l], 1) -> Z (n[l], m)."""
         A_prev, W, b, dtype = self._linear_inputs("linear_forward", A_prev, W, b)
         Z = self._out(out, "out", (W.shape[0], A_prev.shape[1]), dtype, dict(A_prev=A_prev, W=W, b=b))
-        self.kernels.linear_forward(Z, A_prev, W, b)
+        self._product_kernels(W).linear_forward(Z, A_prev, W, b)
         return Z
 
     def activation_forward(self, Z, activation, *, out=None):
@@ -213,7 +226,7 @@ class Ops:
         outs = (None, None) if out is None else checks.out_tuple(out, ("Z", "A"), "(Z, A) of two arrays")
         Z, A = self._outs(outs, ("out[0] (Z)", "out[1] (A)"), (shape, shape), dtype,
                           dict(A_prev=A_prev, W=W, b=b))
-        self.kernels.linear_activation_forward(Z, A, A_prev, W, b, act)
+        self._product_kernels(W).linear_activation_forward(Z, A, A_prev, W, b, act)
         return Z, A
 
     def activation_backward(self, dA, Z, activation, *, out=None):
@@ -240,7 +253,7 @@ class Ops:
         dA_prev, dW, db = self._outs(
             outs, ("out[0] (dA_prev)", "out[1] (dW)", "out[2] (db)"),
             ((k, dZ.shape[1]), (n, k), (n, 1)), dtype, dict(dZ=dZ, A_prev=A_prev, W=W))
-        self.kernels.linear_backward(dA_prev, dW, db, dZ, A_prev, W)
+        self._product_kernels(W, A_prev).linear_backward(dA_prev, dW, db, dZ, A_prev, W)
         return dA_prev, dW, db
 
     def linear_activation_backward(self, dA, Z, A_prev, W, activation, *, out=None):
@@ -268,7 +281,7 @@ class Ops:
         dA_prev, dW, db, dZ = self._outs(
             outs, ("out[0] (dA_prev)", "out[1] (dW)", "out[2] (db)", "out[3] (dZ)"),
             ((k, m), (n, k), (n, 1), (n, m)), dtype, dict(dA=dA, Z=Z, A_prev=A_prev, W=W))
-        self.kernels.linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act)
+        self._product_kernels(W, A_prev).linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act)
         return dA_prev, dW, db
 
     def cross_entropy(self, AL, Y, *, out=None):
@@ -303,15 +316,16 @@ class Ops:
                 raise TypeError(
                     f"gradient_step updates param in place, so param must be a NumPy array, "
                     f"got {type(param).__name__}; or pass out= to receive the result")
-            checks.out_array(param, "param", param.shape, param.dtype)
-            if param.dtype not in checks.FLOAT_DTYPES:
+            if param.dtype.kind != "f" or param.dtype.itemsize not in (4, 8):
                 raise TypeError(f"param has dtype {param.dtype}; expected float32 or float64")
+            checks.out_array(param, "param", param.shape, param.dtype)
         grad = self._array(grad, "grad", np.ndim(grad), "(same as param)")
         if out is not None:
             param = self._array(param, "param", np.ndim(param), "(same as grad)")
         checks.same_dtype("gradient_step", dict(param=param, grad=grad))
         checks.shape_rule(param.shape == grad.shape,
                           f"param has shape {param.shape} but grad has shape {grad.shape}; they must match")
+        lr = checks.learning_rate_for(lr, param.dtype)
         target = param if out is None else self._out(
             out, "out", param.shape, param.dtype, dict(param=param, grad=grad), elementwise=True)
         if out is None:
@@ -335,3 +349,24 @@ class Ops:
         checks.out_array(out, "out", (), dtype)
         out[()] = value
         return out
+
+
+class _NumPyKernels:
+    """kernels.vectorized's products for Ops._product_kernels, taking the
+    loop backends' activation codes (their exact-math bit: NumPy's math is
+    the C library's anyway)."""
+
+    def __init__(self, vectorized):
+        self._k = vectorized
+
+    def linear_forward(self, Z, A_prev, W, b):
+        self._k.linear_forward(Z, A_prev, W, b)
+
+    def linear_activation_forward(self, Z, A, A_prev, W, b, act):
+        self._k.linear_activation_forward(Z, A, A_prev, W, b, act & ~EXACT)
+
+    def linear_backward(self, dA_prev, dW, db, dZ, A_prev, W):
+        self._k.linear_backward(dA_prev, dW, db, dZ, A_prev, W)
+
+    def linear_activation_backward(self, dA_prev, dW, db, dZ, dA, Z, A_prev, W, act):
+        self._k.linear_activation_backward(dA_prev, dW, db, dZ, dA, Z, A_prev, W, act & ~EXACT)

@@ -60,7 +60,7 @@ def float_array(x, name, ndim, shape_text):
         )
     if not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
-    return np.ascontiguousarray(x)
+    return np.require(x, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-D
 
 
 def same_dtype(op, arrays):
@@ -85,18 +85,36 @@ def learning_rate(lr, positive=False):
     (training: model.network; the op gradient_step takes any finite step)."""
     if isinstance(lr, (bool, np.bool_)) or not isinstance(lr, numbers.Real):
         raise TypeError(f"learning_rate must be a real number, got {type(lr).__name__} {lr!r}")
-    if positive and not (math.isfinite(float(lr)) and lr > 0):
+    try:
+        value = float(lr)
+    except OverflowError:  # an int past float64's range
+        value = math.inf
+    if positive and not (math.isfinite(value) and lr > 0):
         raise ValueError(f"learning_rate must be a finite number > 0, got {lr!r}")
-    if not math.isfinite(float(lr)):
+    if not math.isfinite(value):
         raise ValueError(f"learning_rate must be finite, got {lr!r}")
-    return float(lr)
+    return value
+
+
+def learning_rate_for(lr, dtype):
+    """``lr`` (a checked float) where it is finite in ``dtype`` too: cast to
+    float32, 1e39 is infinite, and every cell of the step would be."""
+    if abs(lr) > float(np.finfo(dtype).max):
+        raise ValueError(f"learning_rate {lr!r} is past the largest {np.dtype(dtype).name} ({np.finfo(dtype).max:.4g}): "
+                         f"in the step's {np.dtype(dtype).name} arithmetic it is infinite; use a smaller one")
+    return lr
 
 
 def out_array(out, name, shape, dtype):
     """Check an ``out=`` array: an ndarray of exactly ``shape`` and ``dtype``,
     C-contiguous and writeable (the op writes there and allocates nothing)."""
-    if not isinstance(out, np.ndarray):
-        raise TypeError(f"{name} must be a NumPy array of shape {shape} and dtype {dtype}, got {type(out).__name__}")
+    if not isinstance(out, np.ndarray) or isinstance(out, np.matrix):  # a matrix's rows index as matrices
+        raise TypeError(f"{name} must be a NumPy array of shape {shape} and dtype {dtype}, got {type(out).__name__}"
+                        + ("; np.asarray(it) is a plain array over the same memory"
+                           if isinstance(out, np.matrix) else ""))
+    if out.dtype.kind == "f" and not out.dtype.isnative:
+        raise TypeError(f"{name} has dtype {out.dtype.str}, not in this CPU's byte order, which the op writes in; "
+                        f"pass an array of dtype {dtype} (x.astype(x.dtype.newbyteorder('=')) converts one)")
     if out.shape != tuple(shape):
         raise ValueError(f"{name} has shape {out.shape} but the result has shape {tuple(shape)}; pass an array of shape {tuple(shape)}")
     if out.dtype != dtype:

@@ -73,6 +73,10 @@ EXACT = 8
 # cost more than the loop).
 BLOCK = 256
 PARALLEL_ELEMENTS = 16384
+# dot's blocks, each one partial sum: long enough that a block's vector loop
+# and its final horizontal add are a small part of it, short enough that a
+# million elements make hundreds of blocks for the threads to share
+DOT_BLOCK = 4096
 # The products (see kernels/loops/plans.py for the plans these choose between):
 # the course's loops up to COURSE_WORK multiply-adds, the SIMPLE plan up to
 # BLOCKED_WORK, a serial loop over tiles below PARALLEL_WORK, a parallel one

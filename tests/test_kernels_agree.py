@@ -278,3 +278,24 @@ def test_float32_loops_stay_float32():
                 if "fpext float" in line and "@_ZN7cpython" not in function:
                     promoted.append((name, line.strip()))
     assert promoted == [], f"float32 kernels promoted to float64: {promoted}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_long_reductions_give_the_same_bits_every_call_and_on_both_compiled_backends(dtype):
+    # the parallel dot and cost were prange reductions: their partial sums followed the threads'
+    # shares, which differ from call to call (two values in 200 calls of one float32 dot)
+    rng = np.random.default_rng(0)
+    v, w = rng.standard_normal((2, 100_003)).astype(dtype)
+    AL = rng.uniform(0, 1, (1, 40_000)).astype(dtype)
+    Y = (rng.random((1, 40_000)) < 0.5).astype(dtype)
+    parallel, serial = kernels.get_backend("parallel"), kernels.get_backend("numba")
+    dots = {parallel.dot(v, w).tobytes() for _ in range(50)}
+    costs = {parallel.cross_entropy(AL, Y) for _ in range(50)}
+    assert dots == {serial.dot(v, w).tobytes()} and costs == {serial.cross_entropy(AL, Y)}
+
+
+def test_a_long_float32_dot_is_summed_in_blocks():
+    # one float32 running sum stops growing at 2**24 (s + 1 == s): the blocks' partial sums do not
+    ones = np.ones(2**24 + 2**22, np.float32)
+    for name in ("python", "numba", "parallel"):
+        assert kernels.get_backend(name).dot(ones, ones) == 2**24 + 2**22, name

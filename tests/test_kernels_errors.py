@@ -216,3 +216,82 @@ class TestLayouts:
         big_endian = np.array([[-1.0, 2.0]], dtype=">f8")
         np.testing.assert_array_equal(ops.activation_forward(big_endian, "relu"), [[0.0, 2.0]])
         assert ops.dot([1.0, 2.0], [3.0, 4.0]) == 11.0
+
+
+# --------------------------------------- what NumPy answers, where the loops leave zeros out
+
+
+def _relu_like(rng, shape, dead_row):
+    """A relu's output, 70% zeros, one unit (row) dead: what the sparse tiles leave out."""
+    x = np.maximum(rng.standard_normal(shape) - 0.6, 0)
+    x[dead_row] = 0.0
+    return x
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_non_finite_factor_gives_numpys_non_finite_cells(ops, bad, dtype):
+    # the sparse tiles never formed 0 x NaN: a NaN weight into a dead unit vanished, Z all finite
+    rng = np.random.default_rng(0)
+    n = k = m = 64
+    ref = kernels.get_backend("numpy")
+    A_prev = _relu_like(rng, (k, m), 2).astype(dtype)
+    W = rng.standard_normal((n, k)).astype(dtype)
+    W[1, 2] = bad  # a diverged weight from the dead unit
+    b = np.zeros((n, 1), dtype)
+    dZ = _relu_like(rng, (n, m), 1).astype(dtype)
+    A_bad = rng.standard_normal((k, m)).astype(dtype)
+    A_bad[3, 5] = bad  # dW = dZ A_prev^T, dZ's row 1 zero
+    Z = rng.standard_normal((n, m)).astype(dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cases = [(lambda o: o.linear_forward(A_prev, W, b)),
+                 (lambda o: o.linear_activation_forward(A_prev, W, b, "relu")),
+                 (lambda o: o.linear_backward(dZ, A_prev, W)),
+                 (lambda o: o.linear_backward(dZ, A_bad, rng.standard_normal((n, k)).astype(dtype))),
+                 (lambda o: o.linear_activation_backward(dZ, Z, A_prev, W, "relu"))]
+        for i, case in enumerate(cases):
+            rng = np.random.default_rng(1)  # the same draws for both calls
+            want = case(ref)
+            rng = np.random.default_rng(1)
+            got = case(ops)
+            want, got = (want, got) if isinstance(want, tuple) else ((want,), (got,))
+            assert not all(np.isfinite(w).all() for w in want), f"case {i}: NumPy's answer has no {bad} to keep"
+            for j, (g, w) in enumerate(zip(got, want)):  # NumPy's own kernels ran: its very cells
+                np.testing.assert_array_equal(g, w, err_msg=f"case {i}, output {j}")
+
+
+def test_backward_needs_an_example(ops):
+    # m = 0: dW and db came back NaN (0 / 0) with no error
+    with pytest.raises(ValueError, match=r"needs at least one example: dZ has shape \(4, 0\)"):
+        ops.linear_backward(np.zeros((4, 0)), np.zeros((3, 0)), np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"needs at least one example: Z has shape \(4, 0\)"):
+        ops.linear_activation_backward(np.zeros((4, 0)), np.zeros((4, 0)), np.zeros((3, 0)), np.zeros((4, 3)), "relu")
+
+
+def test_gradient_step_on_a_scalar_array(ops):
+    # a 0-d param was said to have shape () against grad's (1,)
+    p = np.array(1.0)
+    assert ops.gradient_step(p, np.array(2.0), 0.5) is p and p == 0.0
+    out = np.empty(())
+    assert ops.gradient_step(np.array(1.0), np.array(2.0), 0.25, out=out) is out and out == 0.5
+
+
+def test_a_learning_rate_infinite_in_the_params_dtype_is_refused(ops):
+    # 1e39 passed the float64 test; cast to float32 it is inf, and the step made inf and NaN cells
+    p = np.ones(3, np.float32)
+    with pytest.raises(ValueError, match=r"learning_rate 1e\+39 is past the largest float32"):
+        ops.gradient_step(p, np.ones(3, np.float32), 1e39)
+    assert (p == 1).all()
+    with pytest.raises(ValueError, match="learning_rate must be finite"):
+        ops.gradient_step(np.ones(3), np.ones(3), 10**400)  # an int past float64: OverflowError once
+    assert ops.gradient_step(np.ones(3), np.ones(3), 1e39)[0] == 1 - 1e39
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_out_arrays_the_ops_cannot_write_are_refused(ops):
+    A_prev, W, b = layer()
+    with pytest.raises(TypeError, match="got matrix; np.asarray"):
+        ops.linear_forward(A_prev, W, b, out=np.asmatrix(np.empty((4, 5))))
+    swapped = np.ones(3, dtype=">f8")
+    with pytest.raises(TypeError, match=r"param has dtype >f8, not in this CPU's byte order"):
+        ops.gradient_step(swapped, np.ones(3), 0.1)

@@ -271,6 +271,7 @@ class CudaOps(Ops):
         checks.same_dtype("gradient_step", dict(param=param_d, grad=grad_d))
         checks.shape_rule(param_d.shape == grad_d.shape,
                           f"param has shape {param_d.shape} but grad has shape {grad_d.shape}; they must match")
+        lr = checks.learning_rate_for(lr, param_d.dtype)
         if out is not None:
             target = self._out(out, "out", param_d.shape, param_d.dtype,
                                dict(param=param_d, grad=grad_d), elementwise=True)

@@ -37,10 +37,15 @@ def cross_entropy(AL, Y, eps, exact=False):
     hi = one - lo
     if m < PARALLEL_ELEMENTS:  # too small for threads to pay
         return -_cost_block(a_row, y_row, 0, m, lo, hi, exact) / m
-    total = 0.0
+    # each block's sum its own prange iteration's, added in order: the same
+    # bits however the threads share the blocks (kernels.loops.dot's way)
     nblocks = (m + BLOCK - 1) // BLOCK
-    for t in prange(nblocks):  # scalar reduction: numba gives each thread its own partial sum
-        total += _cost_block(a_row, y_row, t * BLOCK, min(t * BLOCK + BLOCK, m), lo, hi, exact)
+    partial = np.empty(nblocks)
+    for t in prange(nblocks):
+        partial[t] = _cost_block(a_row, y_row, t * BLOCK, min(t * BLOCK + BLOCK, m), lo, hi, exact)
+    total = 0.0
+    for t in range(nblocks):
+        total += partial[t]
     return -total / m
 
 

@@ -9,7 +9,7 @@ from numba import prange
 
 from numba.extending import register_jitable
 
-from ..options import ADAM, BLOCK, DIVIDE_STEP, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
+from ..options import ADAM, BLOCK, DIVIDE_STEP, DOT_BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
 from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
 from ..vector_step import SKIPPED, vector_step
 from .memory import store_fence, stream_cells
@@ -46,16 +46,30 @@ def gradient_step(out, param, grad, learning_rate):
 def dot(a, b):
     """s = sum_i a[i] b[i] for 1-D a, b of one length; returns the dtype's scalar.
 
-    The accumulator has the inputs' dtype (as BLAS's sdot/ddot). Under prange
-    each thread sums its own share.
+    The accumulator has the inputs' dtype (as BLAS's sdot/ddot). A long one
+    is summed in blocks of DOT_BLOCK, each its own prange iteration's partial
+    sum, and the partial sums are added in order: the same bits however the
+    threads share the blocks (a prange reduction's partial sums follow the
+    threads' shares, which differ from call to call).
     """
     s = a.dtype.type(0.0)
-    if a.shape[0] < PARALLEL_ELEMENTS:
-        for i in range(a.shape[0]):
+    n = a.shape[0]
+    if n < PARALLEL_ELEMENTS:
+        for i in range(n):
             s += a[i] * b[i]
         return s
-    for i in prange(a.shape[0]):
-        s += a[i] * b[i]
+    nblocks = (n + DOT_BLOCK - 1) // DOT_BLOCK
+    partial = np.empty(nblocks, dtype=a.dtype)
+    for t in prange(nblocks):
+        j0 = t * DOT_BLOCK
+        ab = a[j0:min(j0 + DOT_BLOCK, n)]  # views indexed from 0: no wraparound test stops SIMD
+        bb = b[j0:min(j0 + DOT_BLOCK, n)]
+        p = a.dtype.type(0.0)
+        for i in range(ab.shape[0]):
+            p += ab[i] * bb[i]
+        partial[t] = p
+    for t in range(nblocks):
+        s += partial[t]
     return s
 
 
