@@ -57,7 +57,7 @@ def output_path(path, option, picture=False):
         except ValueError as exc:
             raise ValueError(f"{option}: {exc}") from None
     try:
-        check_save_path(path)
+        check_save_path(path, replaced=option == "--save")  # save renames a file over it; the others open() it
     except OSError as exc:
         # its message names save(); here the option is the news
         raise ValueError(f"{option}: {str(exc).removeprefix(f'save({path!r}): ')}") from None

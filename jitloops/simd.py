@@ -169,8 +169,9 @@ def lessons(findings, llvm_cpu="this CPU", zmm=None):
                  else "multiplies and adds with packed instructions (no FMA in this code)")
         out["fastmath"] = (
             f"fastmath ('reassoc' + 'contract') grants that permission: LLVM keeps several vector "
-            f"accumulators (here {acc} {width} registers of {lanes} doubles each = {acc * lanes} partial sums), "
-            f"{fused}, and adds the partial sums at the end. Same math, different rounding (it is usually "
+            + (f"accumulators (here {acc} {width} registers of {lanes} doubles each = {acc * lanes} partial sums), "
+               if acc else f"accumulators ({width} registers of {lanes} doubles each), ")
+            + f"{fused}, and adds the partial sums at the end. Same math, different rounding (it is usually "
             f"*more* accurate: pairwise-like summation).")
         out["float32"] = (f"float32 doubles the lanes: {_lane_words(width)}, so the same instruction count "
                           f"does twice the work and half the bytes are read.")

@@ -92,6 +92,13 @@ def run(args):
     except MemoryError as exc:  # the activations of all m examples at once, or the cost records
         return _too_big(args, exc)
     seconds = time.perf_counter() - t0
+    # saved first: a Ctrl-C during the final cost, or a reader that stops early (`| head`), must not cost the file
+    save_error = None
+    if args.save is not None:
+        try:
+            net.save(args.save)
+        except OSError as exc:  # the folder went away or filled up during training
+            save_error = exc
     unit = "iteration" if args.batch_size is None else "epoch"
     lines = [f"cost after {unit} {i}: {c:.6f}" for i, c in zip(net.cost_iterations_, net.costs_)]
     done = f"{net.n_iter_} {unit}s in {seconds:.2f} s (compilation included)"
@@ -102,14 +109,11 @@ def run(args):
     except ValueError as exc:  # the forward pass overflowed: no cost to report
         lines.append(f"{done}; no final cost: {exc}")
         status = status or 1
-    # saved before anything is printed: a reader that stops early (`| head`) must not cost the file
+    if save_error is not None:
+        print("\n".join(lines))
+        print(f"jitloops train: could not save to {args.save!r}: {save_error}", file=sys.stderr)
+        return 1
     if args.save is not None:
-        try:
-            net.save(args.save)
-        except OSError as exc:  # the folder went away or filled up during training
-            print("\n".join(lines))
-            print(f"jitloops train: could not save to {args.save!r}: {exc}", file=sys.stderr)
-            return 1
         lines.append(f"saved to {args.save}")
     print("\n".join(lines))
     return status

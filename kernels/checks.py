@@ -60,7 +60,8 @@ def float_array(x, name, ndim, shape_text):
         )
     if not x.dtype.isnative:
         x = x.astype(x.dtype.newbyteorder("="))
-    return np.require(x, requirements="C")  # not ascontiguousarray: it makes a 0-d array 1-D
+    # not ascontiguousarray, which makes a 0-d array 1-D; "E": a plain ndarray (not a matrix or a masked array)
+    return np.require(x, requirements="CE")
 
 
 def same_dtype(op, arrays):

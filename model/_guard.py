@@ -99,6 +99,9 @@ class Guard:
             if self._writer is not None and self._writer[0] != me:
                 if depth:  # trust a nested read only if an outer read runs
                     depth = max(0, min(depth, self._calls_in_stack(sys._getframe(), _SHARED) - 1))
+                    if depth == 0:  # a mark left behind: gone before the wait, or the writer waits for it
+                        self._reads.pop(me, None)
+                        self._cond.notify_all()
                 while depth == 0 and self._writer is not None and self._writer[0] != me:
                     if not self._cond.wait(RECHECK_S):
                         self._drop_left_behind()

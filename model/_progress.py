@@ -23,12 +23,21 @@ class Progress:
         except ImportError:
             tqdm = None
         if tqdm is not None:
-            self._bar = tqdm(total=total, desc=desc, unit="it", file=self._stream, leave=True)
+            try:
+                self._bar = tqdm(total=total, desc=desc, unit="it", file=self._stream, leave=True)
+            except (BrokenPipeError, ValueError):  # see update
+                self.enabled = False
 
     def update(self, n, cost=None):
         self.done += n
         if not self.enabled:
             return
+        try:
+            self._show(n, cost)
+        except (BrokenPipeError, ValueError):  # the stream's reader went (`2>&1 | head`) or it was closed
+            self.enabled = False  # the bar is gone; the fit goes on (it is only a display)
+
+    def _show(self, n, cost):
         if self._bar is not None:
             if cost is not None:
                 self._bar.set_postfix(cost=f"{cost:.6f}", refresh=False)
@@ -49,10 +58,14 @@ class Progress:
     def close(self):
         if not self.enabled:
             return
-        if self._bar is not None:
-            self._bar.close()
-        else:
-            self._last = 0.0
-            self.update(0)
-            self._stream.write("\n")
-            self._stream.flush()
+        try:
+            if self._bar is not None:
+                self._bar.close()
+            else:
+                self._last = 0.0
+                self.update(0)
+                if self.enabled:
+                    self._stream.write("\n")
+                    self._stream.flush()
+        except (BrokenPipeError, ValueError):
+            self.enabled = False

@@ -53,11 +53,16 @@ def call_recorded(results, fn, *args):
     """fn(*args), its result appended to ``results`` as fn returns. The
     append is list.extend's, in C: the interpreter runs a signal handler
     written in Python (a timeout's alarm, a SIGINT handler of the program's
-    own) between two of its bytecodes, and where fn is compiled code there is
-    none between fn's return and the append. So an exception such a handler
-    raises as the chunk's compiled call returns finds that call's epochs in
-    ``results``, and fit records them before raising it (``_drive``)."""
+    own) between two of its bytecodes, and where fn is compiled code
+    ("numba", "parallel") there is none between fn's return and the append.
+    So an exception such a handler raises as the chunk's compiled call
+    returns finds that call's epochs in ``results``, and fit records them
+    before raising it (``_drive``). (Where fn is Python, the interpreted
+    backends' loops or the team's driver, one can still land inside it.)"""
+    ran = len(results)
     results.extend(map(fn, *((a,) for a in args)))
+    if len(results) == ran:  # fn raised StopIteration, which ends map's iteration silently
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)} raised StopIteration")
     return results[-1]
 
 
@@ -159,13 +164,14 @@ class FitLoop:
                     ops.copy(b_start[l], b[l])
                 try:
                     done, status = run(p.fit_chunk_unguarded, start, count)
-                    if status != DIVERGED and p.parameters_finite(W, b, zeros):
-                        results.append((done, status))
-                        return done, status
+                    finite = status != DIVERGED and p.parameters_finite(W, b, zeros)
                 except BaseException:  # leave the parameters of a finite iteration: the chunk's first
                     with contextlib.suppress(Exception):
                         restore()
                     raise
+                if finite:
+                    results.append((done, status))
+                    return done, status
                 restore()
                 return call_recorded(results, run, p.fit_chunk, start, count)
             finally:  # the lists may have traded arrays: W, b hold the current parameters

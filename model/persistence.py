@@ -17,17 +17,20 @@ import zipfile
 
 import numpy as np
 
+import kernels
+
 from . import _guard
 
 FILE_FORMAT = "jitloops-model-1"
 
 
-def check_save_path(path):
+def check_save_path(path, replaced=True):
     """``path`` (as a str) where save can write a file, or an OSError that
     says why not: empty, a folder, something that is not a regular file, a
     folder that does not exist, or one not writable (``jitloops train
-    --save`` asks before it trains). An existing file is replaced, as
-    np.save and torch.save replace one."""
+    --save`` asks before it trains; ``replaced=False``: a file written in
+    place by open(), as --json is, where a device or a pipe is fine). An
+    existing file is replaced, as np.save and torch.save replace one."""
     path = os.fspath(path)
     if not path:
         raise FileNotFoundError("save(''): the path is empty; give a file name, e.g. 'net.npz'")
@@ -35,7 +38,9 @@ def check_save_path(path):
     if os.path.isdir(path):
         raise IsADirectoryError(f"save({path!r}): that is a folder; give a file name, e.g. "
                                 f"{os.path.join(path, 'net.npz')!r}")
-    if os.path.exists(path) and not os.path.isfile(path):  # a device (/dev/null), a pipe, a socket
+    # save writes a new file and renames it over the path: a device (/dev/null), a pipe, a socket
+    # would be replaced (what open() writes into, ``replaced=False``, may be one)
+    if replaced and os.path.exists(path) and not os.path.isfile(path):
         raise FileExistsError(f"save({path!r}): that exists and is not a regular file (a device, a pipe or "
                               f"a socket), which save would replace with a file; give another file name")
     if not os.path.isdir(folder):
@@ -85,9 +90,9 @@ class Persistence:
         arrays.update({f"param_{k}": v for k, v in params.items()})
         fd, tmp = _temporary_file(folder)
         try:
-            with contextlib.suppress(FileNotFoundError):  # the file it replaces keeps its permissions
-                os.chmod(tmp, os.stat(path).st_mode & 0o7777)
             with os.fdopen(fd, "wb") as f:
+                with contextlib.suppress(OSError):  # the file it replaces keeps its permissions
+                    os.chmod(tmp, os.stat(path).st_mode & 0o7777)
                 np.savez(f, **arrays)
                 f.flush()
                 os.fsync(f.fileno())
@@ -128,16 +133,20 @@ class Persistence:
             dtype = str(data["dtype"])
         except KeyError as exc:
             raise ValueError(f"{path!r} is missing the architecture entry {exc.args[0]!r}") from None
-        if dims.ndim != 1 or dims.dtype.kind not in "iu" or acts.ndim != 1:
-            raise ValueError(f"{path!r} has a corrupt architecture: layer_dims must be a list of integers and "
-                             f"activations a list of names, got {dims!r} and {acts!r}")
+        if dims.ndim != 1 or dims.dtype.kind not in "iu" or acts.ndim != 1 or not 2 <= dims.size == acts.size + 1:
+            raise ValueError(f"{path!r} has a corrupt architecture: layer_dims must be a list of two or more "
+                             f"integers and activations a list of one name a layer, got {dims!r} and {acts!r}")
         dims, acts = [int(n) for n in dims], [str(a) for a in acts]
         from .logistic import LogisticRegression
         from .network import NeuralNetwork
         target = {c.__name__: c for c in (NeuralNetwork, LogisticRegression)}.get(kind)
         if target is None or not issubclass(target, cls):
             raise ValueError(f"{path!r} holds a {kind}, not a {cls.__name__}")
-        net = target._from_architecture(dims, acts, backend, dtype)
+        kernels.get_backend(backend)  # the caller's backend= first: its errors are not the file's
+        try:
+            net = target._from_architecture(dims, acts, backend, dtype)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path!r} has a corrupt architecture: {exc}") from None
         if "init" in data:  # files saved before stop 48 have no record of it (their init reads "zeros")
             try:
                 seed = data["seed"]

@@ -115,6 +115,20 @@ def test_train_saves_before_a_reader_that_stopped_early(tmp_path):
     assert path.exists()
 
 
+def test_train_with_its_progress_bar_on_a_closed_pipe_still_saves(tmp_path):
+    # `train ... 2>&1 | head -1`: the bar's write raised BrokenPipeError inside fit, and nothing was saved
+    path = tmp_path / "net.npz"
+    proc = subprocess.Popen(_jitloops("train", "--backend", "numpy", "--iterations", "3000", "--save", str(path)),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env())
+    try:
+        assert proc.stdout.readline().startswith("NeuralNetwork(")
+        proc.stdout.close()  # the bar's next write meets the closed pipe
+        proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 141 and path.exists()
+
+
 def test_compare_into_a_closed_pipe_stops_quietly():
     w = _closed_pipe()
     try:
@@ -331,3 +345,13 @@ def test_a_failed_memory_measurement_stops_the_other_process(monkeypatch):
     with pytest.raises(ValueError):
         startup.fit_memory("numpy")
     assert len(started) == 2 and started[1].poll() is not None
+
+
+def test_json_may_go_to_a_device_but_save_may_not(tmp_path):
+    # --json is written with open(): /dev/null and /dev/stdout are fine there; save renames a file over its path
+    from jitloops import options
+    if not (os.path.exists(os.devnull) and not os.path.isfile(os.devnull)):
+        pytest.skip("no device file to try")
+    assert options.output_path(os.devnull, "--json") == os.devnull
+    with pytest.raises(ValueError, match="--save: .*not a regular file"):
+        options.output_path(os.devnull, "--save")

@@ -315,7 +315,7 @@ def test_load_explains_an_npy_file_and_a_corrupt_architecture(tmp_path):
         arrays = {**net._architecture(), **{f"param_{k}": v for k, v in net.parameters.items()}}
         arrays["layer_dims"] = dims
         np.savez(tmp_path / "bad.npz", **arrays)
-        with pytest.raises(ValueError, match="corrupt architecture: layer_dims must be a list of integers"):
+        with pytest.raises(ValueError, match="corrupt architecture: layer_dims must be a list of two or more integers"):
             NeuralNetwork.load(tmp_path / "bad.npz")
 
 
@@ -371,3 +371,29 @@ def test_logistic_regressions_b_may_be_one_element_and_is_explained_when_not():
 def test_planars_odd_example_goes_to_class_1():
     X, Y = datasets.planar(m=5)
     assert X.shape == (2, 5) and Y.tolist() == [[0, 0, 1, 1, 1]]
+
+
+def test_a_progress_bar_whose_reader_went_does_not_stop_the_fit(data, monkeypatch):
+    # `jitloops train ... 2>&1 | head -1`: the bar's write raised BrokenPipeError inside fit
+    class Gone:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+    monkeypatch.setattr("sys.stderr", Gone())
+    X, Y = data
+    assert NeuralNetwork([2, 3, 1]).fit(X, Y, 50, 0.1, progress=True).n_iter_ == 50
+
+
+def test_load_explains_an_empty_or_unmakeable_architecture(tmp_path):
+    net = NeuralNetwork([2, 3, 1], seed=0)
+    for change in (dict(layer_dims=np.zeros(0, np.int64), activations=np.array([], dtype="<U4")),
+                   dict(dtype=np.array("float16"))):
+        arrays = {**net._architecture(), **{f"param_{k}": v for k, v in net.parameters.items()}, **change}
+        np.savez(tmp_path / "bad.npz", **arrays)
+        with pytest.raises(ValueError, match="bad.npz' has a corrupt architecture"):
+            NeuralNetwork.load(tmp_path / "bad.npz")
+    net.save(tmp_path / "good.npz")
+    with pytest.raises(ValueError, match="unknown backend 'nunba'"):  # the caller's mistake, not the file's
+        NeuralNetwork.load(tmp_path / "good.npz", backend="nunba")

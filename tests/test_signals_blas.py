@@ -103,6 +103,30 @@ def test_a_read_mark_left_behind_does_not_hold_the_network():
     assert net._guard._writer is None and net._guard._reads == {}
 
 
+def test_a_read_mark_left_behind_and_a_new_read_do_not_wait_for_each_other():
+    # the read saw its thread's mark was left behind but kept it while it waited for the writer,
+    # and the writer's recheck counted that waiting read as running: both waited for good
+    X = np.random.RandomState(0).randn(2, 20)
+    Y = (X[:1] > 0).astype(float)
+    net = NeuralNetwork([2, 3, 1], seed=0).fit(X, Y, 1, 0.1)
+    marked, done = threading.Event(), []
+
+    def reader():  # its own mark left behind, then a read while the other thread's fit waits on it
+        net._guard.begin_read()
+        marked.set()
+        deadline = time.monotonic() + 10
+        while net._guard._writer is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        done.append(net.predict(X).shape)
+    r = threading.Thread(target=reader, daemon=True)
+    r.start()
+    marked.wait(10)
+    fitted = _in_thread(lambda: net.fit(X, Y, 2, 0.1).n_iter_)
+    r.join(10)
+    assert not r.is_alive() and done == [(1, 20)] and fitted == 3
+    assert net._guard._reads == {} and net._guard._writer is None
+
+
 def test_a_write_mark_left_behind_does_not_hold_the_network():
     X = np.random.RandomState(0).randn(2, 20)
     Y = (X[:1] > 0).astype(float)
@@ -333,3 +357,15 @@ def test_a_claim_left_on_the_team_threads_is_taken_up_or_dropped():
     names.clear()
     team_run.run_members(member, ("x",), 2, 2)
     assert "jitloops-team-1" in names and team_run.TEAM_THREADS.idle()
+
+
+def test_call_recorded_refuses_a_stop_iteration():
+    # list.extend(map(...)) ends quietly at a StopIteration: the last chunk's result came back twice
+    from model.fit import call_recorded
+    results = [(3, 0)]
+
+    def chunk(start):
+        raise StopIteration
+    with pytest.raises(RuntimeError, match="raised StopIteration"):
+        call_recorded(results, chunk, 3)
+    assert results == [(3, 0)]
