@@ -289,6 +289,27 @@ class FitLoop:
         chunk.results = results
         return chunk
 
+    @staticmethod
+    def _cost_records(epochs, cost_every, validating):
+        """fit's arrays for the costs (and validation costs) it records,
+        ceil(epochs / cost_every) each: not filled, since only the cells of
+        the epochs done are read, so an epochs cap far above what early
+        stopping runs takes only the pages it writes."""
+        n = -(-epochs // cost_every)
+        try:
+            return np.empty(n), (np.empty(n) if validating else None)
+        except MemoryError:
+            raise MemoryError(
+                f"fit(epochs={epochs}, cost_every={cost_every}) records {n} costs ({n * 8 / 2**30:.3g} GiB), "
+                f"more than this machine can hold; record fewer (a larger cost_every) or fit in several calls "
+                f"(each continues where the last stopped)") from None
+
+    def _restore_best(self, W_best, b_best):
+        """The parameters of the best epoch (early stopping's copy) made current."""
+        for l in range(self.n_layers):
+            self._ops.copy(self._W[l], W_best[l])
+            self._ops.copy(self._b[l], b_best[l])
+
     def _fit_tests_X(self, X, options):
         """Whether this fit's own passes find NaN and infinity in X (the
         chunks then return X_NOT_FINITE before any step with them), so that
