@@ -77,6 +77,12 @@ PARALLEL_ELEMENTS = 16384
 # and its final horizontal add are a small part of it, short enough that a
 # million elements make hundreds of blocks for the threads to share
 DOT_BLOCK = 4096
+# An epoch's batches (gather_batches: as large as X) of at least this many
+# bytes are written with streaming stores, which bypass the caches (the
+# MNIST-sized X, 51 MB); smaller ones (digits' X, 0.7 MB) with ordinary
+# stores, so that each step finds its batch in the caches
+# (docs/performance-log.md, "The epoch's batches where the steps find them").
+STREAM_GATHER_BYTES = 4 << 20
 # The products (see kernels/loops/plans.py for the plans these choose between):
 # the course's loops up to COURSE_WORK multiply-adds, the SIMPLE plan up to
 # BLOCKED_WORK, a serial loop over tiles below PARALLEL_WORK, a parallel one

@@ -36,12 +36,16 @@ CHUNK_SECONDS = 0.1
 # allocating them and building Numba's typed lists costs more than several
 # iterations. Larger buffers are freed when fit returns.
 KEEP_FIT_BUFFERS_BYTES = 4 << 20
-# Mini-batches of an X of at least this many bytes are gathered once an
+# Mini-batches of an X of at least this many bytes (every X: the tests set
+# it past theirs to compare with a gather per batch) are gathered once an
 # epoch into a buffer the size of X (the course's shuffled_X; scikit-learn's
 # MLP shuffles a copy of X every epoch too), batch after batch, and each
-# batch's steps read their block of it: past the caches, a batch's own gather
-# reads a cache line of X for every cell it takes (model.training.fit_epochs).
-EPOCH_GATHER_BYTES = 4 << 20
+# batch's steps read their block of it (model.training.fit_epochs): a
+# batch's own gather reads a cache line of X for every cell it takes, from
+# memory past the caches, and from the other core's cache for the team's
+# members, which gather a small X's rows apart (docs/performance-log.md,
+# "The epoch's batches where the steps find them").
+EPOCH_GATHER_BYTES = 0
 # ... and that buffer is kept with the fit's other buffers (for the next fit
 # of the same X shape) up to this size: a new one costs a first touch of
 # every page (about twice the gather's own writes), in each fit(epochs=1).
@@ -319,8 +323,8 @@ class FitLoop:
 
     def _gathers(self, X, batch_size):
         """Whether a mini-batch fit gathers X once an epoch (see
-        EPOCH_GATHER_BYTES): batches smaller than m, X of that many bytes in
-        the network's dtype. That gather tests X for NaN and infinity
+        EPOCH_GATHER_BYTES): batches smaller than m, X of at least that many
+        bytes in the network's dtype. That gather tests X for NaN and infinity
         (fit_epochs' X_NOT_FINITE), so fit's check of X does not."""
         shape = getattr(X, "shape", ())
         if batch_size is None or len(shape) != 2 or batch_size >= shape[1]:

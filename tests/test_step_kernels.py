@@ -133,6 +133,38 @@ def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, 
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("backend", ["numba", "parallel", "python"])
+def test_gather_batches_streams_only_batches_past_the_caches(backend, dtype, monkeypatch):
+    """Batches of STREAM_GATHER_BYTES or more are staged and streamed
+    (kernels.loops.memory), smaller ones written in place: the same cells
+    either way. Compiled: an epoch of X just past the limit and one just
+    under it; interpreted (the "python" backend runs the loop source), a
+    small one with the limit moved under it and over it."""
+    from kernels.loops import update
+    from kernels.options import STREAM_GATHER_BYTES
+    ops = kernels.get_backend(backend)
+    itemsize = np.dtype(dtype).itemsize
+    n = 16
+    if backend == "python":
+        sizes = [(n, 50)]
+    else:
+        past = -(-STREAM_GATHER_BYTES // (n * itemsize))
+        sizes = [(n, past), (n, past - 1)]
+    rng = np.random.default_rng(7)
+    for limit in ((0, 1 << 60) if backend == "python" else (STREAM_GATHER_BYTES,)):
+        monkeypatch.setattr(update, "STREAM_GATHER_BYTES", limit)
+        for shape in sizes:
+            X = rng.standard_normal(shape).astype(dtype)
+            index = rng.permutation(shape[1]).astype(np.int64)
+            out = ops.empty_lines(shape, dtype)
+            assert (out.nbytes >= STREAM_GATHER_BYTES) == (shape is sizes[0] and backend != "python")
+            assert ops.kernels.gather_batches(out, X, index, 64, 0, n) is True
+            for j0 in range(0, shape[1], 64):
+                mb = min(64, shape[1] - j0)
+                np.testing.assert_array_equal(batch_of(out, j0, mb), X[:, index[j0:j0 + mb]], err_msg=(limit, shape))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("offset", [0, 1, 5, 16])
 def test_streamed_cells_are_the_cells_copied(offset, dtype):
     """stream_cells, compiled and interpreted: dst[d:d + count] = src[:count]

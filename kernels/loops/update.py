@@ -9,7 +9,8 @@ from numba import prange
 
 from numba.extending import register_jitable
 
-from ..options import ADAM, BLOCK, DIVIDE_STEP, DOT_BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP
+from ..options import (ADAM, BLOCK, DIVIDE_STEP, DOT_BLOCK, HELPER_OPTIONS, MOMENTUM, PARALLEL_ELEMENTS, RMSPROP,
+                       STREAM_GATHER_BYTES)
 from ..quotient import EPSILON_MAX64, QUOTIENT_MIN64, quotient
 from ..vector_step import SKIPPED, vector_step
 from .memory import store_fence, stream_cells
@@ -254,19 +255,28 @@ def _gather_batches_row(cells, x, index, size, n, i, line):
     goes first: its pass along the row streams it into the caches (the
     prefetchers follow a pass in order), so the gather's reads in the
     epoch's order find their lines there instead of waiting on memory one
-    line at a time where X exceeds the last cache (docs/performance-log.md). Each batch's
-    cells are taken into ``line`` (size,) and written from there with
+    line at a time where X exceeds the last cache (docs/performance-log.md).
+    Where ``line`` has cells (batches of STREAM_GATHER_BYTES or more), each
+    batch's cells are taken into it (size,) and written from there with
     streaming stores (kernels.loops.memory: the batches are read long
-    after), fenced before the row returns. Borrowed views (views.borrowed):
-    a view per batch would count references on arrays every member shares."""
+    after), fenced before the row returns; else written in place, so that
+    the steps find their batch in the caches. Borrowed views
+    (views.borrowed): a view per batch would count references on arrays
+    every member shares."""
     cells, x, index, line = borrowed(cells), borrowed(x), borrowed(index), borrowed(line)
     ok = _finite(x)  # vectorized; a test inside the gather loop slowed it
     m = x.shape[0]
+    stream = line.shape[0] > 0
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
-        _gather_row(line[:mb], x, index[j0:j0 + mb])
-        stream_cells(cells, j0 * n + i * mb, line, mb)
-    store_fence()
+        d = j0 * n + i * mb
+        if stream:
+            _gather_row(line[:mb], x, index[j0:j0 + mb])
+            stream_cells(cells, d, line, mb)
+        else:
+            _gather_row(cells[d:d + mb], x, index[j0:j0 + mb])
+    if stream:
+        store_fence()
     return ok
 
 
@@ -284,18 +294,25 @@ def gather_batches(out, X, index, size, r0, r1):
     test of a large X for NaN and infinity, each row tested while it is in
     the caches from its gather (a test of its own reads all of X from
     memory again, a large part of a short fit's fixed cost).
+    Batches of STREAM_GATHER_BYTES or more are written with streaming
+    stores (past the caches, read long after, ordinary stores would evict
+    what the steps keep there), smaller ones with ordinary stores (they
+    stay in the caches for the steps: docs/performance-log.md, "The epoch's
+    batches where the steps find them").
     out (n, m) out, its cells in that order; X (n, m); index int64 (m,) of columns of X."""
     n = X.shape[0]
     cells = flat(out)
+    # the streaming stores' staging row, or none: ordinary stores in place
+    staged = size if cells.shape[0] * cells.itemsize >= STREAM_GATHER_BYTES else 0
     if (r1 - r0) * X.shape[1] < PARALLEL_ELEMENTS:
         ok = True
-        line = np.empty(size, X.dtype)
+        line = np.empty(staged, X.dtype)
         for i in range(r0, r1):
             ok &= _gather_batches_row(cells, X[i], index, size, n, i, line)
         return bool(ok)  # a NumPy bool interpreted
     bad = 0
     for t in prange(r1 - r0):  # a sum: prange's reductions are arithmetic
-        line = np.empty(size, X.dtype)  # the iteration's own
+        line = np.empty(staged, X.dtype)  # the iteration's own
         bad += 0 if _gather_batches_row(cells, X[r0 + t], index, size, n, r0 + t, line) else 1
     return bad == 0
 
