@@ -317,7 +317,7 @@ class FitLoop:
     def _fit_tests_X(self, X, options):
         """Whether this fit's own passes find NaN and infinity in X (the
         chunks then return X_NOT_FINITE before any step with them), so that
-        fit's check of X need not test them first: a large X that a
+        fit's check of X need not test them first: an X that a
         mini-batch fit gathers once an epoch (_gathers)."""
         return not options.plain and self._gathers(X, options.batch_size)
 

@@ -34,10 +34,11 @@ are). A step is a run of phases, each a meeting of the team:
 No gradient is summed across the cores but dA's shares, and no phase waits
 for an update: 2L meetings a step (2L - 1 with the epoch's batches
 gathered). Once an epoch, one item records the epoch's cost, the
-validation cost and early stopping, as fit_epochs does; where X is large,
-P items first gather the epoch's batches (their rows of X), each testing
-what it copies for NaN and infinity: a part that meets one halts the
-team before any step (X_NOT_FINITE; fit raises check_X's error).
+validation cost and early stopping, as fit_epochs does; where X is
+gathered once an epoch (every mini-batch fit: model.fit), P items first
+gather the epoch's batches (their rows of X), each testing what it copies
+for NaN and infinity: a part that meets one halts the team before any step
+(X_NOT_FINITE; fit raises check_X's error).
 
 The members synchronise with ``kernels.loops.team`` (taken items, no
 barrier that can hang; ``model.team_run.fit_epochs_team`` runs them on

@@ -269,8 +269,8 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
     Al, dZl, dAl, Ybl) when b does not divide m. Each batch: forward, cost,
     backward (+ (l2 / b_batch) W with L2), one optimizer step.
 
-    When ``Xs`` has X's shape (a large X: see model.fit), each epoch first
-    gathers all of X's columns in the epoch's order into it, the course's
+    When ``Xs`` has X's shape (every mini-batch fit: see model.fit), each
+    epoch first gathers all of X's columns in the epoch's order into it, the course's
     ``shuffled_X = X[:, permutation]``, batch after batch (gather_batches),
     and each batch's A[0] is its block there (batch_of), not a copy: one
     pass over X an epoch uses every cache line it reads, where a batch's own
@@ -321,7 +321,7 @@ def fit_epochs(costs, W, b, W_next, b_next, V_W, V_b, S_W, S_b, Z, A, dZ, dA, Zl
         if shuffle:
             permutation(perm, seed, epoch)
         if whole and not gather_batches(Xs, X, perm, bsize, 0, X.shape[0]):
-            done, status = k, X_NOT_FINITE  # fit tests a large X here: see model.fit
+            done, status = k, X_NOT_FINITE  # fit tests X here: see model.fit
             break
         lr = learning_rate / (1.0 + decay_rate * (epoch // decay_every))
         total = 0.0
