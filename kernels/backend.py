@@ -73,8 +73,8 @@ class Ops:
 
     def empty_lines(self, shape, dtype):
         """empty(), its first cell at the start of a 64-byte cache line: the
-        epoch's gather of X writes whole lines there with streaming stores
-        (kernels.loops.memory). A device backend: its empty()."""
+        epoch's gather of a large X writes whole lines there with streaming
+        stores (kernels.loops.memory). A device backend: its empty()."""
         dtype = np.dtype(dtype)
         count = int(np.prod(shape))
         raw = np.empty(count * dtype.itemsize + LINE_BYTES, dtype=np.uint8)

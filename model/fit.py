@@ -46,7 +46,14 @@ KEEP_FIT_BUFFERS_BYTES = 4 << 20
 # members, which gather a small X's rows apart (docs/performance-log.md,
 # "The epoch's batches where the steps find them").
 EPOCH_GATHER_BYTES = 0
-# ... and that buffer is kept with the fit's other buffers (for the next fit
+# An X that a fit gathers once an epoch and that takes at least this many
+# bytes in the network's dtype is tested for NaN and infinity by that gather
+# (each row while it is in the caches), not first by check_X (a pass over a
+# large X of its own, a large part of a short fit's fixed cost); a smaller X
+# by check_X, a pass of microseconds, so that its error comes before any
+# other check, buffer or compilation.
+GATHER_TESTS_X_BYTES = 4 << 20
+# ... and the epoch's buffer is kept with the fit's other buffers (for the next fit
 # of the same X shape) up to this size: a new one costs a first touch of
 # every page (about twice the gather's own writes), in each fit(epochs=1).
 # Past it, a fit frees it when it returns.
@@ -317,15 +324,20 @@ class FitLoop:
     def _fit_tests_X(self, X, options):
         """Whether this fit's own passes find NaN and infinity in X (the
         chunks then return X_NOT_FINITE before any step with them), so that
-        fit's check of X need not test them first: an X that a
-        mini-batch fit gathers once an epoch (_gathers)."""
-        return not options.plain and self._gathers(X, options.batch_size)
+        fit's check of X need not test them first: an X of at least
+        GATHER_TESTS_X_BYTES that a mini-batch fit gathers once an epoch
+        (_gathers), on a backend that trains with mini-batches."""
+        if options.plain or options.needs_kernels(self._ops) or not self._gathers(X, options.batch_size):
+            return False
+        shape = X.shape
+        return shape[0] * shape[1] * self.dtype.itemsize >= GATHER_TESTS_X_BYTES
 
     def _gathers(self, X, batch_size):
         """Whether a mini-batch fit gathers X once an epoch (see
         EPOCH_GATHER_BYTES): batches smaller than m, X of at least that many
         bytes in the network's dtype. That gather tests X for NaN and infinity
-        (fit_epochs' X_NOT_FINITE), so fit's check of X does not."""
+        (fit_epochs' X_NOT_FINITE), so fit's check of a large X does not
+        (_fit_tests_X)."""
         shape = getattr(X, "shape", ())
         if batch_size is None or len(shape) != 2 or batch_size >= shape[1]:
             return False

@@ -384,6 +384,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
                 raise ValueError(f"backend {self.backend!r} trains with full-batch gradient descent only: "
                                  f"{missing} needs one of the CPU backends ('numba', 'parallel', 'numpy', "
                                  f"'python'); its raw kernels lack optimizer_step and the mini-batch gather")
+            previous_state = self._optimizer_state  # back in place if the gather refuses X
             chunk = self._epoch_runner(Xd, Yd, costs, cost_every, learning_rate, options, validation, val_costs)
             key = (self.backend, Xd.shape[1], options.batch_size)
         done, status = self._drive(chunk, epochs, costs, cost_every, progress, key)
@@ -412,6 +413,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
                 f"large (its largest magnitude: {float(np.max(np.abs(self._ops.to_host(Xd)))):.3g}); the network "
                 f"keeps the parameters of the last finite step")
         if status == X_NOT_FINITE:  # the gather's test (no step made with it): check_X's own message
+            self._optimizer_state = previous_state  # another optimizer's fresh state must not replace it
             check_X(X, self.layer_dims[0], self.dtype)
             raise ValueError("X contains NaN or infinity; remove or impute those values first")
         if isinstance(status, BaseException):  # a Ctrl-C, or a signal handler's exception: after the history

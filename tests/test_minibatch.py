@@ -281,6 +281,35 @@ def test_a_backend_without_the_minibatch_kernels_names_the_option():
     assert net.n_iter_ == 2
 
 
+@pytest.mark.parametrize("large", [False, True])
+def test_nan_in_x_is_reported_before_any_other_check(large, monkeypatch):
+    """An X with NaN is refused with check_X's message before Y, validation
+    data, the epochs' records or a backend's missing kernels are looked at:
+    check_X tests it first unless the fit's gather will (an X past
+    GATHER_TESTS_X_BYTES, on a backend that gathers: the second call)."""
+    import types
+    from model import fit
+    if large:
+        monkeypatch.setattr(fit, "GATHER_TESTS_X_BYTES", 0)
+    X, Y = moons_like(m=40)
+    Xb = X.copy()
+    Xb[1, 5] = np.nan
+    net = NeuralNetwork([2, 3, 1], backend="numba")
+    kw = dict(batch_size=8, optimizer="adam")
+    # (a large X's gather meets the NaN only after these checks)
+    for bad in () if large else (dict(Y=Y[:, :-1]), dict(validation_data=(X[:1], Y)),
+                                 dict(epochs=10 ** 15, cost_every=1)):
+        args = dict(X=Xb, Y=Y, epochs=2, learning_rate=0.1, **kw)
+        args.update(bad)
+        with pytest.raises(ValueError, match="X contains NaN or infinity"):
+            net.fit(**args)
+    raw = {k: v for k, v in vars(vectorized).items() if k not in ("optimizer_step", "gather_columns", "permutation")}
+    net._ops = kernels.Ops("gpu-like", types.SimpleNamespace(**raw))
+    net._program = None
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(Xb, Y, 1, 0.1, **kw)  # not the missing kernels' error: this backend does not gather
+
+
 @pytest.mark.parametrize("backend", ["numpy", "numba", "parallel"])
 def test_validation_costs_and_early_stopping(backend):
     """val_costs_ is the validation cost after each recorded epoch's updates
@@ -414,14 +443,16 @@ def test_a_large_x_is_gathered_once_an_epoch_with_the_same_batches(backend, monk
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("backend", CPU)
 def test_a_gathered_x_with_nan_or_inf_is_refused_before_any_step(backend, dtype, monkeypatch):
-    """A large X (gathered once an epoch) is tested for NaN and infinity by
-    that gather, not by a pass of fit's own over X: check_X's ValueError all
-    the same, raised before any step (the parameters, the history and the
-    optimizer's steps as they were); in float32 also a float64 value past
-    float32's range, with check_X's message. fit(epochs=0) gathers nothing
-    and checks X itself. The network then trains on as if never asked."""
+    """A large X (past GATHER_TESTS_X_BYTES, gathered once an epoch) is
+    tested for NaN and infinity by that gather, not by a pass of fit's own
+    over X: check_X's ValueError all the same, raised before any step (the
+    parameters, the history and the optimizer's steps as they were, also
+    where the refused fit names another optimizer, whose fresh state must
+    not replace Adam's); in float32 also a float64 value past float32's
+    range, with check_X's message. fit(epochs=0) gathers nothing and checks
+    X itself. The network then trains on as if never asked."""
     from model import fit, network
-    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    monkeypatch.setattr(fit, "GATHER_TESTS_X_BYTES", 0)
     finite_tests = []
 
     def spy(X, n_x, dtype, finite=True, *rest):
@@ -451,6 +482,11 @@ def test_a_gathered_x_with_nan_or_inf_is_refused_before_any_step(backend, dtype,
             np.testing.assert_array_equal(net.costs_, costs)
     finite_tests.clear()
     Xb[1, 150] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        net.fit(Xb, Y, 3, 0.01, batch_size=64, optimizer="momentum", seed=1)
+    assert finite_tests[0] is False and net._optimizer_state["steps"] == steps
+    assert type(net._optimizer_state["key"][0]).__name__ == "Adam"
+    finite_tests.clear()
     with pytest.raises(ValueError, match="X contains NaN or infinity"):
         net.fit(Xb, Y, 0, 0.01, **kw)
     assert finite_tests[0] is True

@@ -237,10 +237,10 @@ def test_fit_keeps_its_lists_but_never_x(planar, backend):
 def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, gather, monkeypatch):
     """Mini-batch fits keep their buffers too (for the next fit of the same
     shapes and optimizer state), with ``gather`` the buffer X is gathered
-    into once an epoch: fits that change the data, shuffle, the
-    parameters, then the optimizer train exactly as with new buffers."""
-    if gather:
-        monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    into once an epoch (without: each batch gathered from X): fits that
+    change the data, shuffle, the parameters, then the optimizer train
+    exactly as with new buffers."""
+    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0 if gather else 1 << 60)
     X, Y = planar
     X2, Y2 = X[::-1].copy(), 1 - Y
 
@@ -265,7 +265,7 @@ def test_kept_epoch_buffers_train_like_fresh_ones(planar, backend, gather, monke
 
 @pytest.mark.parametrize("backend", ["numpy", "numba"])
 def test_what_a_mini_batch_fit_keeps_and_what_counts_against_the_limit(planar, backend, monkeypatch):
-    """The epoch buffer (X's shape, past EPOCH_GATHER_BYTES) is kept with the
+    """The epoch buffer (X's shape, every mini-batch X's) is kept with the
     other buffers while it is at most KEEP_EPOCH_BUFFER_BYTES, and taken over
     by the next fit of that shape; the buffers count against
     KEEP_FIT_BUFFERS_BYTES once each, without the optimizer's moments (the

@@ -111,8 +111,8 @@ def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, 
     the rows asked for; the other rows' cells are not written. Copies:
     exact. (40, 3000) is past PARALLEL_ELEMENTS: the parallel loop.) Into
     an array that starts a cache line (Ops.empty_lines, as fit allocates
-    it: a batch's rows of whole lines are streamed, kernels.loops.memory)
-    and into one that does not (ordinary stores)."""
+    it) and into one that does not. These batches are under
+    STREAM_GATHER_BYTES (ordinary stores; the streamed ones: the next test)."""
     ops = kernels.get_backend(backend)
     K = ops.kernels
     rng = np.random.default_rng(m)
@@ -132,36 +132,63 @@ def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, 
         assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
 
 
+def _gather_and_check(K, out, X, index, size, r0, r1):
+    """gather_batches into ``out`` (every cell -7 first): batch_of(out, j0,
+    b) is X[:, index[j0:j0 + b]] on rows r0:r1, the other rows unwritten;
+    then a NaN in those rows of X makes it return False."""
+    out[...] = -7.0
+    assert K.gather_batches(out, X, index, size, r0, r1) is True
+    m = X.shape[1]
+    for j0 in range(0, m, size):
+        mb = min(size, m - j0)
+        block = batch_of(out, j0, mb)
+        np.testing.assert_array_equal(block[r0:r1], X[r0:r1][:, index[j0:j0 + mb]], err_msg=(out.shape, j0))
+        assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
+    Y = X.copy()
+    Y[(r0 + r1) // 2, m // 2] = np.nan
+    assert K.gather_batches(out, Y, index, size, r0, r1) is False
+
+
+@pytest.mark.parametrize("placement", ["lines", "off a line"])
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("backend", ["numba", "parallel", "python"])
-def test_gather_batches_streams_only_batches_past_the_caches(backend, dtype, monkeypatch):
+@pytest.mark.parametrize("backend", ["numba", "parallel"])
+def test_gather_batches_streams_batches_past_the_caches(backend, dtype, placement):
     """Batches of STREAM_GATHER_BYTES or more are staged and streamed
-    (kernels.loops.memory), smaller ones written in place: the same cells
-    either way. Compiled: an epoch of X just past the limit and one just
-    under it; interpreted (the "python" backend runs the loop source), a
-    small one with the limit moved under it and over it."""
-    from kernels.loops import update
-    from kernels.options import STREAM_GATHER_BYTES
+    (kernels.loops.memory), smaller ones written in place (the test above):
+    the same cells either way. Past the limit: rows r0:r1 of X (a team
+    member's share) and all of them, batches that do not divide m (a short
+    last one), sizes whose rows do not fill whole cache lines, an output
+    that starts a line and one that does not, the parallel loop and the
+    serial one (rows x m under PARALLEL_ELEMENTS)."""
+    from kernels.options import PARALLEL_ELEMENTS, STREAM_GATHER_BYTES
     ops = kernels.get_backend(backend)
     itemsize = np.dtype(dtype).itemsize
-    n = 16
-    if backend == "python":
-        sizes = [(n, 50)]
-    else:
-        past = -(-STREAM_GATHER_BYTES // (n * itemsize))
-        sizes = [(n, past), (n, past - 1)]
+    wide = -(-STREAM_GATHER_BYTES // (16 * itemsize)) + 37
+    tall = -(-STREAM_GATHER_BYTES // (1100 * itemsize)) + 1
+    rng = np.random.default_rng(11)
+    for n, m, size, (r0, r1) in ((16, wide, 24, (3, 11)), (16, wide, 8, (0, 16)),
+                                 (tall, 1100, 24, (5, 19)), (tall, 1100, 100, (0, 1))):
+        X = rng.standard_normal((n, m)).astype(dtype)
+        index = rng.permutation(m).astype(np.int64)
+        lines = ops.empty_lines((n * m + 1,), dtype)
+        out = (lines[:-1] if placement == "lines" else lines[1:]).reshape(n, m)
+        assert out.nbytes >= STREAM_GATHER_BYTES
+        assert ((r1 - r0) * m < PARALLEL_ELEMENTS) == (n == tall)  # the serial loop, then the parallel one
+        _gather_and_check(ops.kernels, out, X, index, size, r0, r1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gather_batches_interpreted_stages_past_the_limit_and_not_under(dtype, monkeypatch):
+    """The "python" backend runs the loop source: with the limit moved
+    under a small X's batches and over them, both paths give X's columns."""
+    from kernels.loops import update
+    ops = kernels.get_backend("python")
     rng = np.random.default_rng(7)
-    for limit in ((0, 1 << 60) if backend == "python" else (STREAM_GATHER_BYTES,)):
+    X = rng.standard_normal((6, 50)).astype(dtype)
+    index = rng.permutation(50).astype(np.int64)
+    for limit in (0, 1 << 60):
         monkeypatch.setattr(update, "STREAM_GATHER_BYTES", limit)
-        for shape in sizes:
-            X = rng.standard_normal(shape).astype(dtype)
-            index = rng.permutation(shape[1]).astype(np.int64)
-            out = ops.empty_lines(shape, dtype)
-            assert (out.nbytes >= STREAM_GATHER_BYTES) == (shape is sizes[0] and backend != "python")
-            assert ops.kernels.gather_batches(out, X, index, 64, 0, n) is True
-            for j0 in range(0, shape[1], 64):
-                mb = min(64, shape[1] - j0)
-                np.testing.assert_array_equal(batch_of(out, j0, mb), X[:, index[j0:j0 + mb]], err_msg=(limit, shape))
+        _gather_and_check(ops.kernels, ops.empty_lines(X.shape, dtype), X, index, 16, 1, 5)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -169,9 +169,11 @@ def test_early_stopping_and_validation_costs_match_numpy(two_parts):
 
 def test_one_epoch_n_times_equals_n_epochs_and_a_large_x(two_parts, monkeypatch):
     """The optimizer's state carries over between the team's fits; X gathered
-    once an epoch (past EPOCH_GATHER_BYTES) gives the same batches."""
+    once an epoch (fit's way) gives the same batches as each batch gathered
+    by the team's gather items (EPOCH_GATHER_BYTES past X's size)."""
     X, Y = data()
     kwargs = dict(batch_size=48, optimizer="adam", seed=2, decay_rate=0.5)
+    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 1 << 60)
     once = net("parallel").fit(X, Y, 4, 0.01, **kwargs)
     steps = net("parallel")
     for _ in range(4):
@@ -185,10 +187,11 @@ def test_one_epoch_n_times_equals_n_epochs_and_a_large_x(two_parts, monkeypatch)
 
 @pytest.mark.parametrize("members", [1, 2])
 def test_a_gathered_x_with_nan_is_refused_by_the_team_before_any_step(two_parts, monkeypatch, members):
-    """The team's gather items test X (a large X: fit does not test it
-    first): a NaN in either part's rows halts the team in that phase, fit
-    raises check_X's ValueError, no step made; then it trains on."""
-    monkeypatch.setattr(fit, "EPOCH_GATHER_BYTES", 0)
+    """The team's gather items test X (a large X, past GATHER_TESTS_X_BYTES:
+    fit does not test it first): a NaN in either part's rows halts the team
+    in that phase, fit raises check_X's ValueError, no step made; then it
+    trains on."""
+    monkeypatch.setattr(fit, "GATHER_TESTS_X_BYTES", 0)
     two_parts[1].append(members)
     X, Y = data()
     kwargs = dict(batch_size=48, optimizer="adam", seed=2)

@@ -13,8 +13,10 @@ Two places where a mini-batch epoch waits on memory, not on arithmetic
   B[r0:r1, c0:c1], one for each cache line a row's cells lie in
   (``llvm.prefetch``, a read into the second-level cache: ``prefetcht1``
   on x86, ``prfm pldl2keep`` on AArch64). A hint changes no value.
-- **Streaming the epoch's gather.** The epoch's batches (as large as X)
-  are written once and read a step at a time long after: an ordinary
+- **Streaming the epoch's gather.** The epoch's batches (as large as X;
+  of STREAM_GATHER_BYTES or more, past the caches: gather_batches writes
+  smaller ones with ordinary stores, which leave them in the caches for
+  the steps) are written once and read a step at a time long after: an ordinary
   store first reads each line it writes into the caches (a write
   allocates), a third of the gather's traffic, and evicts what the steps
   keep there. ``stream_cells(dst, d, src, count)``: dst[d:d + count] =
