@@ -374,6 +374,7 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
         Xd, Yd = self._data(X, Y, finite=not (epochs and self._fit_tests_X(X, options)))
         validation = self._validation_data(validation_data)
         costs, val_costs = self._cost_records(epochs, cost_every, validation is not None)
+        previous_state = self._optimizer_state  # back in place if the fit's own test refuses X
         if options.plain:  # the course's batch gradient descent: its own, leaner loop
             self._optimizer_state = None
             chunk = self._chunk_runner(Xd, Yd, costs, cost_every, learning_rate)
@@ -384,7 +385,6 @@ class NeuralNetwork(Inference, FitLoop, Persistence):
                 raise ValueError(f"backend {self.backend!r} trains with full-batch gradient descent only: "
                                  f"{missing} needs one of the CPU backends ('numba', 'parallel', 'numpy', "
                                  f"'python'); its raw kernels lack optimizer_step and the mini-batch gather")
-            previous_state = self._optimizer_state  # back in place if the gather refuses X
             chunk = self._epoch_runner(Xd, Yd, costs, cost_every, learning_rate, options, validation, val_costs)
             key = (self.backend, Xd.shape[1], options.batch_size)
         done, status = self._drive(chunk, epochs, costs, cost_every, progress, key)
