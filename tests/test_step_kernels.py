@@ -121,20 +121,13 @@ def test_gather_batches_lays_out_each_batch_as_its_own_block(backend, dtype, n, 
     lines = ops.empty_lines((n * m + 1,), dtype)
     assert lines.ctypes.data % 64 == 0
     out = (lines[:-1] if placement == "lines" else lines[1:]).reshape(n, m)
-    out[...] = -7.0
-    r0, r1 = rows
-    assert K.gather_batches(out, X, index, size, r0, r1) is True  # every cell copied is finite
-    for j0 in range(0, m, size):
-        mb = min(size, m - j0)
-        block = batch_of(out, j0, mb)
-        assert block.shape == (n, mb) and block.flags.c_contiguous
-        np.testing.assert_array_equal(block[r0:r1], X[r0:r1][:, index[j0:j0 + mb]])
-        assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
+    _gather_and_check(K, out, X, index, size, *rows)
 
 
 def _gather_and_check(K, out, X, index, size, r0, r1):
-    """gather_batches into ``out`` (every cell -7 first): batch_of(out, j0,
-    b) is X[:, index[j0:j0 + b]] on rows r0:r1, the other rows unwritten;
+    """gather_batches into ``out`` (every cell -7 first) returns True (every
+    cell it copies is finite), and batch_of(out, j0, b) is a C-contiguous
+    block, X[:, index[j0:j0 + b]] on rows r0:r1, the other rows unwritten;
     then a NaN in those rows of X makes it return False."""
     out[...] = -7.0
     assert K.gather_batches(out, X, index, size, r0, r1) is True
@@ -142,6 +135,7 @@ def _gather_and_check(K, out, X, index, size, r0, r1):
     for j0 in range(0, m, size):
         mb = min(size, m - j0)
         block = batch_of(out, j0, mb)
+        assert block.shape == (X.shape[0], mb) and block.flags.c_contiguous
         np.testing.assert_array_equal(block[r0:r1], X[r0:r1][:, index[j0:j0 + mb]], err_msg=(out.shape, j0))
         assert (block[:r0] == -7.0).all() and (block[r1:] == -7.0).all()
     Y = X.copy()
