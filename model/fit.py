@@ -329,8 +329,7 @@ class FitLoop:
         (_gathers), on a backend that trains with mini-batches."""
         if options.plain or options.needs_kernels(self._ops) or not self._gathers(X, options.batch_size):
             return False
-        shape = X.shape
-        return shape[0] * shape[1] * self.dtype.itemsize >= GATHER_TESTS_X_BYTES
+        return self._x_bytes(X) >= GATHER_TESTS_X_BYTES
 
     def _gathers(self, X, batch_size):
         """Whether a mini-batch fit gathers X once an epoch (see
@@ -341,7 +340,11 @@ class FitLoop:
         shape = getattr(X, "shape", ())
         if batch_size is None or len(shape) != 2 or batch_size >= shape[1]:
             return False
-        return shape[0] * shape[1] * self.dtype.itemsize >= EPOCH_GATHER_BYTES
+        return self._x_bytes(X) >= EPOCH_GATHER_BYTES
+
+    def _x_bytes(self, X):
+        """The bytes of X (n_x, m) in the network's dtype."""
+        return X.shape[0] * X.shape[1] * self.dtype.itemsize
 
     def _batch_buffers(self, X, size, copy):
         """Z, A, dZ, dA for batches of ``size`` examples as program lists;
