@@ -181,6 +181,22 @@ class TestOut:
         with pytest.raises(ValueError, match="overlaps the input Z"):
             ops.activation_forward(flat[:10].reshape(2, 5), "relu", out=flat[2:].reshape(2, 5))
 
+    def test_strided_input_in_outs_memory_is_copied_first(self, ops):
+        # a strided input is copied before the op (checks.float_array), so an
+        # out over its memory is not one the op reads: accepted on every backend
+        # (cuda included, whose check once looked at the strided view itself)
+        big = np.arange(40.0).reshape(4, 10) - 20
+        want = np.maximum(big[:, :5], 0)
+        out = big.reshape(-1)[20:40].reshape(4, 5)  # rows 2 and 3 of big: cells of the input
+        ops.activation_forward(big[:, :5], "relu", out=out)
+        np.testing.assert_array_equal(out, want)
+        cells = np.arange(20.0).reshape(2, 10)
+        param = cells.reshape(-1)[10:].reshape(2, 5)  # row 1 of cells, which grad's view reads too
+        grad = cells[:, ::2]
+        want = param - 0.5 * grad
+        ops.gradient_step(param, grad, 0.5)
+        np.testing.assert_array_equal(param, want)
+
     def test_outputs_overlapping_each_other(self, ops):
         A_prev, W, b = layer()
         Z = np.empty((4, 5))

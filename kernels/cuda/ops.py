@@ -88,7 +88,7 @@ class _Call:
 
     def __init__(self):
         self.on_device = False  # a device array was passed: allocated results stay there
-        self.host_input = {}    # id(device copy) -> the NumPy input it was copied from
+        self.host_input = {}    # id(device copy) -> the NumPy array it was copied from
         self.given = {}         # id(device array the kernel wrote) -> the array the caller passed
         self.copy_back = []     # (device result, NumPy array to fill)
 
@@ -188,8 +188,11 @@ class CudaOps(Ops):
             _check_device_input(d, name, ndim, shape_text)
             call.on_device = True
             return d
-        d = cuda.to_device(checks.float_array(x, name, ndim, shape_text))
-        call.host_input[id(d)] = x
+        # the array the copy was made from: a strided x is copied first, as on the
+        # CPU backends, so an out overlapping x's memory is not one the op reads
+        host = checks.float_array(x, name, ndim, shape_text)
+        d = cuda.to_device(host)
+        call.host_input[id(d)] = host
         return d
 
     def _out(self, out, name, shape, dtype, inputs, elementwise=False):
@@ -276,7 +279,8 @@ class CudaOps(Ops):
             target = self._out(out, "out", param_d.shape, param_d.dtype,
                                dict(param=param_d, grad=grad_d), elementwise=True)
         elif isinstance(param, np.ndarray):  # in place: update the device copy, copy it back into param
-            checks.no_overlap(param, "param", dict(grad=grad) if isinstance(grad, np.ndarray) else {},
+            host_grad = call.host_input.get(id(grad_d))  # what grad's copy was made from (None: on the device)
+            checks.no_overlap(param, "param", dict(grad=host_grad) if host_grad is not None else {},
                               elementwise=True)
             target = param_d
             call.given[id(param_d)] = param
